@@ -1,0 +1,118 @@
+//! What the hub broadcasts, and how transports encode it.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::value::RawValue;
+
+use crate::hub::ConnId;
+use crate::outbox::Frame;
+
+/// Who a member is, as other members see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub id: ConnId,
+    pub name: Arc<str>,
+}
+
+/// The body of a message: any JSON value, plus binary attachments.
+///
+/// Text typed in a TCP client is the JSON string `"text"`. A Socket.IO
+/// client's `data` is kept as the raw JSON it sent, with its binary parts
+/// replaced by `{"_placeholder":true,"num":N}` objects indexing
+/// [`Data::attachments`], exactly as the Socket.IO protocol carries them, so
+/// it reaches other Socket.IO clients unchanged.
+#[derive(Debug, Clone)]
+pub struct Data {
+    pub json: Box<RawValue>,
+    pub attachments: Vec<Bytes>,
+}
+
+impl Data {
+    /// A plain text message.
+    pub fn text(text: &str) -> Data {
+        let json = serde_json::to_string(text).expect("a string always serializes");
+        Data {
+            json: RawValue::from_string(json).expect("serde_json wrote valid JSON"),
+            attachments: Vec::new(),
+        }
+    }
+
+    /// The text, if the JSON is a plain string.
+    pub fn as_text(&self) -> Option<String> {
+        let raw = self.json.get();
+        if raw.starts_with('"') {
+            serde_json::from_str(raw).ok()
+        } else {
+            None
+        }
+    }
+
+    /// Total bytes of the attachments.
+    pub fn attachment_bytes(&self) -> usize {
+        self.attachments.iter().map(Bytes::len).sum()
+    }
+}
+
+/// A message published to a room.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub nsp: Arc<str>,
+    pub room: Arc<str>,
+    /// Position in the room: 1 for its first message, then increasing by one.
+    pub offset: u64,
+    /// Server time of publication, milliseconds since the Unix epoch.
+    pub ts: u64,
+    pub from: MemberInfo,
+    pub data: Data,
+}
+
+/// Whether a member arrived or left.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceKind {
+    Joined,
+    Left,
+}
+
+impl PresenceKind {
+    /// `join` or `leave`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PresenceKind::Joined => "join",
+            PresenceKind::Left => "leave",
+        }
+    }
+}
+
+/// A member joined or left a room.
+#[derive(Debug, Clone)]
+pub struct Presence {
+    pub nsp: Arc<str>,
+    pub room: Arc<str>,
+    pub member: MemberInfo,
+    pub kind: PresenceKind,
+    /// Members in the room after the change.
+    pub members: usize,
+}
+
+/// Anything the hub delivers to many connections at once.
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    Message(&'a Message),
+    Presence(&'a Presence),
+}
+
+/// Turns hub events into the frames of one wire format.
+///
+/// Implemented by each transport. The hub calls [`Codec::encode`] once per
+/// distinct [`Codec::key`] for every broadcast and gives the resulting frames
+/// (cheap `Bytes` clones) to every receiver using that key.
+pub trait Codec: Send + Sync + 'static {
+    /// Connections whose codecs return the same key must produce identical
+    /// frames for the same event.
+    fn key(&self) -> u64;
+
+    /// Appends the frames for `event` to `out`. May append nothing when the
+    /// format has no representation for the event.
+    fn encode(&self, event: &Event<'_>, out: &mut Vec<Frame>);
+}

@@ -1,0 +1,50 @@
+//! # volna-hub
+//!
+//! The part of volna that every transport shares. A TCP line client, a plain
+//! WebSocket client and a Socket.IO socket are all a [`Conn`] here: they have
+//! an id, a display name, a namespace and a set of rooms, and they receive
+//! [`Frame`]s through a bounded [`Outbox`].
+//!
+//! The hub knows nothing about wire formats. Each connection brings a
+//! [`Codec`] that turns hub [`Event`]s into frames. A broadcast encodes each
+//! event once per distinct codec (see [`Codec::key`]) and hands the same
+//! [`bytes::Bytes`] to every receiver, so a room of ten thousand Socket.IO
+//! clients costs one JSON encoding per message, not ten thousand.
+//!
+//! ## Layout
+//! - `outbox.rs`: the bounded per-connection queue and the slow-consumer policy.
+//! - `event.rs`: what the hub broadcasts ([`Message`], [`Presence`]) and the
+//!   [`Codec`] trait.
+//! - `hub.rs`: the [`Hub`] itself: namespaces, rooms, offsets, presence,
+//!   history, broadcast.
+//! - `stats.rs`: counters every layer can bump and read.
+//!
+//! ## Ordering and offsets
+//! Every message published to a room gets the room's next offset (1, 2, 3…)
+//! and a timestamp, and is queued to every member while the room's lock is
+//! held, so all members see a room's messages in offset order. Locks are
+//! `std::sync::Mutex`es held for short, non-async sections only.
+//!
+//! ## Slow consumers
+//! See [`Outbox`]: when a connection's queue would exceed its frame or byte
+//! bound, the connection is closed with [`CloseReason::SlowConsumer`], its
+//! queued frames are dropped, and the event is counted. Senders never wait
+//! for a slow receiver.
+
+mod event;
+mod hub;
+mod outbox;
+mod stats;
+
+pub use event::{Codec, Data, Event, MemberInfo, Message, Presence, PresenceKind};
+pub use hub::{Conn, ConnId, Hub, HubConfig, HubError, JoinInfo, RoomInfo};
+pub use outbox::{Batch, CloseReason, Frame, Outbox, OutboxLimits, PushError};
+pub use stats::Stats;
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

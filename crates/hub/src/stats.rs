@@ -1,0 +1,54 @@
+//! Counters shared by every layer.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Monotonic counters. Every layer bumps the ones it owns; `/health` and the
+/// shutdown log read them.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections registered with the hub since start.
+    pub connections_opened: AtomicU64,
+    /// Connections removed from the hub since start.
+    pub connections_closed: AtomicU64,
+    /// Messages published to rooms.
+    pub messages: AtomicU64,
+    /// Frames queued to receivers by broadcasts (one per receiver per event).
+    pub deliveries: AtomicU64,
+    /// Connections closed because their outgoing queue overflowed.
+    pub slow_consumers: AtomicU64,
+    /// Requests refused as bad input (malformed packets, over-long lines,
+    /// invalid UTF-8, unknown commands…); the connection may have survived.
+    pub bad_input: AtomicU64,
+    /// Connections closed for a protocol violation.
+    pub protocol_closes: AtomicU64,
+}
+
+impl Stats {
+    /// Adds one to a counter.
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+
+    /// Connections currently registered.
+    pub fn connections_open(&self) -> u64 {
+        Self::get(&self.connections_opened).saturating_sub(Self::get(&self.connections_closed))
+    }
+
+    /// Every counter by name, for reports.
+    pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("connections_open", self.connections_open()),
+            ("connections_opened", Self::get(&self.connections_opened)),
+            ("messages", Self::get(&self.messages)),
+            ("deliveries", Self::get(&self.deliveries)),
+            ("slow_consumers", Self::get(&self.slow_consumers)),
+            ("bad_input", Self::get(&self.bad_input)),
+            ("protocol_closes", Self::get(&self.protocol_closes)),
+        ]
+    }
+}

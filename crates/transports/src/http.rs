@@ -1,0 +1,44 @@
+//! The HTTP side: one axum router for every HTTP-borne endpoint.
+
+use std::future::IntoFuture;
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use volna_hub::Hub;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct HttpState {
+    pub hub: Hub,
+}
+
+/// The router: `GET /health` for now.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .with_state(state)
+}
+
+/// `GET /health`: `{"status":"ok", "version":…, counters…}`.
+async fn health(State(state): State<HttpState>) -> Json<serde_json::Value> {
+    let mut body = serde_json::Map::new();
+    body.insert("status".into(), "ok".into());
+    body.insert("version".into(), env!("CARGO_PKG_VERSION").into());
+    for (name, value) in state.hub.stats().snapshot() {
+        body.insert(name.into(), value.into());
+    }
+    Json(body.into())
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+    let server = axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .into_future();
+    if let Err(e) = server.await {
+        tracing::error!(error = %e, "http server failed");
+    }
+}

@@ -1,0 +1,446 @@
+//! The raw TCP line transport (`docs/tcp-protocol.md`).
+//!
+//! Each connection runs two tasks: this one reads lines and acts on them, a
+//! writer task drains the connection's [`Outbox`] and writes everything
+//! queued with one vectored write. Replies and broadcasts go through the same
+//! outbox, so a client sees them in the order the server produced them.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::io::{self, IoSlice};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use volna_hub::{
+    Batch, CloseReason, Codec, Conn, Data, Event, Frame, Hub, HubError, Outbox, OutboxLimits,
+    PresenceKind, Stats,
+};
+use volna_protocols::line::{self, sanitize_for_line, Command, Item, LineSplitter, Timestamp};
+
+/// Settings of the TCP transport.
+#[derive(Debug, Clone)]
+pub struct TcpConfig {
+    /// Longest accepted line in bytes, not counting the line ending.
+    /// Defaults to 4096.
+    pub max_line: usize,
+    /// Bounds of each connection's outgoing queue.
+    pub outbox: OutboxLimits,
+    /// How long the server keeps trying to deliver the last frames and the
+    /// `bye` line to a client being disconnected. Defaults to 5 s.
+    pub close_grace: Duration,
+    /// Messages `/history` returns when given no count. Defaults to 20.
+    pub history_default: usize,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            max_line: 4096,
+            outbox: OutboxLimits::default(),
+            close_grace: Duration::from_secs(5),
+            history_default: 20,
+        }
+    }
+}
+
+/// The namespace TCP clients live in (shared with Socket.IO's `/`).
+pub const NAMESPACE: &str = "/";
+
+const HELP: &str = "\
+ok help commands:
+  /nick NAME        change your name
+  /join ROOM        join (or create) ROOM and make it your current room
+  /leave [ROOM]     leave ROOM (default: the current room)
+  /msg ROOM TEXT    send TEXT to ROOM without switching to it
+  /who [ROOM]       list the members of ROOM
+  /rooms            list every room with its member count
+  /history [N]      the last N messages of the current room
+  /echo TEXT        the server answers TEXT back
+  /quit             disconnect
+  any other line    a message to your current room (start it with // to send a leading /)
+";
+
+/// Encodes hub events as protocol lines. Stateless: one key for every TCP
+/// connection, so a broadcast is rendered once for all of them.
+pub struct LineCodec;
+
+impl LineCodec {
+    const KEY: u64 = u64::from_be_bytes(*b"tcp-line");
+}
+
+impl Codec for LineCodec {
+    fn key(&self) -> u64 {
+        Self::KEY
+    }
+
+    fn encode(&self, event: &Event<'_>, out: &mut Vec<Frame>) {
+        let mut s = String::with_capacity(96);
+        match event {
+            Event::Message(m) => {
+                render_message(&mut s, m);
+            }
+            Event::Presence(p) => {
+                let verb = match p.kind {
+                    PresenceKind::Joined => "joined",
+                    PresenceKind::Left => "left",
+                };
+                let _ = writeln!(s, "{verb} {} {} {}", p.room, p.member.name, p.members);
+            }
+        }
+        out.push(Frame::Text(Bytes::from(s)));
+    }
+}
+
+/// `msg ROOM OFFSET TIME FROM: TEXT`, and a note for non-text data.
+fn render_message(s: &mut String, m: &volna_hub::Message) {
+    let _ = write!(
+        s,
+        "msg {} {} {} {}: ",
+        m.room,
+        m.offset,
+        Timestamp(m.ts),
+        m.from.name
+    );
+    match m.data.as_text() {
+        Some(text) => s.push_str(&sanitize_for_line(&text)),
+        None => s.push_str(&sanitize_for_line(m.data.json.get())),
+    }
+    let n = m.data.attachments.len();
+    if n > 0 {
+        let _ = write!(
+            s,
+            " [+{n} binary attachment{}, {} bytes]",
+            if n == 1 { "" } else { "s" },
+            m.data.attachment_bytes()
+        );
+    }
+    s.push('\n');
+}
+
+/// Accepts connections until `shutdown` is cancelled. Each connection runs in
+/// a task tracked by `tracker`.
+pub async fn serve(
+    listener: TcpListener,
+    hub: Hub,
+    config: Arc<TcpConfig>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let codec: Arc<dyn Codec> = Arc::new(LineCodec);
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => r,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let hub = hub.clone();
+                let config = config.clone();
+                let codec = codec.clone();
+                let shutdown = shutdown.clone();
+                tracker.spawn(async move {
+                    if let Err(e) = handle(stream, peer, hub, config, codec, shutdown).await {
+                        tracing::debug!(%peer, error = %e, "tcp connection ended with an error");
+                    }
+                });
+            }
+            Err(e) => {
+                // Typically EMFILE/ENFILE: back off instead of spinning.
+                tracing::warn!(error = %e, "tcp accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Serves one TCP client until it quits, disconnects or is disconnected.
+async fn handle(
+    stream: TcpStream,
+    peer: SocketAddr,
+    hub: Hub,
+    config: Arc<TcpConfig>,
+    codec: Arc<dyn Codec>,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let _ = stream.set_nodelay(true);
+    let outbox = Arc::new(Outbox::new(config.outbox));
+    let conn = hub.register(NAMESPACE, None, outbox.clone(), codec);
+    tracing::debug!(%peer, id = conn.id(), "tcp client connected");
+    let _ = outbox.push_one(Frame::text(format!(
+        "welcome volna {}: you are {}. Type /help for commands, /join ROOM to start.\n",
+        env!("CARGO_PKG_VERSION"),
+        conn.name()
+    )));
+    let (rd, wr) = stream.into_split();
+    let mut writer = tokio::spawn(write_loop(wr, outbox.clone(), config.close_grace));
+    let mut session = Session {
+        conn: &conn,
+        config: &config,
+        current: None,
+    };
+    let read_result = tokio::select! {
+        r = session.read_loop(&rd) => r,
+        _ = outbox.wait_closed() => Ok(()),
+        _ = shutdown.cancelled() => {
+            outbox.close(CloseReason::ServerShutdown);
+            Ok(())
+        }
+    };
+    match &read_result {
+        Ok(()) => {
+            outbox.close(CloseReason::TransportClosed);
+        }
+        Err(_) => {
+            outbox.close(CloseReason::TransportClosed);
+        }
+    }
+    // Leave the rooms now (others see `left` at once) but keep writing the
+    // last frames to this client within the grace period.
+    drop(conn);
+    let _ = (&mut writer).await;
+    read_result
+}
+
+/// Per-connection state of the reader.
+struct Session<'a> {
+    conn: &'a Conn,
+    config: &'a TcpConfig,
+    /// The room plain lines go to.
+    current: Option<Arc<str>>,
+}
+
+impl Session<'_> {
+    /// Reads and handles lines until EOF or `/quit`.
+    async fn read_loop(&mut self, rd: &OwnedReadHalf) -> io::Result<()> {
+        let mut splitter = LineSplitter::new(self.config.max_line);
+        loop {
+            rd.readable().await?;
+            match read_some(rd, &mut splitter) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(e),
+            }
+            while let Some(item) = splitter.next_item() {
+                let parsed = match item {
+                    Item::Line(bytes) => line::parse(bytes),
+                    Item::TooLong => Err(line::LineError::TooLong {
+                        limit: splitter.max(),
+                    }),
+                };
+                let keep_going = match parsed {
+                    Ok(cmd) => self.execute(cmd),
+                    Err(e) => {
+                        Stats::bump(&self.conn.hub().stats().bad_input);
+                        self.reply(format!("error {} {e}", e.code()))
+                    }
+                };
+                if !keep_going {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Queues one reply line; false if the connection is closing.
+    fn reply(&self, mut line: String) -> bool {
+        if !line.ends_with('\n') {
+            line.push('\n');
+        }
+        self.conn.outbox().push_one(Frame::text(line)).is_ok()
+    }
+
+    fn hub_error(&self, e: HubError) -> bool {
+        Stats::bump(&self.conn.hub().stats().bad_input);
+        self.reply(format!("error {} {e}", e.code()))
+    }
+
+    /// Acts on one command; false once the connection should stop reading.
+    fn execute(&mut self, cmd: Command) -> bool {
+        let hub = self.conn.hub();
+        match cmd {
+            Command::Empty => true,
+            Command::Say(text) => match self.current.clone() {
+                Some(room) => self.say(&room, &text),
+                None => {
+                    Stats::bump(&hub.stats().bad_input);
+                    self.reply("error not-in-room join a room first: /join ROOM".into())
+                }
+            },
+            Command::SayTo { room, text } => self.say(&room, &text),
+            Command::Nick(name) => match self.conn.set_name(&name) {
+                Ok(name) => self.reply(format!("ok nick {name}")),
+                Err(e) => self.hub_error(e),
+            },
+            Command::Join(room) => match self.conn.join(&room) {
+                Ok(info) => {
+                    self.current = Some(info.room.clone());
+                    let mut line = format!("ok join {}", info.room);
+                    for m in &info.members {
+                        line.push(' ');
+                        line.push_str(&m.name);
+                    }
+                    self.reply(line)
+                }
+                Err(e) => self.hub_error(e),
+            },
+            Command::Leave(room) => {
+                let Some(room) = room.map(Arc::from).or_else(|| self.current.clone()) else {
+                    return self.hub_error(HubError::NotMember("(none)".into()));
+                };
+                match self.conn.leave(&room) {
+                    Ok(_) => {
+                        if self.current.as_deref() == Some(&*room) {
+                            self.current = self.conn.rooms().last().cloned();
+                        }
+                        match &self.current {
+                            Some(cur) => self.reply(format!("ok leave {room} current={cur}")),
+                            None => self.reply(format!("ok leave {room}")),
+                        }
+                    }
+                    Err(e) => self.hub_error(e),
+                }
+            }
+            Command::Who(room) => {
+                let Some(room) = room.map(Arc::from).or_else(|| self.current.clone()) else {
+                    Stats::bump(&hub.stats().bad_input);
+                    return self.reply("error not-in-room name a room: /who ROOM".into());
+                };
+                match hub.who(NAMESPACE, &room) {
+                    Some(members) => {
+                        let mut line = format!("ok who {room}");
+                        for m in &members {
+                            line.push(' ');
+                            line.push_str(&m.name);
+                        }
+                        self.reply(line)
+                    }
+                    None => self.hub_error(HubError::NoSuchRoom(room.to_string())),
+                }
+            }
+            Command::Rooms => {
+                let mut line = String::from("ok rooms");
+                for r in hub.rooms(NAMESPACE) {
+                    let _ = write!(line, " {}:{}", r.name, r.members);
+                }
+                self.reply(line)
+            }
+            Command::History(n) => {
+                let Some(room) = self.current.clone() else {
+                    Stats::bump(&hub.stats().bad_input);
+                    return self.reply("error not-in-room join a room first: /join ROOM".into());
+                };
+                let n = n.unwrap_or(self.config.history_default);
+                let msgs = hub.history(NAMESPACE, &room, n).unwrap_or_default();
+                let mut out = format!("ok history {room} {}\n", msgs.len());
+                for m in &msgs {
+                    render_message(&mut out, m);
+                }
+                self.reply(out)
+            }
+            Command::Echo(text) => self.reply(format!("ok echo {text}")),
+            Command::Help => self.reply(HELP.to_string()),
+            Command::Quit => {
+                self.conn.close(CloseReason::ClientQuit);
+                false
+            }
+        }
+    }
+
+    fn say(&self, room: &str, text: &str) -> bool {
+        // The sender receives its own message through the broadcast: that is
+        // its reply, carrying the offset the server assigned.
+        match self.conn.publish(room, Data::text(text), true) {
+            Ok(_) => true,
+            Err(e) => self.hub_error(e),
+        }
+    }
+}
+
+/// Reads what is available without waiting into a stack buffer and feeds the
+/// splitter. Kept out of the async function so the buffer is not part of the
+/// task's state: an idle connection holds no read buffer.
+fn read_some(rd: &OwnedReadHalf, splitter: &mut LineSplitter) -> io::Result<usize> {
+    let mut buf = [0u8; 8192];
+    let n = rd.try_read(&mut buf)?;
+    splitter.push(&buf[..n]);
+    Ok(n)
+}
+
+/// Writes the outbox to the socket until it closes.
+async fn write_loop(mut wr: OwnedWriteHalf, outbox: Arc<Outbox>, grace: Duration) {
+    let mut batch: Vec<Frame> = Vec::new();
+    let mut pending: VecDeque<Bytes> = VecDeque::new();
+    let reason = loop {
+        match outbox.next_batch(&mut batch).await {
+            Batch::Frames => {
+                pending.extend(batch.drain(..).map(|f| f.bytes().clone()));
+                let written = tokio::select! {
+                    r = write_all(&mut wr, &mut pending) => r,
+                    reason = outbox.wait_closed() => {
+                        if reason.discards_queue() {
+                            // Finish the frame in flight so the line framing
+                            // stays intact, drop the rest.
+                            pending.truncate(1);
+                        }
+                        Ok(())
+                    }
+                };
+                if written.is_err() {
+                    return;
+                }
+                if pending.capacity() > 64 {
+                    pending = VecDeque::new();
+                }
+            }
+            Batch::Closed(reason) => {
+                pending.extend(batch.drain(..).map(|f| f.bytes().clone()));
+                break reason;
+            }
+        }
+    };
+    if reason != CloseReason::TransportClosed {
+        pending.push_back(Bytes::from(format!("bye {reason}\n")));
+    }
+    let _ = tokio::time::timeout(grace, async {
+        if write_all(&mut wr, &mut pending).await.is_ok() {
+            let _ = wr.shutdown().await;
+        }
+    })
+    .await;
+}
+
+/// Writes every pending buffer, several per syscall. Progress is recorded in
+/// `pending` after each write, so the future may be dropped at any await
+/// point without losing track of what was sent.
+async fn write_all(wr: &mut OwnedWriteHalf, pending: &mut VecDeque<Bytes>) -> io::Result<()> {
+    while !pending.is_empty() {
+        let n = {
+            let slices: Vec<IoSlice<'_>> =
+                pending.iter().take(64).map(|b| IoSlice::new(b)).collect();
+            wr.write_vectored(&slices).await?
+        };
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        let mut left = n;
+        while left > 0 {
+            let front = pending.front_mut().expect("wrote more than pending");
+            if front.len() <= left {
+                left -= front.len();
+                pending.pop_front();
+            } else {
+                front.advance(left);
+                left = 0;
+            }
+        }
+    }
+    Ok(())
+}

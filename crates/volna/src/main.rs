@@ -1,0 +1,93 @@
+//! The `volna` command: `serve`, `client`.
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+use volna::config::ServeArgs;
+use volna::server::Server;
+
+/// volna: a real-time messaging server (raw TCP lines, WebSocket, Socket.IO v4).
+#[derive(Parser)]
+#[command(name = "volna", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (in memory, single node) until Ctrl-C or SIGTERM.
+    Serve(ServeArgs),
+    /// Chat from the terminal: type lines, see the room live.
+    Client {
+        /// Server address: tcp://HOST:PORT
+        #[arg(default_value = "tcp://127.0.0.1:7000")]
+        url: String,
+        /// Print raw protocol lines even on a terminal.
+        #[arg(long)]
+        raw: bool,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => {
+            let (config, log) = args.resolve()?;
+            init_logging(&log)?;
+            runtime.block_on(serve(config))
+        }
+        Command::Client { url, raw } => {
+            let result =
+                runtime.block_on(volna::client::run(&url, if raw { Some(false) } else { None }));
+            // Reading stdin blocks a thread that cannot be cancelled; do not
+            // wait for the user to press Enter once the session is over.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+            result
+        }
+    }
+}
+
+fn init_logging(filter: &str) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_new(filter)
+        .map_err(|e| anyhow::anyhow!("invalid --log filter {filter:?}: {e}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    Ok(())
+}
+
+async fn serve(config: volna::config::ServerConfig) -> anyhow::Result<()> {
+    let server = Server::start(config).await?;
+    println!(
+        "volna {} serving: tcp://{} (try: nc {} {}), http://{}",
+        env!("CARGO_PKG_VERSION"),
+        server.tcp_addr,
+        server.tcp_addr.ip(),
+        server.tcp_addr.port(),
+        server.http_addr
+    );
+    wait_for_signal().await;
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

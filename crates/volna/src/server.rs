@@ -1,0 +1,139 @@
+//! Wires the hub and the transports into one running server.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use volna_hub::{CloseReason, Hub};
+use volna_transports::{http, tcp};
+
+use crate::config::ServerConfig;
+
+/// Why the server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// A listener could not be bound.
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: io::Error,
+    },
+}
+
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Bind { what, addr, source } => {
+                write!(f, "cannot listen for {what} on {addr}: {source}")?;
+                if source.kind() == io::ErrorKind::AddrInUse {
+                    write!(
+                        f,
+                        " (another process holds that port: stop it, or pick another address with --{}-addr)",
+                        if *what == "TCP clients" { "tcp" } else { "http" }
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Bind { source, .. } => Some(source),
+        }
+    }
+}
+
+/// A server that is accepting connections.
+pub struct Server {
+    /// Where the TCP line protocol listens.
+    pub tcp_addr: SocketAddr,
+    /// Where HTTP listens.
+    pub http_addr: SocketAddr,
+    hub: Hub,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    tasks: Vec<JoinHandle<()>>,
+    config: ServerConfig,
+}
+
+async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            what,
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+impl Server {
+    /// Binds every listener and starts serving.
+    pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
+        let tcp_listener = bind("TCP clients", &config.tcp_addr).await?;
+        let http_listener = bind("HTTP", &config.http_addr).await?;
+        let tcp_addr = tcp_listener.local_addr().expect("bound socket has an address");
+        let http_addr = http_listener.local_addr().expect("bound socket has an address");
+        let hub = Hub::new(config.hub.clone());
+        let shutdown = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let tcp_task = tokio::spawn(tcp::serve(
+            tcp_listener,
+            hub.clone(),
+            Arc::new(config.tcp.clone()),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+        let router = http::router(http::HttpState { hub: hub.clone() });
+        let http_task = tokio::spawn(http::serve(http_listener, router, shutdown.clone()));
+        tracing::info!(%tcp_addr, %http_addr, "volna {} listening", env!("CARGO_PKG_VERSION"));
+        Ok(Server {
+            tcp_addr,
+            http_addr,
+            hub,
+            shutdown,
+            tracker,
+            tasks: vec![tcp_task, http_task],
+            config,
+        })
+    }
+
+    /// The hub, for in-process inspection.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Stops accepting, tells every client the server is going away, and
+    /// waits (at most the configured grace period) for connections to close.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        self.hub.close_all(CloseReason::ServerShutdown);
+        self.shutdown.cancel();
+        self.tracker.close();
+        let grace = self.config.shutdown_grace;
+        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+            tracing::warn!(
+                open = self.tracker.len(),
+                "connections still open after the grace period; closing them"
+            );
+        }
+        for task in self.tasks {
+            let _ = tokio::time::timeout(grace, task).await;
+        }
+        let stats: Vec<String> = self
+            .hub
+            .stats()
+            .snapshot()
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        tracing::info!("stopped: {}", stats.join(" "));
+    }
+}
