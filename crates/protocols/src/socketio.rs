@@ -1218,7 +1218,7 @@ mod tests {
         assert!(matches!(err("a"), Error::UnknownKind('a')));
         assert!(matches!(err("é"), Error::UnknownKind('é')));
         assert!(matches!(err("2/a,b[\"x\"]"), Error::InvalidJson(_)));
-        // Deep nesting is refused by the JSON parser instead of overflowing.
+        // Deep nesting is refused instead of being passed on.
         let deep = format!("2[\"a\",{}{}]", "[".repeat(100_000), "]".repeat(100_000));
         assert!(matches!(err(&deep), Error::TooDeep));
         // The limit matches serde_json's, so accepted payloads parse as Value.

@@ -13,6 +13,9 @@ use volna_hub::Hub;
 #[derive(Clone)]
 pub struct HttpState {
     pub hub: Hub,
+    /// Cancelled when the server shuts down: long-lived connections
+    /// (WebSocket, long-polling) watch it and close themselves.
+    pub shutdown: CancellationToken,
 }
 
 /// The router: `GET /health` for now.

@@ -91,7 +91,11 @@ impl Server {
             shutdown.clone(),
             tracker.clone(),
         ));
-        let router = http::router(http::HttpState { hub: hub.clone() });
+        let state = http::HttpState {
+            hub: hub.clone(),
+            shutdown: shutdown.clone(),
+        };
+        let router = http::router(state);
         let http_task = tokio::spawn(http::serve(http_listener, router, shutdown.clone()));
         tracing::info!(%tcp_addr, %http_addr, "volna {} listening", env!("CARGO_PKG_VERSION"));
         Ok(Server {
