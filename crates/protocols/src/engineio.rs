@@ -558,7 +558,10 @@ mod tests {
     #[test]
     fn decode_text_vectors() {
         assert_eq!(Packet::decode_text("4hello").unwrap(), msg("hello"));
-        assert_eq!(Packet::decode_text("4HelloWorld").unwrap(), msg("HelloWorld"));
+        assert_eq!(
+            Packet::decode_text("4HelloWorld").unwrap(),
+            msg("HelloWorld")
+        );
         assert_eq!(Packet::decode_text("4").unwrap(), msg(""));
         assert_eq!(Packet::decode_text("4€€€").unwrap(), msg("€€€"));
         assert_eq!(
@@ -588,14 +591,20 @@ mod tests {
             Packet::decode_text("bAQID").unwrap(),
             Packet::Binary(Bytes::from_static(&[1, 2, 3]))
         );
-        assert_eq!(Packet::decode_text("b").unwrap(), Packet::Binary(Bytes::new()));
+        assert_eq!(
+            Packet::decode_text("b").unwrap(),
+            Packet::Binary(Bytes::new())
+        );
     }
 
     #[test]
     fn decode_text_errors() {
         assert_eq!(Packet::decode_text(""), Err(Error::EmptyPacket));
         assert_eq!(Packet::decode_text("7"), Err(Error::UnknownPacketType('7')));
-        assert_eq!(Packet::decode_text("x4"), Err(Error::UnknownPacketType('x')));
+        assert_eq!(
+            Packet::decode_text("x4"),
+            Err(Error::UnknownPacketType('x'))
+        );
         assert_eq!(Packet::decode_text("€"), Err(Error::UnknownPacketType('€')));
         assert!(matches!(
             Packet::decode_text("b!!!"),
@@ -684,7 +693,10 @@ mod tests {
         );
         assert_eq!(
             decode_payload(b"4hello\x1ebAQIDBA==", 100).unwrap(),
-            vec![msg("hello"), Packet::Binary(Bytes::from_static(&[1, 2, 3, 4]))]
+            vec![
+                msg("hello"),
+                Packet::Binary(Bytes::from_static(&[1, 2, 3, 4]))
+            ]
         );
         assert_eq!(
             decode_payload("4hello\x1e4€€€".as_bytes(), 100).unwrap(),
@@ -728,7 +740,11 @@ mod tests {
         let packets = decode_payload_shared(body.clone(), 100).unwrap();
         assert_eq!(
             packets,
-            vec![msg("hello"), msg("world"), Packet::Binary(Bytes::from_static(&[1]))]
+            vec![
+                msg("hello"),
+                msg("world"),
+                Packet::Binary(Bytes::from_static(&[1]))
+            ]
         );
         let Packet::Message(world) = &packets[1] else {
             panic!()
@@ -747,16 +763,17 @@ mod tests {
         assert_eq!(out, "4hello\x1e4€€€".as_bytes());
 
         let mut out = Vec::new();
-        let packets = [
-            msg("hello"),
-            Packet::Binary(Bytes::from_static(&[1, 2, 3])),
-        ];
+        let packets = [msg("hello"), Packet::Binary(Bytes::from_static(&[1, 2, 3]))];
         encode_payload(&packets, &mut out);
         assert_eq!(out, b"4hello\x1ebAQID");
 
         let mut out = Vec::new();
         encode_payload(
-            &[Packet::Ping(Some("probe".into())), msg("hello"), Packet::Close],
+            &[
+                Packet::Ping(Some("probe".into())),
+                msg("hello"),
+                Packet::Close,
+            ],
             &mut out,
         );
         assert_eq!(out, b"2probe\x1e4hello\x1e1");

@@ -446,7 +446,7 @@ mod tests {
         s.push(b"e\r\n\n");
         assert_eq!(items(&mut s), vec![Ok("cde".into()), Ok("".into())]);
         assert!(s.is_empty());
-        assert_eq!(s.buf.capacity() <= 1024, true);
+        assert!(s.buf.capacity() <= 1024);
     }
 
     #[test]

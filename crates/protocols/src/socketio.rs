@@ -407,9 +407,8 @@ impl Packet {
 
     /// Encodes the packet in canonical form.
     pub fn encode(&self) -> String {
-        let mut out = String::with_capacity(
-            8 + self.nsp.len() + self.data_str().map_or(0, str::len),
-        );
+        let mut out =
+            String::with_capacity(8 + self.nsp.len() + self.data_str().map_or(0, str::len));
         self.encode_into(&mut out);
         out
     }
@@ -501,9 +500,10 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
 fn validate_payload(kind: PacketKind, data: Option<&RawValue>) -> Result<(), Error> {
     let Some(data) = data else {
         return match kind {
-            PacketKind::Event | PacketKind::Ack | PacketKind::BinaryEvent | PacketKind::BinaryAck => {
-                Err(Error::MissingPayload(kind))
-            }
+            PacketKind::Event
+            | PacketKind::Ack
+            | PacketKind::BinaryEvent
+            | PacketKind::BinaryAck => Err(Error::MissingPayload(kind)),
             _ => Ok(()),
         };
     };
@@ -625,7 +625,13 @@ pub fn push_json_string(out: &mut String, s: &str) {
 }
 
 /// Writes `<kind>[<attachments>-][<nsp>,][<id>]`.
-fn write_header(out: &mut String, kind: PacketKind, attachments: usize, nsp: &str, id: Option<u64>) {
+fn write_header(
+    out: &mut String,
+    kind: PacketKind,
+    attachments: usize,
+    nsp: &str,
+    id: Option<u64>,
+) {
     out.push(kind.as_char());
     if kind.is_binary() {
         let _ = write!(out, "{attachments}-");
@@ -694,7 +700,12 @@ pub fn encode_event<A: Borrow<RawValue>>(
     attachments: usize,
 ) -> String {
     let mut out = String::with_capacity(
-        16 + nsp.len() + event.len() + args.iter().map(|a| a.borrow().get().len() + 1).sum::<usize>(),
+        16 + nsp.len()
+            + event.len()
+            + args
+                .iter()
+                .map(|a| a.borrow().get().len() + 1)
+                .sum::<usize>(),
     );
     write_event(&mut out, nsp, id, event, args, attachments);
     out
@@ -719,9 +730,18 @@ pub fn write_ack<A: Borrow<RawValue>>(
 }
 
 /// Encodes an acknowledgement (see [`write_ack`]).
-pub fn encode_ack<A: Borrow<RawValue>>(nsp: &str, id: u64, args: &[A], attachments: usize) -> String {
+pub fn encode_ack<A: Borrow<RawValue>>(
+    nsp: &str,
+    id: u64,
+    args: &[A],
+    attachments: usize,
+) -> String {
     let mut out = String::with_capacity(
-        16 + nsp.len() + args.iter().map(|a| a.borrow().get().len() + 1).sum::<usize>(),
+        16 + nsp.len()
+            + args
+                .iter()
+                .map(|a| a.borrow().get().len() + 1)
+                .sum::<usize>(),
     );
     write_ack(&mut out, nsp, id, args, attachments);
     out
@@ -847,8 +867,9 @@ pub fn validate_placeholders(value: &Value, attachments: usize) -> Result<(), Er
 
 /// [`validate_placeholders`] on raw JSON text.
 pub fn validate_placeholders_raw(data: &RawValue, attachments: usize) -> Result<(), Error> {
-    // Fast path: no placeholder text at all.
-    if !data.get().contains("_placeholder") {
+    // Fast path: no placeholder key can be present (not even escaped).
+    let text = data.get();
+    if !text.contains("_placeholder") && !text.contains('\\') {
         return if attachments == 0 {
             Ok(())
         } else {
@@ -1024,12 +1045,24 @@ mod tests {
 
     #[test]
     fn connect_errors() {
-        assert!(matches!(err("0[]"), Error::InvalidPayload(PacketKind::Connect)));
-        assert!(matches!(err("0\"x\""), Error::InvalidPayload(PacketKind::Connect)));
-        assert!(matches!(err("0null"), Error::InvalidPayload(PacketKind::Connect)));
+        assert!(matches!(
+            err("0[]"),
+            Error::InvalidPayload(PacketKind::Connect)
+        ));
+        assert!(matches!(
+            err("0\"x\""),
+            Error::InvalidPayload(PacketKind::Connect)
+        ));
+        assert!(matches!(
+            err("0null"),
+            Error::InvalidPayload(PacketKind::Connect)
+        ));
         assert!(matches!(err("0{"), Error::InvalidJson(_)));
         assert!(matches!(err("0{}x"), Error::InvalidJson(_)));
-        assert!(matches!(err("01{}"), Error::UnexpectedId(PacketKind::Connect)));
+        assert!(matches!(
+            err("01{}"),
+            Error::UnexpectedId(PacketKind::Connect)
+        ));
     }
 
     #[test]
@@ -1052,7 +1085,10 @@ mod tests {
     #[test]
     fn disconnect_vectors() {
         assert_eq!(dec("1"), Packet::new(PacketKind::Disconnect, "/"));
-        assert_eq!(dec("1/admin,"), Packet::new(PacketKind::Disconnect, "/admin"));
+        assert_eq!(
+            dec("1/admin,"),
+            Packet::new(PacketKind::Disconnect, "/admin")
+        );
         assert_eq!(encode_disconnect("/admin"), "1/admin,");
         assert_eq!(encode_disconnect("/"), "1");
         assert!(matches!(err("1{}"), Error::UnexpectedPayload(_)));
@@ -1118,13 +1154,19 @@ mod tests {
         assert!(matches!(err("2[\"foo\"]x"), Error::InvalidJson(_)));
         assert!(matches!(err("2[\"a\",]"), Error::InvalidJson(_)));
         assert!(matches!(err("2x[\"a\"]"), Error::InvalidJson(_)));
-        assert!(matches!(err(r#"218446744073709551616["a"]"#), Error::InvalidId));
+        assert!(matches!(
+            err(r#"218446744073709551616["a"]"#),
+            Error::InvalidId
+        ));
         for name in RESERVED_EVENTS {
             let e = err(&format!("2[\"{name}\",1]"));
             assert!(matches!(e, Error::ReservedEvent(n) if n == name));
         }
         // Reserved names are caught even when escaped.
-        assert!(matches!(err(r#"2["\u0063onnect"]"#), Error::ReservedEvent(_)));
+        assert!(matches!(
+            err(r#"2["\u0063onnect"]"#),
+            Error::ReservedEvent(_)
+        ));
     }
 
     #[test]
@@ -1165,16 +1207,23 @@ mod tests {
 
         let s = r#"61-15["bar",{"_placeholder":true,"num":0}]"#;
         let p = dec(s);
-        assert_eq!((p.kind, p.attachments, p.id), (PacketKind::BinaryAck, 1, Some(15)));
+        assert_eq!(
+            (p.kind, p.attachments, p.id),
+            (PacketKind::BinaryAck, 1, Some(15))
+        );
         assert_eq!(p.encode(), s);
 
         let s = r#"61-/admin,1[{"_placeholder":true,"num":0}]"#;
         let p = dec(s);
-        assert_eq!((p.attachments, p.nsp.as_str(), p.id), (1, "/admin", Some(1)));
+        assert_eq!(
+            (p.attachments, p.nsp.as_str(), p.id),
+            (1, "/admin", Some(1))
+        );
         assert_eq!(p.encode(), s);
 
         // `452-/chat,` style: the Engine.IO `4` stripped, then `52-/chat,...`.
-        let p = dec(r#"52-/chat,["x",{"_placeholder":true,"num":1},{"_placeholder":true,"num":0}]"#);
+        let p =
+            dec(r#"52-/chat,["x",{"_placeholder":true,"num":1},{"_placeholder":true,"num":0}]"#);
         assert_eq!((p.attachments, p.nsp.as_str()), (2, "/chat"));
 
         let p = dec(r#"50-["a"]"#);
@@ -1248,8 +1297,14 @@ mod tests {
     fn fast_path_encoders() {
         let one = raw("1");
         let obj = raw(r#"{"a":[true,null]}"#);
-        assert_eq!(encode_event("/", None, "hello", &[&*one], 0), r#"2["hello",1]"#);
-        assert_eq!(encode_event::<&RawValue>("/", None, "e", &[], 0), r#"2["e"]"#);
+        assert_eq!(
+            encode_event("/", None, "hello", &[&*one], 0),
+            r#"2["hello",1]"#
+        );
+        assert_eq!(
+            encode_event::<&RawValue>("/", None, "e", &[], 0),
+            r#"2["e"]"#
+        );
         assert_eq!(
             encode_event("/admin", Some(9), "x", &[one.clone(), obj.clone()], 0),
             r#"2/admin,9["x",1,{"a":[true,null]}]"#
@@ -1265,15 +1320,20 @@ mod tests {
         let mut out = String::from("4");
         write_event(&mut out, "/", None, "m", &[&*one], 0);
         assert_eq!(out, r#"42["m",1]"#);
-        assert_eq!(
-            encode_connect("/", "a\"b"),
-            r#"0{"sid":"a\"b"}"#
-        );
+        assert_eq!(encode_connect("/", "a\"b"), r#"0{"sid":"a\"b"}"#);
     }
 
     #[test]
     fn push_json_string_matches_serde() {
-        let samples = ["", "plain", "\u{0}\u{7f}", "tab\there", "ünïcødé 🎉", "\\\"", "\u{1b}[0m"];
+        let samples = [
+            "",
+            "plain",
+            "\u{0}\u{7f}",
+            "tab\there",
+            "ünïcødé 🎉",
+            "\\\"",
+            "\u{1b}[0m",
+        ];
         for s in samples {
             let mut out = String::new();
             push_json_string(&mut out, s);
@@ -1293,7 +1353,10 @@ mod tests {
             validate_placeholders(&v, 3),
             Err(Error::PlaceholderMismatch { expected: 3 })
         ));
-        assert!(matches!(validate_placeholders(&v, 1), Err(Error::InvalidPlaceholder)));
+        assert!(matches!(
+            validate_placeholders(&v, 1),
+            Err(Error::InvalidPlaceholder)
+        ));
 
         let dup: Value = serde_json::from_str(
             r#"[{"_placeholder":true,"num":0},{"_placeholder":true,"num":0}]"#,
@@ -1312,7 +1375,10 @@ mod tests {
             r#"[{"_placeholder":true,"num":"0"}]"#,
         ] {
             let v: Value = serde_json::from_str(bad).unwrap();
-            assert!(matches!(count_placeholders(&v), Err(Error::InvalidPlaceholder)), "{bad}");
+            assert!(
+                matches!(count_placeholders(&v), Err(Error::InvalidPlaceholder)),
+                "{bad}"
+            );
         }
         assert_eq!(placeholder(3).get(), r#"{"_placeholder":true,"num":3}"#);
         validate_placeholders_raw(&raw(r#"["a"]"#), 0).unwrap();
@@ -1321,13 +1387,20 @@ mod tests {
 
     #[test]
     fn assembler() {
-        let p = dec(r#"52-/admin,["baz",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#);
+        let p =
+            dec(r#"52-/admin,["baz",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#);
         let mut asm = BinaryAssembler::new(p.clone()).unwrap();
         assert_eq!((asm.expected(), asm.received()), (2, 0));
         assert_eq!(asm.packet(), &p);
         assert!(!asm.push(Bytes::from_static(&[1, 2])).unwrap());
         let early = asm.clone().finish();
-        assert!(matches!(early, Err(Error::Incomplete { received: 1, expected: 2 })));
+        assert!(matches!(
+            early,
+            Err(Error::Incomplete {
+                received: 1,
+                expected: 2
+            })
+        ));
         assert!(asm.push(Bytes::from_static(&[3, 4])).unwrap());
         assert!(matches!(
             asm.clone().push(Bytes::new()),
@@ -1335,7 +1408,10 @@ mod tests {
         ));
         let (packet, bufs) = asm.finish().unwrap();
         assert_eq!(packet, p);
-        assert_eq!(bufs, vec![Bytes::from_static(&[1, 2]), Bytes::from_static(&[3, 4])]);
+        assert_eq!(
+            bufs,
+            vec![Bytes::from_static(&[1, 2]), Bytes::from_static(&[3, 4])]
+        );
 
         // Zero attachments: complete at once.
         let asm = BinaryAssembler::new(dec(r#"50-["a"]"#)).unwrap();
@@ -1359,7 +1435,10 @@ mod tests {
                 .join(",")
         );
         let e = BinaryAssembler::new(dec(&many));
-        assert!(matches!(e, Err(Error::TooManyAttachments { count: 11, max: 10 })));
+        assert!(matches!(
+            e,
+            Err(Error::TooManyAttachments { count: 11, max: 10 })
+        ));
         BinaryAssembler::with_max_attachments(dec(&many), 11).unwrap();
     }
 

@@ -37,6 +37,11 @@ pub struct TcpConfig {
     pub close_grace: Duration,
     /// Messages `/history` returns when given no count. Defaults to 20.
     pub history_default: usize,
+    /// A partial line that has waited this long with no more bytes is taken
+    /// as a complete line, so clients that `send()` text without a newline
+    /// (as in the classic Python socket examples) still get answers. `None`
+    /// waits for the newline forever. Defaults to 300 ms.
+    pub partial_line_flush: Option<Duration>,
 }
 
 impl Default for TcpConfig {
@@ -46,6 +51,7 @@ impl Default for TcpConfig {
             outbox: OutboxLimits::default(),
             close_grace: Duration::from_secs(5),
             history_default: 20,
+            partial_line_flush: Some(Duration::from_millis(300)),
         }
     }
 }
@@ -221,12 +227,36 @@ impl Session<'_> {
     async fn read_loop(&mut self, rd: &OwnedReadHalf) -> io::Result<()> {
         let mut splitter = LineSplitter::new(self.config.max_line);
         loop {
-            rd.readable().await?;
-            match read_some(rd, &mut splitter) {
-                Ok(0) => return Ok(()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
-                Err(e) => return Err(e),
+            let flush_partial = match (self.config.partial_line_flush, splitter.is_empty()) {
+                (Some(wait), false) => match tokio::time::timeout(wait, rd.readable()).await {
+                    Ok(ready) => {
+                        ready?;
+                        false
+                    }
+                    Err(_) => true,
+                },
+                _ => {
+                    rd.readable().await?;
+                    false
+                }
+            };
+            let mut eof = false;
+            if flush_partial {
+                // Nothing more came for a while: the partial line is a line.
+                splitter.push(b"\n");
+            } else {
+                match read_some(rd, &mut splitter) {
+                    Ok(0) => {
+                        // A last line without its newline still counts.
+                        eof = true;
+                        if !splitter.is_empty() {
+                            splitter.push(b"\n");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    Err(e) => return Err(e),
+                }
             }
             while let Some(item) = splitter.next_item() {
                 let parsed = match item {
@@ -245,6 +275,9 @@ impl Session<'_> {
                 if !keep_going {
                     return Ok(());
                 }
+            }
+            if eof {
+                return Ok(());
             }
         }
     }
