@@ -817,10 +817,7 @@ mod tests {
         let a = conn(&hub, "sam", c.clone(), OutboxLimits::default());
         let b = conn(&hub, "sam", c.clone(), OutboxLimits::default());
         assert_eq!(&*b.name(), "sam-2");
-        assert_eq!(
-            b.set_name("sam"),
-            Err(HubError::NameTaken("sam".into()))
-        );
+        assert_eq!(b.set_name("sam"), Err(HubError::NameTaken("sam".into())));
         b.set_name("max").unwrap();
         drop(a);
         b.set_name("sam").unwrap();

@@ -343,7 +343,10 @@ mod tests {
             Batch::Closed(CloseReason::SlowConsumer { frames: 2, .. }) => {}
             other => panic!("{other:?}"),
         }
-        assert!(out.is_empty(), "queued frames of a slow consumer are dropped");
+        assert!(
+            out.is_empty(),
+            "queued frames of a slow consumer are dropped"
+        );
     }
 
     #[tokio::test]

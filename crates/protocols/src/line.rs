@@ -331,10 +331,7 @@ impl fmt::Display for Timestamp {
         let secs = self.0 / 1000;
         let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
         let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
-        write!(
-            f,
-            "{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z"
-        )
+        write!(f, "{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z")
     }
 }
 
@@ -385,11 +382,17 @@ mod tests {
     #[test]
     fn commands() {
         assert_eq!(parse(b"hi there").unwrap(), Command::Say("hi there".into()));
-        assert_eq!(parse(b"//me waves").unwrap(), Command::Say("/me waves".into()));
+        assert_eq!(
+            parse(b"//me waves").unwrap(),
+            Command::Say("/me waves".into())
+        );
         assert_eq!(parse(b"/nick bob").unwrap(), Command::Nick("bob".into()));
         assert_eq!(parse(b"/JOIN  a.b ").unwrap(), Command::Join("a.b".into()));
         assert_eq!(parse(b"/leave").unwrap(), Command::Leave(None));
-        assert_eq!(parse(b"/leave x").unwrap(), Command::Leave(Some("x".into())));
+        assert_eq!(
+            parse(b"/leave x").unwrap(),
+            Command::Leave(Some("x".into()))
+        );
         assert_eq!(parse(b"/who").unwrap(), Command::Who(None));
         assert_eq!(parse(b"/rooms").unwrap(), Command::Rooms);
         assert_eq!(parse(b"/history 5").unwrap(), Command::History(Some(5)));
@@ -414,7 +417,10 @@ mod tests {
         );
         assert!(matches!(
             parse(b"/join").unwrap_err(),
-            LineError::MissingArgument { command: "join", .. }
+            LineError::MissingArgument {
+                command: "join",
+                ..
+            }
         ));
         assert!(matches!(
             parse(b"/join a b").unwrap_err(),
@@ -482,6 +488,9 @@ mod tests {
     #[test]
     fn sanitize() {
         assert_eq!(sanitize_for_line("a\nb\rc"), "a b c");
-        assert!(matches!(sanitize_for_line("ok"), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(
+            sanitize_for_line("ok"),
+            std::borrow::Cow::Borrowed(_)
+        ));
     }
 }

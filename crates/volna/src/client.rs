@@ -23,7 +23,8 @@ pub fn parse_target(url: &str) -> anyhow::Result<String> {
     };
     let rest = rest.trim_end_matches('/');
     anyhow::ensure!(
-        rest.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
+        rest.rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()),
         "expected tcp://HOST:PORT, got {url}"
     );
     Ok(rest.to_string())
@@ -131,7 +132,10 @@ mod tests {
 
     #[test]
     fn targets() {
-        assert_eq!(parse_target("tcp://127.0.0.1:7000").unwrap(), "127.0.0.1:7000");
+        assert_eq!(
+            parse_target("tcp://127.0.0.1:7000").unwrap(),
+            "127.0.0.1:7000"
+        );
         assert_eq!(parse_target("localhost:7000").unwrap(), "localhost:7000");
         assert!(parse_target("ws://x:1").is_err());
         assert!(parse_target("tcp://nohost").is_err());
@@ -143,7 +147,10 @@ mod tests {
             prettify("msg lobby 3 2026-11-25T10:11:12.345Z bob: hi there"),
             "[lobby 10:11:12] bob: hi there"
         );
-        assert_eq!(prettify("joined lobby bob 2"), "* bob joined lobby (2 here)");
+        assert_eq!(
+            prettify("joined lobby bob 2"),
+            "* bob joined lobby (2 here)"
+        );
         assert_eq!(prettify("ok join lobby a b"), "ok join lobby a b");
     }
 }

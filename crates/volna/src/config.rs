@@ -152,7 +152,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("volna-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("volna.toml");
-        std::fs::write(&path, "tcp_addr = \"127.0.0.1:1\"\nhistory = 5\nmax_line = 100\n").unwrap();
+        std::fs::write(
+            &path,
+            "tcp_addr = \"127.0.0.1:1\"\nhistory = 5\nmax_line = 100\n",
+        )
+        .unwrap();
         let args = ServeArgs {
             config: Some(path.clone()),
             tcp_addr: Some("127.0.0.1:2".into()),

@@ -40,8 +40,10 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(serve(config))
         }
         Command::Client { url, raw } => {
-            let result =
-                runtime.block_on(volna::client::run(&url, if raw { Some(false) } else { None }));
+            let result = runtime.block_on(volna::client::run(
+                &url,
+                if raw { Some(false) } else { None },
+            ));
             // Reading stdin blocks a thread that cannot be cancelled; do not
             // wait for the user to press Enter once the session is over.
             runtime.shutdown_timeout(std::time::Duration::from_millis(100));

@@ -24,7 +24,6 @@ pub enum StartError {
     },
 }
 
-
 impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -79,8 +78,12 @@ impl Server {
     pub async fn start(config: ServerConfig) -> Result<Server, StartError> {
         let tcp_listener = bind("TCP clients", &config.tcp_addr).await?;
         let http_listener = bind("HTTP", &config.http_addr).await?;
-        let tcp_addr = tcp_listener.local_addr().expect("bound socket has an address");
-        let http_addr = http_listener.local_addr().expect("bound socket has an address");
+        let tcp_addr = tcp_listener
+            .local_addr()
+            .expect("bound socket has an address");
+        let http_addr = http_listener
+            .local_addr()
+            .expect("bound socket has an address");
         let hub = Hub::new(config.hub.clone());
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
@@ -122,7 +125,10 @@ impl Server {
         self.shutdown.cancel();
         self.tracker.close();
         let grace = self.config.shutdown_grace;
-        if tokio::time::timeout(grace, self.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.tracker.wait())
+            .await
+            .is_err()
+        {
             tracing::warn!(
                 open = self.tracker.len(),
                 "connections still open after the grace period; closing them"

@@ -39,7 +39,10 @@ async fn piped_client_sends_prints_and_exits() {
     assert_eq!(lines[1], "ok nick cli");
     assert_eq!(lines[2], "ok join a cli watcher");
     let m = parse_msg(lines[3]);
-    assert_eq!((m.from.as_str(), m.text.as_str(), m.offset), ("cli", "hello", 1));
+    assert_eq!(
+        (m.from.as_str(), m.text.as_str(), m.offset),
+        ("cli", "hello", 1)
+    );
 
     assert_eq!(watcher.line().await, "joined a cli 2");
     assert_eq!(parse_msg(&watcher.line().await).text, "hello");
@@ -58,5 +61,8 @@ async fn unreachable_server_is_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("cannot connect to {addr}")), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot connect to {addr}")),
+        "{stderr}"
+    );
 }

@@ -15,14 +15,21 @@ fn taken_port_is_a_clear_error() {
     let holder = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = holder.local_addr().unwrap().port();
     let out = volna()
-        .args(["serve", "--tcp-addr", &format!("127.0.0.1:{port}"), "--http-addr", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--tcp-addr",
+            &format!("127.0.0.1:{port}"),
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains(&format!("cannot listen for TCP clients on 127.0.0.1:{port}"))
-            && stderr.contains("another process holds that port"),
+        stderr.contains(&format!(
+            "cannot listen for TCP clients on 127.0.0.1:{port}"
+        )) && stderr.contains("another process holds that port"),
         "{stderr}"
     );
 }
@@ -30,7 +37,13 @@ fn taken_port_is_a_clear_error() {
 #[test]
 fn sigterm_says_goodbye_and_exits_promptly() {
     let mut child = volna()
-        .args(["serve", "--tcp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+        .args([
+            "serve",
+            "--tcp-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -49,7 +62,9 @@ fn sigterm_says_goodbye_and_exits_promptly() {
     let http = first.split("http://").nth(1).unwrap().trim().to_string();
 
     let mut client = TcpStream::connect(&tcp).unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     client.write_all(b"/join lobby\n").unwrap();
     let mut reader = BufReader::new(client.try_clone().unwrap());
     let mut line = String::new();
@@ -61,7 +76,8 @@ fn sigterm_says_goodbye_and_exits_promptly() {
 
     // The health endpoint answers on the HTTP address.
     let mut h = TcpStream::connect(&http).unwrap();
-    h.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    h.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
     let mut resp = String::new();
     h.read_to_string(&mut resp).unwrap();
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
@@ -75,20 +91,35 @@ fn sigterm_says_goodbye_and_exits_promptly() {
     assert!(status.success());
     line.clear();
     reader.read_line(&mut line).unwrap();
-    assert_eq!(line.trim_end(), "bye server-shutdown: the server is going away");
+    assert_eq!(
+        line.trim_end(),
+        "bye server-shutdown: the server is going away"
+    );
     line.clear();
-    assert_eq!(reader.read_line(&mut line).unwrap(), 0, "then the connection closes");
+    assert_eq!(
+        reader.read_line(&mut line).unwrap(),
+        0,
+        "then the connection closes"
+    );
 
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(started.elapsed() < Duration::from_secs(5), "volna did not exit after SIGTERM");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "volna did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status:?}");
     let mut stderr = String::new();
-    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     assert!(stderr.contains("stopped:"), "{stderr}");
     // The listener is gone.
     assert!(TcpStream::connect(&tcp).is_err());

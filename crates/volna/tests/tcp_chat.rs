@@ -32,7 +32,11 @@ async fn messages_reach_exactly_their_room_in_order() {
         assert_eq!(m.text, format!("a{i}"));
         red_offsets.push(m.offset);
     }
-    assert_eq!(red_offsets, (1..=20).collect::<Vec<u64>>(), "offsets count up from 1");
+    assert_eq!(
+        red_offsets,
+        (1..=20).collect::<Vec<u64>>(),
+        "offsets count up from 1"
+    );
 
     // The sender gets its own messages as the reply, with the same offsets.
     for i in 0..20 {
@@ -42,12 +46,19 @@ async fn messages_reach_exactly_their_room_in_order() {
     // carol only ever sees blue; dave sees both rooms, each in order.
     for i in 0..20 {
         let m = parse_msg(&carol.line().await);
-        assert_eq!((m.room.as_str(), m.offset, m.text), ("blue", i + 1, format!("d{i}")));
+        assert_eq!(
+            (m.room.as_str(), m.offset, m.text),
+            ("blue", i + 1, format!("d{i}"))
+        );
     }
     let (mut red, mut blue) = (Vec::new(), Vec::new());
     for _ in 0..40 {
         let m = parse_msg(&dave.line().await);
-        if m.room == "red" { red.push(m.offset) } else { blue.push(m.offset) }
+        if m.room == "red" {
+            red.push(m.offset)
+        } else {
+            blue.push(m.offset)
+        }
     }
     assert_eq!(red, (1..=20).collect::<Vec<u64>>());
     assert_eq!(blue, (1..=20).collect::<Vec<u64>>());
@@ -110,7 +121,10 @@ async fn message_without_a_room_is_an_error_not_silence() {
     let server = start_default().await;
     let mut a = LineClient::connect(&server).await;
     a.send("hello?").await;
-    assert_eq!(a.line().await, "error not-in-room join a room first: /join ROOM");
+    assert_eq!(
+        a.line().await,
+        "error not-in-room join a room first: /join ROOM"
+    );
     a.send("/msg nowhere hi").await;
     assert_eq!(a.line().await, "error no-such-room no room named nowhere");
     let mut b = LineClient::named(&server, "b", &["here"]).await;

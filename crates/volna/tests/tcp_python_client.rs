@@ -21,15 +21,27 @@ async fn python_socket_client_chats_with_volna() {
             .arg(script())
             .arg(addr.ip().to_string())
             .arg(addr.port().to_string())
-            .args(["/nick py", "/join notes", "привет из Python", "/echo answer me"])
+            .args([
+                "/nick py",
+                "/join notes",
+                "привет из Python",
+                "/echo answer me",
+            ])
             .output()
             .expect("python3 runs")
     })
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "python failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("Пришло от сервера: welcome volna"), "{stdout}");
+    assert!(
+        output.status.success(),
+        "python failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("Пришло от сервера: welcome volna"),
+        "{stdout}"
+    );
     assert!(stdout.contains("ok nick py"), "{stdout}");
     assert!(stdout.contains("ok join notes py watcher"), "{stdout}");
     assert!(stdout.contains("py: привет из Python"), "{stdout}");
@@ -37,6 +49,9 @@ async fn python_socket_client_chats_with_volna() {
 
     assert_eq!(watcher.line().await, "joined notes py 2");
     let m = parse_msg(&watcher.line().await);
-    assert_eq!((m.from.as_str(), m.text.as_str()), ("py", "привет из Python"));
+    assert_eq!(
+        (m.from.as_str(), m.text.as_str()),
+        ("py", "привет из Python")
+    );
     assert_eq!(watcher.line().await, "left notes py 1");
 }

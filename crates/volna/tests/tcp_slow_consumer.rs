@@ -93,6 +93,9 @@ async fn slow_reader_is_dropped_with_a_reason_others_get_everything() {
         last.starts_with("bye slow-consumer: you did not read fast enough"),
         "last line: {last}"
     );
-    assert!(msgs < N, "the slow client got {msgs} of {N} before being dropped");
+    assert!(
+        msgs < N,
+        "the slow client got {msgs} of {N} before being dropped"
+    );
     println!("fast client received {N} messages in {fast_elapsed:?}; slow got {msgs} then bye");
 }

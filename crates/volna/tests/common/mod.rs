@@ -120,7 +120,9 @@ pub struct Msg {
 }
 
 pub fn parse_msg(line: &str) -> Msg {
-    let rest = line.strip_prefix("msg ").unwrap_or_else(|| panic!("not a msg line: {line}"));
+    let rest = line
+        .strip_prefix("msg ")
+        .unwrap_or_else(|| panic!("not a msg line: {line}"));
     let mut parts = rest.splitn(4, ' ');
     let room = parts.next().unwrap().to_string();
     let offset = parts.next().unwrap().parse().unwrap();
