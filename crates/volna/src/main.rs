@@ -1,4 +1,4 @@
-//! The `volna` command: `serve`, `client`.
+//! The `volna` command: `serve`, `client`, `bench`.
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -26,10 +26,21 @@ enum Command {
         #[arg(long)]
         raw: bool,
     },
+    /// Load-test a Socket.IO v4 server (volna or another) or volna's /ws and TCP endpoints.
+    Bench {
+        #[command(subcommand)]
+        scenario: volna::bench::Scenario,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("volna: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -46,6 +57,11 @@ fn main() -> anyhow::Result<()> {
             ));
             // Reading stdin blocks a thread that cannot be cancelled; do not
             // wait for the user to press Enter once the session is over.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+            result
+        }
+        Command::Bench { scenario } => {
+            let result = runtime.block_on(volna::bench::run(scenario));
             runtime.shutdown_timeout(std::time::Duration::from_millis(100));
             result
         }
