@@ -1,0 +1,300 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of volna against the peer Socket.IO servers.
+
+Builds and starts each server pinned to one core (taskset), drives it with
+`volna bench` pinned to the other core, and writes a Markdown table with every
+figure to docs/benchmarks.md. Figures are meant to be compared as ratios
+within one run: the machine is shared and noisy.
+
+Usage: bench/compare.sh [--only volna,node] [--quick] [--out docs/benchmarks.md]
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = (ROOT.parent / "shared" / "peers").resolve()
+WORK = ROOT / "target" / "compare"
+VOLNA = ROOT / "target" / "release" / "volna"
+
+SERVER_CORE = "0"
+LOAD_CORE = "1"
+
+
+def log(*a):
+    print("[compare]", *a, file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    log("$", " ".join(map(str, cmd)))
+    subprocess.run(cmd, check=True, **kw)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=60):
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
+
+
+def raise_nofile():
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 1_048_576
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, want))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# ---------------------------------------------------------------- servers
+
+def build_volna():
+    run(["cargo", "build", "--release", "-p", "volna"], cwd=ROOT)
+
+
+def setup_node():
+    d = WORK / "node-socketio"
+    if not (d / "node_modules").exists():
+        shutil.copytree(PEERS / "node-socketio", d, dirs_exist_ok=True)
+        run(["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=d)
+    return d
+
+
+def setup_python():
+    d = WORK / "python-socketio"
+    venv = d / "venv"
+    if not (venv / "bin" / "python").exists():
+        d.mkdir(parents=True, exist_ok=True)
+        shutil.copy(PEERS / "python-socketio" / "server.py", d / "server.py")
+        run([sys.executable, "-m", "venv", str(venv)])
+        run([str(venv / "bin" / "pip"), "install", "-q", "python-socketio", "aiohttp"])
+    return d
+
+
+def setup_socketioxide():
+    d = WORK / "socketioxide"
+    target = WORK / "socketioxide-target"
+    if not d.exists():
+        shutil.copytree(PEERS / "socketioxide", d)
+    run(["cargo", "build", "--release", "--quiet"], cwd=d,
+        env={**os.environ, "CARGO_TARGET_DIR": str(target)})
+    return target / "release" / "peer-socketioxide"
+
+
+class Server:
+    def __init__(self, name, cmd, port, cwd=None, env=None):
+        self.name, self.port = name, port
+        full_env = {**os.environ, "PORT": str(port), **(env or {})}
+        log(f"starting {name} on {port}")
+        self.proc = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE, *map(str, cmd)], cwd=cwd, env=full_env,
+            stdout=subprocess.DEVNULL, stderr=open(WORK / f"{name}.log", "w"),
+            preexec_fn=raise_nofile)
+        wait_port(port)
+        time.sleep(0.5)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_server(name):
+    port = free_port()
+    if name == "volna":
+        return Server(name, [VOLNA, "serve", "--http-addr", f"127.0.0.1:{port}",
+                             "--tcp-addr", "127.0.0.1:0", "--log", "warn"], port)
+    if name == "node":
+        d = setup_node()
+        return Server(name, ["node", "server.js"], port, cwd=d)
+    if name == "python":
+        d = setup_python()
+        return Server(name, [d / "venv" / "bin" / "python", "server.py"], port, cwd=d)
+    if name == "socketioxide":
+        exe = setup_socketioxide()
+        return Server(name, [exe], port)
+    raise ValueError(name)
+
+
+# ---------------------------------------------------------------- load
+
+def bench(server, *args, timeout=600):
+    cmd = ["taskset", "-c", LOAD_CORE, str(VOLNA), "bench", *args,
+           "--url", f"socketio://127.0.0.1:{server.port}", "--pid", str(server.pid),
+           "--json", "--quiet"]
+    log("$", " ".join(cmd[3:]))
+    try:
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                             timeout=timeout, preexec_fn=raise_nofile)
+        return json.loads(out.stdout.strip().splitlines()[-1])
+    except subprocess.CalledProcessError as e:
+        log(f"  failed: {e.stderr.strip()[-500:]}")
+        return {"error": e.stderr.strip().splitlines()[-1] if e.stderr.strip() else "failed"}
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout}s"}
+
+
+def scenarios(quick):
+    members = 200 if quick else 1000
+    msgs = 100 if quick else 200
+    out = []
+    for rate in (50, 200, 1000):
+        out.append((f"fanout {rate}/s", ["fanout", "-n", str(members), "-m", str(msgs),
+                                          "--rate", str(rate), "--size", "64"]))
+    out.append(("burst", ["fanout", "-n", "200", "-m", "500", "--size", "64"]))
+    out.append(("echo", ["echo", "-n", "10", "-m", "300" if quick else "1000"]))
+    out.append(("conns", ["conns", "-n", "2000" if quick else "15000", "--hold", "3",
+                          "--concurrency", "200"]))
+    return out
+
+
+# ---------------------------------------------------------------- report
+
+def fmt(v, digits=1):
+    if v is None:
+        return "—"
+    if isinstance(v, str):
+        return v
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return f"{v:,}"
+
+
+def get(r, key, digits=1):
+    if "error" in r:
+        return "error"
+    return fmt(r.get(key), digits)
+
+
+def ratio(results, names, scen, key, better_low=True):
+    """volna's figure over the best peer's, e.g. 0.42×."""
+    def val(n):
+        r = results.get(n, {}).get(scen, {})
+        v = r.get(key)
+        return v if isinstance(v, (int, float)) and "error" not in r else None
+    mine = val("volna")
+    peers = [val(n) for n in names if n != "volna"]
+    peers = [p for p in peers if p is not None and p > 0]
+    if mine is None or not peers:
+        return "—"
+    best = min(peers) if better_low else max(peers)
+    return f"{mine / best:.2f}×"
+
+
+def write_report(results, names, out_path, quick, started):
+    lines = []
+    lines.append("# Benchmarks: volna side by side\n")
+    lines.append(f"Run on {started:%Y-%m-%d %H:%M} UTC by `bench/compare.sh`"
+                 f"{' --quick' if quick else ''}. Machine: {platform.machine()}, "
+                 f"{os.cpu_count()} cores, {platform.platform()}; "
+                 f"each server pinned to core {SERVER_CORE}, the load generator (`volna bench`) "
+                 f"to core {LOAD_CORE}. Peers from `../shared/peers/`. "
+                 "Compare figures as ratios within this run; the machine is shared and noisy.\n")
+    lines.append("The *ratio* column is volna's figure divided by the best peer's "
+                 "(lower is better for CPU, latency, memory and loss; higher for rates).\n")
+    header = "| scenario | figure | " + " | ".join(names) + " | ratio |"
+    sep = "|---|---|" + "---|" * len(names) + "---|"
+
+    def table(title, rows):
+        lines.append(f"\n## {title}\n")
+        lines.append(header)
+        lines.append(sep)
+        for scen, key, label, digits, low in rows:
+            cells = [get(results.get(n, {}).get(scen, {"error": "not run"}), key, digits) for n in names]
+            lines.append(f"| {scen} | {label} | " + " | ".join(cells) + f" | {ratio(results, names, scen, key, low)} |")
+
+    fan = []
+    for scen in ("fanout 50/s", "fanout 200/s", "fanout 1000/s"):
+        fan += [
+            (scen, "server CPU per delivery (us)", "CPU per delivery (µs)", 2, True),
+            (scen, "latency p99 (ms)", "p99 latency (ms)", 1, True),
+            (scen, "latency p50 (ms)", "p50 latency (ms)", 1, True),
+            (scen, "lost", "lost messages", 0, True),
+            (scen, "deliveries/s", "deliveries/s", 0, False),
+        ]
+    table("Fan-out: members in one room, 64-byte messages at a fixed rate", fan)
+    table("Burst: 500 messages to 200 members as fast as the publisher can send", [
+        ("burst", "lost", "lost messages", 0, True),
+        ("burst", "deliveries/s", "deliveries/s", 0, False),
+        ("burst", "latency p99 (ms)", "p99 latency (ms)", 1, True),
+        ("burst", "server CPU per delivery (us)", "CPU per delivery (µs)", 2, True),
+    ])
+    table("Echo: 10 clients doing round trips with acks", [
+        ("echo", "round trips/s", "round trips/s", 0, False),
+        ("echo", "rtt p99 (ms)", "p99 RTT (ms)", 2, True),
+        ("echo", "server CPU per round trip (us)", "CPU per round trip (µs)", 1, True),
+    ])
+    table("Connections: connect, join a room, hold", [
+        ("conns", "connects/s", "connects/s", 0, False),
+        ("conns", "failures", "failures", 0, True),
+        ("conns", "server RSS per connection (KiB)", "RSS per connection (KiB)", 1, True),
+        ("conns", "server CPU per connect (us)", "CPU per connect (µs)", 0, True),
+    ])
+    lines.append("\n## Raw results\n")
+    lines.append("```json")
+    lines.append(json.dumps(results, indent=1, sort_keys=True))
+    lines.append("```\n")
+    Path(out_path).write_text("\n".join(lines))
+    log(f"wrote {out_path}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", default="volna,socketioxide,node,python")
+    ap.add_argument("--quick", action="store_true", help="smaller runs (for a smoke test)")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    args = ap.parse_args()
+    if shutil.which("taskset") is None:
+        sys.exit("taskset is needed (Debian package util-linux)")
+    raise_nofile()
+    WORK.mkdir(parents=True, exist_ok=True)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    build_volna()
+    names = [n.strip() for n in args.only.split(",") if n.strip()]
+    results = {}
+    for name in names:
+        try:
+            server = start_server(name)
+        except Exception as e:  # noqa: BLE001 - report and go on with the others
+            log(f"{name}: cannot start: {e}")
+            results[name] = {s: {"error": f"cannot start: {e}"} for s, _ in scenarios(args.quick)}
+            continue
+        results[name] = {}
+        try:
+            for scen, bargs in scenarios(args.quick):
+                results[name][scen] = bench(server, *bargs)
+                log(f"{name} {scen}: {results[name][scen]}")
+        finally:
+            server.stop()
+    write_report(results, names, args.out, args.quick, started)
+
+
+if __name__ == "__main__":
+    main()
