@@ -21,3 +21,20 @@ fi
 
 # Rust components for the lint steps.
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+# Interop tests (tests/interop/run.sh): the stock socket.io-client from npm, python-socketio from PyPI.
+# Reinstalled only when the lock file / requirements change (a hash stamp next to the install); quiet,
+# and served from the npm and pip caches when they hold the packages.
+interop_stamp() { sha256sum "$1" | cut -d' ' -f1; }
+if [ "$(cat tests/interop/node_modules/.volna-stamp 2>/dev/null)" != "$(interop_stamp tests/interop/package-lock.json)" ]; then
+  echo "== installing interop npm packages (tests/interop/node_modules)"
+  (cd tests/interop && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null)
+  interop_stamp tests/interop/package-lock.json >tests/interop/node_modules/.volna-stamp
+fi
+INTEROP_VENV=target/interop-venv
+if [ "$(cat "$INTEROP_VENV/.volna-stamp" 2>/dev/null)" != "$(interop_stamp tests/interop/requirements.txt)" ]; then
+  echo "== installing interop Python packages ($INTEROP_VENV)"
+  [ -x "$INTEROP_VENV/bin/python" ] || python3 -m venv "$INTEROP_VENV"
+  "$INTEROP_VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/interop/requirements.txt
+  interop_stamp tests/interop/requirements.txt >"$INTEROP_VENV/.volna-stamp"
+fi

@@ -11,3 +11,4 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
+echo "== interop tests (socket.io-client, python-socketio)"; bash tests/interop/run.sh

@@ -10,5 +10,8 @@
 //! Shutdown is a `CancellationToken`; connection tasks are spawned on a
 //! `TaskTracker` so the server can wait for them to finish.
 
+pub mod engineio;
 pub mod http;
+pub mod socketio;
 pub mod tcp;
+pub mod ws;

@@ -11,14 +11,39 @@
 //! queue_frames = 1024
 //! queue_bytes = 4194304
 //! history = 100
+//! profile = "default"          # or "conformance" (see below)
+//! ping_interval_ms = 25000     # Engine.IO heartbeat
+//! ping_timeout_ms = 20000
+//! max_payload = 1000000        # bytes per polling payload / WebSocket message
+//! connect_timeout_ms = 45000   # time to join a Socket.IO namespace
+//! socketio_path = "/socket.io/"
+//! cors_origins = []            # e.g. ["https://example.com"] or ["*"]
 //! ```
+//!
+//! The `conformance` profile is what the official Engine.IO and Socket.IO
+//! test suites expect: HTTP on port 3000, pingInterval 300 ms, pingTimeout
+//! 200 ms, maxPayload 1 000 000, connectTimeout 1000 ms, Socket.IO
+//! namespaces `/` and `/custom` with the test behaviour, and a bare
+//! Engine.IO echo server at `/engine.io/`.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use volna_hub::{HubConfig, OutboxLimits};
+use volna_transports::socketio::SocketIoConfig;
 use volna_transports::tcp::TcpConfig;
+
+/// A preset of `volna serve`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// The normal server.
+    #[default]
+    Default,
+    /// What the official Engine.IO / Socket.IO test suites expect.
+    Conformance,
+}
 
 /// Everything `volna serve` needs, after merging every source.
 #[derive(Debug, Clone)]
@@ -30,6 +55,10 @@ pub struct ServerConfig {
     pub http_addr: String,
     pub tcp: TcpConfig,
     pub hub: HubConfig,
+    /// Socket.IO (and its Engine.IO layer).
+    pub socketio: SocketIoConfig,
+    /// The preset in use.
+    pub profile: Profile,
     /// How long shutdown waits for connections to say goodbye. Defaults to 2 s.
     pub shutdown_grace: Duration,
 }
@@ -41,6 +70,8 @@ impl Default for ServerConfig {
             http_addr: "127.0.0.1:3000".into(),
             tcp: TcpConfig::default(),
             hub: HubConfig::default(),
+            socketio: SocketIoConfig::default(),
+            profile: Profile::Default,
             shutdown_grace: Duration::from_secs(2),
         }
     }
@@ -57,6 +88,13 @@ pub struct FileConfig {
     pub queue_frames: Option<usize>,
     pub queue_bytes: Option<usize>,
     pub history: Option<usize>,
+    pub profile: Option<Profile>,
+    pub ping_interval_ms: Option<u64>,
+    pub ping_timeout_ms: Option<u64>,
+    pub max_payload: Option<usize>,
+    pub connect_timeout_ms: Option<u64>,
+    pub socketio_path: Option<String>,
+    pub cors_origins: Option<Vec<String>>,
 }
 
 impl FileConfig {
@@ -97,6 +135,27 @@ pub struct ServeArgs {
     /// Messages kept per room for history [default: 100].
     #[arg(long, env = "VOLNA_HISTORY")]
     pub history: Option<usize>,
+    /// Preset: `conformance` serves what the official Socket.IO/Engine.IO test suites expect (port 3000, short heartbeats) [default: default].
+    #[arg(long, env = "VOLNA_PROFILE", value_enum)]
+    pub profile: Option<Profile>,
+    /// Engine.IO ping interval in milliseconds [default: 25000].
+    #[arg(long, env = "VOLNA_PING_INTERVAL_MS")]
+    pub ping_interval_ms: Option<u64>,
+    /// Engine.IO pong timeout in milliseconds [default: 20000].
+    #[arg(long, env = "VOLNA_PING_TIMEOUT_MS")]
+    pub ping_timeout_ms: Option<u64>,
+    /// Largest Engine.IO polling payload or WebSocket message in bytes [default: 1000000].
+    #[arg(long, env = "VOLNA_MAX_PAYLOAD")]
+    pub max_payload: Option<usize>,
+    /// Time a Socket.IO client has to join a namespace, in milliseconds [default: 45000].
+    #[arg(long, env = "VOLNA_CONNECT_TIMEOUT_MS")]
+    pub connect_timeout_ms: Option<u64>,
+    /// HTTP path of Socket.IO [default: /socket.io/].
+    #[arg(long, env = "VOLNA_SOCKETIO_PATH")]
+    pub socketio_path: Option<String>,
+    /// Origins allowed to use Socket.IO from a browser (comma-separated, `*` for any) [default: none, no CORS headers].
+    #[arg(long, env = "VOLNA_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
 }
 
 impl ServeArgs {
@@ -134,6 +193,37 @@ impl ServeArgs {
         if let Some(v) = self.history.or(file.history) {
             cfg.hub.history_len = v;
         }
+        let sio = &mut cfg.socketio;
+        sio.engine.outbox = cfg.tcp.outbox;
+        if let Some(v) = self.ping_interval_ms.or(file.ping_interval_ms) {
+            anyhow::ensure!(v >= 1, "ping_interval_ms must be at least 1");
+            sio.engine.ping_interval = Duration::from_millis(v);
+        }
+        if let Some(v) = self.ping_timeout_ms.or(file.ping_timeout_ms) {
+            anyhow::ensure!(v >= 1, "ping_timeout_ms must be at least 1");
+            sio.engine.ping_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = self.max_payload.or(file.max_payload) {
+            anyhow::ensure!(v >= 64, "max_payload must be at least 64 bytes");
+            sio.engine.max_payload = v;
+        }
+        if let Some(v) = self.connect_timeout_ms.or(file.connect_timeout_ms) {
+            sio.connect_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = self.socketio_path.clone().or(file.socketio_path) {
+            anyhow::ensure!(
+                v.starts_with('/') && v.len() > 1,
+                "socketio_path must start with / and not be the root"
+            );
+            sio.engine.path = if v.ends_with('/') { v } else { format!("{v}/") };
+        }
+        if let Some(v) = self.cors_origins.clone().or(file.cors_origins) {
+            sio.engine.cors_origins = v.into_iter().filter(|o| !o.is_empty()).collect();
+        }
+        cfg.profile = self.profile.or(file.profile).unwrap_or_default();
+        if cfg.profile == Profile::Conformance {
+            apply_conformance(&mut cfg);
+        }
         let log = self
             .log
             .clone()
@@ -141,6 +231,22 @@ impl ServeArgs {
             .unwrap_or_else(|| "info".into());
         Ok((cfg, log))
     }
+}
+
+/// Forces what the official test suites expect.
+fn apply_conformance(cfg: &mut ServerConfig) {
+    let sio = &mut cfg.socketio;
+    sio.conformance = true;
+    sio.engine.ping_interval = Duration::from_millis(300);
+    sio.engine.ping_timeout = Duration::from_millis(200);
+    sio.engine.max_payload = 1_000_000;
+    sio.engine.path = "/socket.io/".into();
+    sio.connect_timeout = Duration::from_millis(1000);
+    let host = match cfg.http_addr.rsplit_once(':') {
+        Some((host, _)) if !host.is_empty() => host.to_string(),
+        _ => "127.0.0.1".to_string(),
+    };
+    cfg.http_addr = format!("{host}:3000");
 }
 
 #[cfg(test)]
@@ -171,5 +277,33 @@ mod tests {
         std::fs::write(&path, "nonsense = 1\n").unwrap();
         let err = args.resolve().unwrap_err().to_string();
         assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn conformance_profile_forces_the_suite_settings() {
+        let args = ServeArgs {
+            profile: Some(Profile::Conformance),
+            http_addr: Some("0.0.0.0:8080".into()),
+            ping_interval_ms: Some(5),
+            ..Default::default()
+        };
+        let (cfg, _) = args.resolve().unwrap();
+        assert_eq!(cfg.http_addr, "0.0.0.0:3000");
+        assert!(cfg.socketio.conformance);
+        assert_eq!(
+            cfg.socketio.engine.ping_interval,
+            Duration::from_millis(300)
+        );
+        assert_eq!(cfg.socketio.engine.ping_timeout, Duration::from_millis(200));
+        assert_eq!(cfg.socketio.connect_timeout, Duration::from_millis(1000));
+        let args = ServeArgs {
+            socketio_path: Some("/rt".into()),
+            cors_origins: Some(vec!["https://a.example".into()]),
+            ..Default::default()
+        };
+        let (cfg, _) = args.resolve().unwrap();
+        assert_eq!(cfg.socketio.engine.path, "/rt/");
+        assert_eq!(cfg.socketio.engine.cors_origins, vec!["https://a.example"]);
+        assert!(!cfg.socketio.conformance);
     }
 }

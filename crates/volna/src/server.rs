@@ -9,9 +9,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use volna_hub::{CloseReason, Hub};
-use volna_transports::{http, tcp};
+use volna_transports::{engineio, http, socketio, tcp};
 
-use crate::config::ServerConfig;
+use crate::config::{Profile, ServerConfig};
 
 /// Why the server could not start.
 #[derive(Debug)]
@@ -98,7 +98,34 @@ impl Server {
             hub: hub.clone(),
             shutdown: shutdown.clone(),
         };
-        let router = http::router(state);
+        let router = http::router(state.clone()).merge(volna_transports::ws::router(
+            volna_transports::ws::WsState::new(state, Default::default(), tracker.clone()),
+        ));
+        let router = router.merge(socketio::router(
+            hub.clone(),
+            shutdown.clone(),
+            tracker.clone(),
+            config.socketio.clone(),
+        ));
+        let router = if config.profile == Profile::Conformance {
+            // The official Engine.IO suite talks to a bare echo server.
+            let echo = engineio::EngineConfig {
+                path: "/engine.io/".into(),
+                ..config.socketio.engine.clone()
+            };
+            router.merge(
+                engineio::Engine::new(
+                    echo,
+                    engineio::EchoHandler,
+                    hub.clone(),
+                    shutdown.clone(),
+                    tracker.clone(),
+                )
+                .router(),
+            )
+        } else {
+            router
+        };
         let http_task = tokio::spawn(http::serve(http_listener, router, shutdown.clone()));
         tracing::info!(%tcp_addr, %http_addr, "volna {} listening", env!("CARGO_PKG_VERSION"));
         Ok(Server {

@@ -55,7 +55,11 @@ impl Target {
         let (proto, path) = match scheme {
             "socketio" | "sio" | "http" => (
                 Proto::SocketIo,
-                if path.is_empty() || path == "/" { "/socket.io/" } else { path },
+                if path.is_empty() || path == "/" {
+                    "/socket.io/"
+                } else {
+                    path
+                },
             ),
             "ws" => (Proto::Ws, if path.is_empty() { "/ws" } else { path }),
             "tcp" => (Proto::Tcp, ""),
@@ -177,10 +181,11 @@ pub async fn connect(target: &Target, source: Option<IpAddr>) -> anyhow::Result<
             let mut config = WebSocketConfig::default();
             config.read_buffer_size = 4096;
             config.write_buffer_size = 0;
-            let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
-                .await
-                .map_err(|e| {
-                    anyhow::anyhow!(
+            let (ws, _) =
+                tokio_tungstenite::client_async_with_config(request, stream, Some(config))
+                    .await
+                    .map_err(|e| {
+                        anyhow::anyhow!(
                         "WebSocket handshake with {url} failed: {e} (does the target speak {}?)",
                         if target.proto == Proto::SocketIo {
                             "Socket.IO v4 / Engine.IO v4"
@@ -188,7 +193,7 @@ pub async fn connect(target: &Target, source: Option<IpAddr>) -> anyhow::Result<
                             "volna's /ws protocol"
                         }
                     )
-                })?;
+                    })?;
             let (mut tx, mut rx) = ws.split();
             if target.proto == Proto::SocketIo {
                 let open = next_text(&mut rx).await?;
@@ -238,8 +243,11 @@ impl Tx {
     pub async fn join(&mut self, room: &str, ack: u64) -> anyhow::Result<()> {
         match self {
             Tx::Ws(tx, Proto::SocketIo) => {
-                tx.send(WsMessage::text(format!("42{ack}[\"join\",{}]", json_str(room))))
-                    .await?
+                tx.send(WsMessage::text(format!(
+                    "42{ack}[\"join\",{}]",
+                    json_str(room)
+                )))
+                .await?
             }
             Tx::Ws(tx, _) => {
                 tx.send(WsMessage::text(format!(
@@ -272,7 +280,10 @@ impl Tx {
                 )))
                 .await?
             }
-            Tx::Tcp(w) => w.write_all(format!("/msg {room} {text}\n").as_bytes()).await?,
+            Tx::Tcp(w) => {
+                w.write_all(format!("/msg {room} {text}\n").as_bytes())
+                    .await?
+            }
         }
         Ok(())
     }
@@ -281,8 +292,11 @@ impl Tx {
     pub async fn echo(&mut self, text: &str, ack: u64) -> anyhow::Result<()> {
         match self {
             Tx::Ws(tx, Proto::SocketIo) => {
-                tx.send(WsMessage::text(format!("42{ack}[\"echo\",{}]", json_str(text))))
-                    .await?
+                tx.send(WsMessage::text(format!(
+                    "42{ack}[\"echo\",{}]",
+                    json_str(text)
+                )))
+                .await?
             }
             Tx::Ws(tx, _) => {
                 tx.send(WsMessage::text(format!(

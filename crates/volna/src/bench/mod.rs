@@ -361,7 +361,10 @@ fn add_latency(report: &mut Report, prefix: &str, h: &Histogram<u64>) {
     let ms = |v: u64| v as f64 / 1000.0;
     report.add(&format!("{prefix} p50 (ms)"), ms(h.value_at_quantile(0.50)));
     report.add(&format!("{prefix} p99 (ms)"), ms(h.value_at_quantile(0.99)));
-    report.add(&format!("{prefix} p99.9 (ms)"), ms(h.value_at_quantile(0.999)));
+    report.add(
+        &format!("{prefix} p99.9 (ms)"),
+        ms(h.value_at_quantile(0.999)),
+    );
     report.add(&format!("{prefix} max (ms)"), ms(h.max()));
 }
 
@@ -375,7 +378,10 @@ async fn fanout(
     size: usize,
     drain: f64,
 ) -> anyhow::Result<Report> {
-    anyhow::ensure!(n >= 1 && publishers >= 1 && publishers <= n, "need 1 <= publishers <= clients");
+    anyhow::ensure!(
+        n >= 1 && publishers >= 1 && publishers <= n,
+        "need 1 <= publishers <= clients"
+    );
     let target = Target::parse(&common.url)?;
     let probe = join_one(&target, &common.room, None).await?;
     drop(probe);
@@ -503,7 +509,8 @@ async fn fanout(
         }
     }
     let got = delivered.load(Ordering::Relaxed);
-    let mut report = Report::new(format!(
+    let mut report =
+        Report::new(format!(
         "fanout {} ({n} members, {publishers} publisher(s), {messages} msgs of {size} B, rate {})",
         target.url,
         if rate > 0.0 { format!("{rate}/s") } else { "max".into() }

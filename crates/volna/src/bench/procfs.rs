@@ -13,7 +13,11 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
         for task in tasks.flatten() {
             let path = task.path().join("schedstat");
             if let Ok(s) = std::fs::read_to_string(path) {
-                if let Some(ns) = s.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()) {
+                if let Some(ns) = s
+                    .split_whitespace()
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                {
                     total_ns += ns;
                     found = true;
                 }

@@ -1,0 +1,348 @@
+//! One Engine.IO session: its state machine, heartbeat and close.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::{watch, Notify};
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+use volna_hub::{CloseReason, Frame, Outbox, Stats};
+use volna_protocols::engineio::Packet;
+
+use super::Engine;
+
+/// The transport a session currently uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransportKind {
+    Polling,
+    WebSocket,
+}
+
+/// A message from the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A text message (valid UTF-8), without the Engine.IO `4`.
+    Text(Bytes),
+    /// A binary message.
+    Binary(Bytes),
+}
+
+/// The application side of a session. Calls are serialized: a session never
+/// runs two of them at once.
+pub trait SessionHandler: Send + 'static {
+    /// A message arrived. Returning an error closes the session with that
+    /// reason.
+    fn on_message(&mut self, msg: Incoming) -> Result<(), CloseReason>;
+
+    /// The session is closed; called once.
+    fn on_close(&mut self, reason: &CloseReason);
+}
+
+/// Where a WebSocket upgrade stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Upgrade {
+    /// No WebSocket is attached.
+    None,
+    /// A WebSocket is attached and waits for `2probe`.
+    Probing,
+    /// `3probe` was sent: pending polls are answered with a noop.
+    Probed,
+}
+
+struct State {
+    transport: TransportKind,
+    upgrade: Upgrade,
+    /// A GET is waiting (generation of the current one).
+    poll: Option<u64>,
+    poll_gen: u64,
+    /// A POST is being processed.
+    post: bool,
+    finished: bool,
+}
+
+/// An Engine.IO session.
+pub struct Session {
+    engine: Arc<Engine>,
+    sid: Arc<str>,
+    outbox: Arc<Outbox>,
+    state: Mutex<State>,
+    handler: Mutex<Option<Box<dyn SessionHandler>>>,
+    pong: watch::Sender<u64>,
+    /// Wakes a pending poll when it must end early (upgrade).
+    pub(super) poll_wake: Notify,
+    closed: CancellationToken,
+}
+
+/// What interrupts a pending poll.
+pub(super) enum PollStop {
+    /// Answer `6` (the session is moving to WebSocket).
+    Noop,
+}
+
+impl Session {
+    pub(super) fn new(
+        engine: Arc<Engine>,
+        sid: Arc<str>,
+        transport: TransportKind,
+    ) -> Arc<Session> {
+        let outbox = Arc::new(Outbox::new(engine.config.outbox));
+        Arc::new(Session {
+            engine,
+            sid,
+            outbox,
+            state: Mutex::new(State {
+                transport,
+                upgrade: Upgrade::None,
+                poll: None,
+                poll_gen: 0,
+                post: false,
+                finished: false,
+            }),
+            handler: Mutex::new(None),
+            pong: watch::Sender::new(0),
+            poll_wake: Notify::new(),
+            closed: CancellationToken::new(),
+        })
+    }
+
+    /// The session id.
+    pub fn sid(&self) -> &Arc<str> {
+        &self.sid
+    }
+
+    /// The session's outgoing queue; every frame goes through it.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// The engine it belongs to.
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The transport in use.
+    pub fn transport(&self) -> TransportKind {
+        self.state.lock().unwrap().transport
+    }
+
+    /// Whether the session is over.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_cancelled()
+    }
+
+    /// Resolves once the session is over.
+    pub async fn closed(&self) {
+        self.closed.cancelled().await
+    }
+
+    pub(super) fn set_handler(&self, handler: Box<dyn SessionHandler>) {
+        *self.handler.lock().unwrap() = Some(handler);
+        if self.is_closed() {
+            // Closed while the handler was being made: give it its close.
+            if let Some(mut h) = self.handler.lock().unwrap().take() {
+                h.on_close(&self.outbox.closed().unwrap_or(CloseReason::TransportClosed));
+            }
+        }
+    }
+
+    /// Closes the session: the transport flushes what is queued (unless the
+    /// reason discards it) and ends. A protocol error is counted.
+    pub fn close(&self, reason: CloseReason) {
+        if self.outbox.close(reason.clone()) {
+            if matches!(reason, CloseReason::ProtocolError(_)) {
+                Stats::bump(&self.engine.hub.stats().protocol_closes);
+            }
+            tracing::debug!(sid = %self.sid, reason = %reason, "engine.io session closing");
+        }
+        let actual = self.outbox.closed().unwrap_or(reason);
+        self.finish(actual);
+    }
+
+    /// Closes for a protocol violation.
+    pub(super) fn protocol_error(&self, why: impl Into<String>) {
+        self.close(CloseReason::ProtocolError(why.into()));
+    }
+
+    /// Tears the session down once its outbox is closed: forgets it, tells
+    /// the handler, wakes the transports. Idempotent.
+    fn finish(&self, reason: CloseReason) {
+        {
+            let mut st = self.state.lock().unwrap();
+            if st.finished {
+                return;
+            }
+            st.finished = true;
+        }
+        self.engine.remove(&self.sid);
+        let handler = self.handler.lock().unwrap().take();
+        if let Some(mut h) = handler {
+            h.on_close(&reason);
+        }
+        self.closed.cancel();
+        self.poll_wake.notify_waiters();
+    }
+
+    /// Handles one packet from the client.
+    pub(super) fn on_packet(&self, packet: Packet) {
+        match packet {
+            Packet::Close => self.close(CloseReason::ClientQuit),
+            Packet::Pong(_) => self.pong.send_modify(|n| *n += 1),
+            Packet::Ping(_) => {
+                self.engine.bump_bad_input();
+                self.protocol_error("invalid heartbeat direction");
+            }
+            Packet::Message(text) => self.deliver(Incoming::Text(text)),
+            Packet::Binary(data) => self.deliver(Incoming::Binary(data)),
+            Packet::Open(_) | Packet::Upgrade | Packet::Noop => {}
+        }
+    }
+
+    fn deliver(&self, msg: Incoming) {
+        let result = {
+            let mut guard = self.handler.lock().unwrap();
+            match guard.as_mut() {
+                Some(h) => h.on_message(msg),
+                None => Ok(()),
+            }
+        };
+        if let Err(reason) = result {
+            self.close(reason);
+        }
+    }
+
+    // ---- long-polling bookkeeping ----
+
+    /// Claims the poll slot; `None` if a poll is already pending.
+    pub(super) fn begin_poll(&self) -> Option<u64> {
+        let mut st = self.state.lock().unwrap();
+        if st.poll.is_some() {
+            return None;
+        }
+        st.poll_gen += 1;
+        st.poll = Some(st.poll_gen);
+        Some(st.poll_gen)
+    }
+
+    pub(super) fn end_poll(&self, generation: u64) {
+        let mut st = self.state.lock().unwrap();
+        if st.poll == Some(generation) {
+            st.poll = None;
+        }
+    }
+
+    /// Whether a pending poll must end now.
+    pub(super) fn poll_stop(&self) -> Option<PollStop> {
+        let st = self.state.lock().unwrap();
+        if st.transport == TransportKind::WebSocket || st.upgrade == Upgrade::Probed {
+            Some(PollStop::Noop)
+        } else {
+            None
+        }
+    }
+
+    /// Claims the POST slot; false if one is being processed.
+    pub(super) fn begin_post(&self) -> bool {
+        let mut st = self.state.lock().unwrap();
+        !std::mem::replace(&mut st.post, true)
+    }
+
+    pub(super) fn end_post(&self) {
+        self.state.lock().unwrap().post = false;
+    }
+
+    // ---- upgrade bookkeeping ----
+
+    /// Attaches a probing WebSocket; false if the session cannot upgrade.
+    pub(super) fn begin_upgrade(&self) -> bool {
+        let mut st = self.state.lock().unwrap();
+        if st.finished || st.transport != TransportKind::Polling || st.upgrade != Upgrade::None {
+            return false;
+        }
+        st.upgrade = Upgrade::Probing;
+        true
+    }
+
+    /// `3probe` was sent: end pending polls with a noop.
+    pub(super) fn probed(&self) {
+        self.state.lock().unwrap().upgrade = Upgrade::Probed;
+        self.poll_wake.notify_waiters();
+    }
+
+    /// The probing WebSocket went away or failed: stay on polling.
+    pub(super) fn abort_upgrade(&self) {
+        let mut st = self.state.lock().unwrap();
+        if st.transport == TransportKind::Polling {
+            st.upgrade = Upgrade::None;
+        }
+    }
+
+    /// `5` arrived: the WebSocket is now the transport.
+    pub(super) fn complete_upgrade(&self) -> bool {
+        let mut st = self.state.lock().unwrap();
+        if st.finished || st.upgrade == Upgrade::None {
+            return false;
+        }
+        st.transport = TransportKind::WebSocket;
+        st.upgrade = Upgrade::None;
+        drop(st);
+        self.poll_wake.notify_waiters();
+        true
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("sid", &self.sid)
+            .field("transport", &self.transport())
+            .finish()
+    }
+}
+
+/// The session's supervisor: sends pings, enforces the pong timeout, closes
+/// the session at shutdown, and tears it down once its outbox is closed
+/// (whoever closed it).
+pub(super) async fn drive(session: Arc<Session>) {
+    let config = &session.engine.config;
+    let interval = config.ping_interval;
+    let timeout = config.ping_timeout;
+    let shutdown = session.engine.shutdown.clone();
+    let mut pongs = session.pong.subscribe();
+    // `Some(deadline)` while waiting for a pong.
+    let mut awaiting: Option<Instant> = None;
+    let mut next_ping = Instant::now() + interval;
+    let mut shutting_down = false;
+    loop {
+        let at = awaiting.unwrap_or(next_ping);
+        tokio::select! {
+            reason = session.outbox.wait_closed() => {
+                session.finish(reason);
+                return;
+            }
+            _ = shutdown.cancelled(), if !shutting_down => {
+                shutting_down = true;
+                session.close(CloseReason::ServerShutdown);
+            }
+            changed = pongs.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                if awaiting.take().is_some() {
+                    next_ping = Instant::now() + interval;
+                }
+            }
+            _ = sleep_until(at) => {
+                if awaiting.is_some() {
+                    tracing::debug!(sid = %session.sid, "engine.io ping timeout");
+                    session.close(CloseReason::Timeout);
+                    awaiting = None;
+                    next_ping = Instant::now() + std::time::Duration::from_secs(86_400);
+                } else {
+                    pongs.mark_unchanged();
+                    let _ = session.outbox.push_one(Frame::Text(Bytes::from_static(b"2")));
+                    awaiting = Some(at + timeout);
+                }
+            }
+        }
+    }
+}
