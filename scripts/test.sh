@@ -12,3 +12,4 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
 echo "== interop tests (socket.io-client, python-socketio)"; bash tests/interop/run.sh
+echo "== Autobahn WebSocket compliance (kosoku)"; bash tests/autobahn/run.sh

@@ -265,6 +265,27 @@ impl Hub {
         Some(rs.history.iter().skip(skip).cloned().collect())
     }
 
+    /// Whether connection `id` is a member of `room`.
+    pub fn is_member(&self, nsp: &str, room: &str, id: ConnId) -> bool {
+        self.room(nsp, room)
+            .is_some_and(|r| r.state.lock().unwrap().members.contains_key(&id))
+    }
+
+    /// Publishes to `room` on behalf of connection `id`, which must be a
+    /// member. For work that finishes after the request that started it
+    /// (e.g. an image processed on a worker pool); otherwise use
+    /// [`Conn::publish`].
+    pub fn publish_as(
+        &self,
+        id: ConnId,
+        nsp: &str,
+        room: &str,
+        data: Data,
+        include_self: bool,
+    ) -> Result<Arc<Message>, HubError> {
+        self.publish(id, nsp, room, data, include_self)
+    }
+
     /// Number of connections registered.
     pub fn connection_count(&self) -> usize {
         self.inner.state.lock().unwrap().conns.len()

@@ -89,16 +89,9 @@ struct Queue {
     closed: bool,
 }
 
-/// Runs the work and sends the answer on the job's oneshot. Dropping a job unrun drops its sender,
-/// which the waiting caller reads as [`ImageError::ShuttingDown`].
-type Job = Box<dyn FnOnce() -> JobEnd + Send + 'static>;
-
-enum JobEnd {
-    /// The caller stopped waiting before a worker got to the job; it was not run.
-    Abandoned,
-    Succeeded,
-    Failed,
-}
+/// Runs the work, counts it and sends the answer on the job's oneshot. Dropping a job unrun drops
+/// its sender, which the waiting caller reads as [`ImageError::ShuttingDown`].
+type Job = Box<dyn FnOnce(&Counters) + Send + 'static>;
 
 /// What comes back from a worker: the job's value, or the payload of its panic.
 type Answer<T> = oneshot::Receiver<std::thread::Result<T>>;
@@ -197,18 +190,27 @@ impl ImagePool {
         T: Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move || {
+        let job: Job = Box::new(move |c: &Counters| {
             if tx.is_closed() {
-                return JobEnd::Abandoned;
+                // The caller stopped waiting before a worker got here: skip the work.
+                c.cancelled.fetch_add(1, Relaxed);
+                return;
             }
+            c.running.fetch_add(1, Relaxed);
+            let started = Instant::now();
+            // A panic (a decoder bug) must not take the worker down: catch it and hand it over.
             let value = catch_unwind(AssertUnwindSafe(f));
-            let end = match &value {
-                Ok(v) if ok(v) => JobEnd::Succeeded,
-                _ => JobEnd::Failed,
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            c.work_us.fetch_add(micros, Relaxed);
+            c.running.fetch_sub(1, Relaxed);
+            match &value {
+                Ok(v) if ok(v) => c.done.fetch_add(1, Relaxed),
+                _ => c.failed.fetch_add(1, Relaxed),
             };
-            // The caller may have gone meanwhile; then the value is simply dropped.
+            // Counted before answering (the oneshot orders it), so a caller holding its answer
+            // sees its job in `stats()`. The caller may have gone meanwhile; then the value is
+            // simply dropped.
             let _ = tx.send(value);
-            end
         });
         self.handle.shared.push(job)?;
         Ok(rx)
@@ -308,26 +310,10 @@ impl Shared {
 }
 
 fn worker(shared: &Shared) {
-    let c = &shared.counters;
     while let Some(job) = shared.next() {
-        c.running.fetch_add(1, Relaxed);
-        let started = Instant::now();
-        let end = job();
-        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-        c.running.fetch_sub(1, Relaxed);
-        match end {
-            JobEnd::Abandoned => c.cancelled.fetch_add(1, Relaxed),
-            JobEnd::Succeeded => {
-                c.work_us.fetch_add(micros, Relaxed);
-                c.done.fetch_add(1, Relaxed)
-            }
-            JobEnd::Failed => {
-                c.work_us.fetch_add(micros, Relaxed);
-                c.failed.fetch_add(1, Relaxed)
-            }
-        };
+        job(&shared.counters);
     }
-    c.workers.fetch_sub(1, Relaxed);
+    shared.counters.workers.fetch_sub(1, Relaxed);
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -114,3 +114,10 @@ fn thumbnail_is_reencoded_not_copied() {
         .windows(b"trailing payload".len())
         .any(|w| w == b"trailing payload"));
 }
+
+#[test]
+fn exif_orientation_is_applied() {
+    // Stored 600 wide and 300 high, displayed turned a quarter: 300 wide and 600 high.
+    let t = thumb(&common::jpeg_rotated_90(600, 300));
+    check(&t, "jpeg", 300, 600, (128, 256));
+}

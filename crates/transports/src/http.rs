@@ -7,7 +7,10 @@ use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use std::sync::Arc;
+
 use volna_hub::Hub;
+use volna_media::{ImagePool, LagMonitor};
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -16,6 +19,10 @@ pub struct HttpState {
     /// Cancelled when the server shuts down: long-lived connections
     /// (WebSocket, long-polling) watch it and close themselves.
     pub shutdown: CancellationToken,
+    /// The worker pool for image thumbnails; `None` disables image sharing.
+    pub images: Option<Arc<ImagePool>>,
+    /// Event-loop lag, measured continuously; reported by `/health`.
+    pub lag: Option<LagMonitor>,
 }
 
 /// The router: `GET /health` for now.
@@ -32,6 +39,20 @@ async fn health(State(state): State<HttpState>) -> Json<serde_json::Value> {
     body.insert("version".into(), env!("CARGO_PKG_VERSION").into());
     for (name, value) in state.hub.stats().snapshot() {
         body.insert(name.into(), value.into());
+    }
+    if let Some(lag) = &state.lag {
+        let s = lag.snapshot();
+        body.insert(
+            "event_loop_lag_us".into(),
+            serde_json::json!({"samples": s.samples, "mean": s.mean_us, "p50": s.p50_us, "p99": s.p99_us, "max": s.max_us}),
+        );
+    }
+    if let Some(pool) = &state.images {
+        let s = pool.stats();
+        body.insert(
+            "image_pool".into(),
+            serde_json::json!({"workers": s.workers, "done": s.done, "failed": s.failed, "rejected_busy": s.rejected_busy, "queue_depth": s.queue_depth, "work_us": s.work_us}),
+        );
     }
     Json(body.into())
 }

@@ -12,6 +12,7 @@
 
 pub mod engineio;
 pub mod http;
+pub mod images;
 pub mod socketio;
 pub mod tcp;
 pub mod ws;

@@ -114,6 +114,11 @@ fn render_message(s: &mut String, m: &volna_hub::Message) {
         Timestamp(m.ts),
         m.from.name
     );
+    if let Some(image) = crate::images::image_info(&m.data) {
+        s.push_str(&sanitize_for_line(&crate::images::describe(&image)));
+        s.push('\n');
+        return;
+    }
     match m.data.as_text() {
         Some(text) => s.push_str(&sanitize_for_line(&text)),
         None => s.push_str(&sanitize_for_line(m.data.json.get())),

@@ -37,7 +37,10 @@ use volna_hub::{
     OutboxLimits, Stats,
 };
 
+use volna_media::ImagePool;
+
 use crate::http::HttpState;
+use crate::images;
 pub use crate::tcp::NAMESPACE;
 
 /// Settings of the WebSocket transport.
@@ -320,7 +323,7 @@ impl Codec for JsonCodec {
 
 /// Every op the protocol knows.
 const OPS: &[&str] = &[
-    "nick", "join", "leave", "message", "echo", "who", "rooms", "history",
+    "nick", "join", "leave", "message", "echo", "who", "rooms", "history", "image",
 ];
 
 /// A request's fields as raw JSON, checked one by one afterwards so errors
@@ -362,6 +365,11 @@ enum Action {
     History {
         room: String,
         limit: usize,
+    },
+    /// Share an image (its bytes are the one attachment) with a room.
+    Image {
+        room: String,
+        name: String,
     },
 }
 
@@ -526,8 +534,14 @@ fn parse_request(text: &str, cfg: &WsConfig) -> Result<Request, ReqError> {
             )
         })
     };
-    if attachments > 0 && !matches!(op, "message" | "echo") {
+    if attachments > 0 && !matches!(op, "message" | "echo" | "image") {
         return Err(bad(id, format!("{op} takes no attachments")));
+    }
+    if op == "image" && attachments != 1 {
+        return Err(bad(
+            id,
+            "image needs \"attachments\":1 followed by one binary frame with the image bytes".into(),
+        ));
     }
     let action = match op {
         "nick" => Action::Nick(string_field(&id, "name", env.name)?),
@@ -600,6 +614,14 @@ fn parse_request(text: &str, cfg: &WsConfig) -> Result<Request, ReqError> {
             }
             Action::Echo(data)
         }
+        "image" => {
+            let room = string_field(&id, "room", env.room)?;
+            let name = match env.name {
+                None => "image".to_string(),
+                Some(raw) => string_field(&id, "name", Some(raw))?,
+            };
+            Action::Image { room, name }
+        }
         _ => unreachable!("every op in OPS is handled"),
     };
     Ok(Request {
@@ -664,6 +686,7 @@ struct Session<'a> {
     conn: &'a Conn,
     cfg: &'a WsConfig,
     pending: Option<Pending>,
+    images: Option<&'a Arc<ImagePool>>,
 }
 
 fn reply(id: Option<&str>, op: &str) -> Obj {
@@ -921,6 +944,41 @@ impl Session<'_> {
                 }
                 None => self.hub_error(id, op, HubError::NoSuchRoom(room)),
             },
+            Action::Image { room, name } => {
+                // The thumbnail is made on the worker pool; the reply and the
+                // broadcast follow when it is done, while this connection
+                // goes on reading.
+                let hub = hub.clone();
+                let pool = self.images.cloned();
+                let from = self.conn.id();
+                let outbox = self.conn.outbox().clone();
+                let id = id.map(str::to_string);
+                let bytes = parts.into_iter().next().unwrap_or_default();
+                tokio::spawn(async move {
+                    let frame = match images::share(
+                        &hub,
+                        pool.as_ref(),
+                        from,
+                        NAMESPACE,
+                        &room,
+                        &name,
+                        bytes,
+                    )
+                    .await
+                    {
+                        Ok(m) => reply(id.as_deref(), op)
+                            .str("room", &m.room)
+                            .num("offset", m.offset)
+                            .num("ts", m.ts)
+                            .finish(),
+                        Err(e) => {
+                            Stats::bump(&hub.stats().bad_input);
+                            error_json(id.as_deref(), Some(op), e.code(), &e.to_string(), false)
+                        }
+                    };
+                    let _ = outbox.push_one(Frame::text(frame));
+                });
+            }
         }
     }
 
@@ -1100,6 +1158,7 @@ async fn run_connection(socket: WebSocket, state: WsState, name: Option<String>)
         conn: &conn,
         cfg: &cfg,
         pending: None,
+        images: state.http.images.as_ref(),
     };
     let after = session.read_loop(&mut stream, &state.http.shutdown).await;
     drop(session);

@@ -46,6 +46,8 @@ async fn start(cfg: WsConfig) -> TestServer {
     let state = HttpState {
         hub: hub.clone(),
         shutdown: shutdown.clone(),
+        images: None,
+        lag: None,
     };
     let router =
         http::router(state.clone()).merge(ws::router(WsState::new(state, cfg, tracker.clone())));

@@ -31,7 +31,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use volna_hub::{HubConfig, OutboxLimits};
+use volna_media::PoolConfig;
 use volna_transports::socketio::SocketIoConfig;
+use volna_transports::ws::WsConfig;
 use volna_transports::tcp::TcpConfig;
 
 /// A preset of `volna serve`.
@@ -59,6 +61,11 @@ pub struct ServerConfig {
     pub socketio: SocketIoConfig,
     /// The preset in use.
     pub profile: Profile,
+    /// The plain WebSocket endpoint `/ws`. Its message limit defaults to
+    /// the image limit plus 64 KiB, so an image fits in one request.
+    pub ws: WsConfig,
+    /// The image worker pool (thumbnails) and its limits.
+    pub images: PoolConfig,
     /// How long shutdown waits for connections to say goodbye. Defaults to 2 s.
     pub shutdown_grace: Duration,
 }
@@ -72,6 +79,11 @@ impl Default for ServerConfig {
             hub: HubConfig::default(),
             socketio: SocketIoConfig::default(),
             profile: Profile::Default,
+            ws: WsConfig {
+                max_message_size: PoolConfig::default().limits.max_bytes + (64 << 10),
+                ..WsConfig::default()
+            },
+            images: PoolConfig::default(),
             shutdown_grace: Duration::from_secs(2),
         }
     }

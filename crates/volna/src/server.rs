@@ -22,6 +22,8 @@ pub enum StartError {
         addr: String,
         source: io::Error,
     },
+    /// The image worker threads could not be started.
+    Workers { source: io::Error },
 }
 
 impl std::fmt::Display for StartError {
@@ -38,6 +40,9 @@ impl std::fmt::Display for StartError {
                 }
                 Ok(())
             }
+            StartError::Workers { source } => {
+                write!(f, "cannot start the image worker threads: {source}")
+            }
         }
     }
 }
@@ -45,7 +50,7 @@ impl std::fmt::Display for StartError {
 impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            StartError::Bind { source, .. } => Some(source),
+            StartError::Bind { source, .. } | StartError::Workers { source } => Some(source),
         }
     }
 }
@@ -61,6 +66,8 @@ pub struct Server {
     tracker: TaskTracker,
     tasks: Vec<JoinHandle<()>>,
     config: ServerConfig,
+    images: Arc<volna_media::ImagePool>,
+    lag: volna_media::LagMonitor,
 }
 
 async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, StartError> {
@@ -94,12 +101,20 @@ impl Server {
             shutdown.clone(),
             tracker.clone(),
         ));
+        // CPU-bound image work runs on its own threads, never on the loop.
+        let images = Arc::new(
+            volna_media::ImagePool::new(config.images.clone())
+                .map_err(|source| StartError::Workers { source })?,
+        );
+        let lag = volna_media::LagMonitor::start(volna_media::LagMonitor::DEFAULT_INTERVAL);
         let state = http::HttpState {
             hub: hub.clone(),
             shutdown: shutdown.clone(),
+            images: Some(images.clone()),
+            lag: Some(lag.clone()),
         };
         let router = http::router(state.clone()).merge(volna_transports::ws::router(
-            volna_transports::ws::WsState::new(state, Default::default(), tracker.clone()),
+            volna_transports::ws::WsState::new(state.clone(), config.ws.clone(), tracker.clone()),
         ));
         let router = router.merge(socketio::router(
             hub.clone(),
@@ -136,6 +151,8 @@ impl Server {
             tracker,
             tasks: vec![tcp_task, http_task],
             config,
+            images,
+            lag,
         })
     }
 
@@ -171,6 +188,16 @@ impl Server {
             .into_iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        tracing::info!("stopped: {}", stats.join(" "));
+        self.images.shutdown();
+        self.lag.stop();
+        let pool = self.images.stats();
+        tracing::info!(
+            "stopped: {}; event-loop lag {}; image pool: {} done, {} failed, {} rejected busy",
+            stats.join(" "),
+            self.lag.snapshot(),
+            pool.done,
+            pool.failed,
+            pool.rejected_busy
+        );
     }
 }

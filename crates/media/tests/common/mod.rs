@@ -142,3 +142,24 @@ pub fn webp_bomb_header(width: u32, height: u32) -> Bytes {
     out.extend_from_slice(&vp8l);
     Bytes::from(out)
 }
+
+/// A JPEG of `width x height` stored pixels whose EXIF says "rotate 90° clockwise to display"
+/// (orientation 6), as phone cameras write them.
+pub fn jpeg_rotated_90(width: u32, height: u32) -> Bytes {
+    use image::ImageEncoder;
+    // A big-endian TIFF header and one IFD entry: tag 0x0112 (Orientation), SHORT, 1 value, 6.
+    let exif = vec![
+        b'M', b'M', 0, 42, 0, 0, 0, 8, // header, IFD at offset 8
+        0, 1, // one entry
+        0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, // Orientation = 6
+        0, 0, 0, 0, // no next IFD
+    ];
+    let rgb = rgb(width, height).to_rgb8();
+    let mut out = Vec::new();
+    let mut encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90);
+    encoder.set_exif_metadata(exif).expect("JPEG takes EXIF");
+    encoder
+        .write_image(rgb.as_raw(), width, height, image::ExtendedColorType::Rgb8)
+        .expect("encode");
+    Bytes::from(out)
+}

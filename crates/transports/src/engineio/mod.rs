@@ -338,6 +338,10 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response {
         if session.transport() != transport {
             return engine.error(ErrorCode::BadRequest, headers);
         }
+        if session.is_closed() && parts.method != Method::GET {
+            // Only a poll may still collect the close of a lingering session.
+            return engine.error(ErrorCode::UnknownSid, headers);
+        }
         let mut resp = match parts.method {
             Method::GET => polling::poll(&engine, &session).await,
             Method::POST => polling::data(&engine, &session, headers, body).await,

@@ -7,6 +7,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use tokio::time::{sleep_until, Instant};
 use volna_hub::{Batch, CloseReason, Frame};
 use volna_protocols::engineio::{decode_payload_shared, PayloadWriter};
 
@@ -71,21 +72,34 @@ pub(super) async fn poll(engine: &Arc<Engine>, session: &Arc<Session>) -> Respon
         let wake = session.poll_wake.notified();
         tokio::pin!(wake);
         wake.as_mut().enable();
-        if let Some(PollStop::Noop) = session.poll_stop() {
-            match session.outbox().try_batch(&mut frames) {
-                Some(Batch::Closed(reason)) => break close_tail(&reason),
-                _ if frames.is_empty() => break Some(&b"6"[..]),
-                _ => break None,
+        let noop_at = match session.poll_stop() {
+            Some(PollStop::Refuse) => {
+                // Upgraded while this poll waited: as if it came after.
+                return engine.error(ErrorCode::BadRequest, &HeaderMap::new());
             }
-        }
+            Some(PollStop::NoopAt(at)) if Instant::now() >= at => {
+                match session.outbox().try_batch(&mut frames) {
+                    Some(Batch::Closed(reason)) => break close_tail(&reason),
+                    _ if frames.is_empty() => break Some(&b"6"[..]),
+                    _ => break None,
+                }
+            }
+            Some(PollStop::NoopAt(at)) => Some(at),
+            None => None,
+        };
         tokio::select! {
             batch = session.outbox().next_batch(&mut frames) => match batch {
                 Batch::Frames => break None,
                 Batch::Closed(reason) => break close_tail(&reason),
             },
             _ = &mut wake => {}
+            _ = sleep_until(noop_at.unwrap_or_else(Instant::now)), if noop_at.is_some() => {}
         }
     };
+    if session.is_closed() {
+        // The close was delivered: later requests get `Session ID unknown`.
+        session.forget();
+    }
     text_body(StatusCode::OK, payload(&frames, tail))
 }
 

@@ -45,9 +45,19 @@ pub(super) enum Upgrade {
     None,
     /// A WebSocket is attached and waits for `2probe`.
     Probing,
-    /// `3probe` was sent: pending polls are answered with a noop.
-    Probed,
+    /// `3probe` was sent at this instant: pending polls are answered with a
+    /// noop a little later (see [`PROBE_NOOP_DELAY`]).
+    Probed(Instant),
 }
+
+/// How long after the probe a waiting poll is ended with a noop, as the
+/// reference server's 100 ms upgrade check. A poll still waiting when the
+/// upgrade completes is refused instead (400), like one arriving after it.
+pub(super) const PROBE_NOOP_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How long a session closed by the client over polling stays known, so that
+/// a poll racing the client's close packet still gets its noop.
+const CLOSED_LINGER: std::time::Duration = std::time::Duration::from_secs(1);
 
 struct State {
     transport: TransportKind,
@@ -58,6 +68,8 @@ struct State {
     /// A POST is being processed.
     post: bool,
     finished: bool,
+    /// Kept in the session table after the close (see [`CLOSED_LINGER`]).
+    lingering: bool,
 }
 
 /// An Engine.IO session.
@@ -75,8 +87,10 @@ pub struct Session {
 
 /// What interrupts a pending poll.
 pub(super) enum PollStop {
-    /// Answer `6` (the session is moving to WebSocket).
-    Noop,
+    /// The session moved to WebSocket: refuse the poll.
+    Refuse,
+    /// An upgrade is probing: answer `6` at this instant (or earlier data).
+    NoopAt(Instant),
 }
 
 impl Session {
@@ -97,6 +111,7 @@ impl Session {
                 poll_gen: 0,
                 post: false,
                 finished: false,
+                lingering: false,
             }),
             handler: Mutex::new(None),
             pong: watch::Sender::new(0),
@@ -166,14 +181,20 @@ impl Session {
     /// Tears the session down once its outbox is closed: forgets it, tells
     /// the handler, wakes the transports. Idempotent.
     fn finish(&self, reason: CloseReason) {
-        {
+        let linger = {
             let mut st = self.state.lock().unwrap();
             if st.finished {
                 return;
             }
             st.finished = true;
+            st.lingering = reason == CloseReason::ClientQuit
+                && st.transport == TransportKind::Polling
+                && st.poll.is_none();
+            st.lingering
+        };
+        if !linger {
+            self.engine.remove(&self.sid);
         }
-        self.engine.remove(&self.sid);
         let handler = self.handler.lock().unwrap().take();
         if let Some(mut h) = handler {
             h.on_close(&reason);
@@ -230,14 +251,21 @@ impl Session {
         }
     }
 
-    /// Whether a pending poll must end now.
+    /// Whether a pending poll must end (now or at some instant).
     pub(super) fn poll_stop(&self) -> Option<PollStop> {
         let st = self.state.lock().unwrap();
-        if st.transport == TransportKind::WebSocket || st.upgrade == Upgrade::Probed {
-            Some(PollStop::Noop)
-        } else {
-            None
+        if st.transport == TransportKind::WebSocket {
+            return Some(PollStop::Refuse);
         }
+        match st.upgrade {
+            Upgrade::Probed(at) => Some(PollStop::NoopAt(at + PROBE_NOOP_DELAY)),
+            _ => None,
+        }
+    }
+
+    /// A poll answered the close of a lingering session: forget it now.
+    pub(super) fn forget(&self) {
+        self.engine.remove(&self.sid);
     }
 
     /// Claims the POST slot; false if one is being processed.
@@ -264,7 +292,7 @@ impl Session {
 
     /// `3probe` was sent: end pending polls with a noop.
     pub(super) fn probed(&self) {
-        self.state.lock().unwrap().upgrade = Upgrade::Probed;
+        self.state.lock().unwrap().upgrade = Upgrade::Probed(Instant::now());
         self.poll_wake.notify_waiters();
     }
 
@@ -317,6 +345,13 @@ pub(super) async fn drive(session: Arc<Session>) {
         tokio::select! {
             reason = session.outbox.wait_closed() => {
                 session.finish(reason);
+                if session.state.lock().unwrap().lingering {
+                    tokio::select! {
+                        _ = tokio::time::sleep(CLOSED_LINGER) => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                    session.forget();
+                }
                 return;
             }
             _ = shutdown.cancelled(), if !shutting_down => {
