@@ -100,6 +100,9 @@ pub struct Presence {
 pub enum Event<'a> {
     Message(&'a Message),
     Presence(&'a Presence),
+    /// An event from another server, delivered verbatim (see
+    /// [`crate::Emit`]).
+    Emit(&'a crate::adapter::Emit),
 }
 
 /// Turns hub events into the frames of one wire format.

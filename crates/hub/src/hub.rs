@@ -2,10 +2,11 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use volna_protocols::line::{validate_name, NameError};
 
+use crate::adapter::{Adapter, Outgoing};
 use crate::event::{Codec, Data, Event, MemberInfo, Message, Presence, PresenceKind};
 use crate::outbox::{CloseReason, Frame, Outbox, PushError};
 use crate::stats::Stats;
@@ -83,6 +84,8 @@ struct Inner {
     stats: Stats,
     /// Lock order: `state` before any room's lock, never the other way.
     state: Mutex<State>,
+    /// The cluster adapter, if any (see [`Hub::set_adapter`]).
+    adapter: OnceLock<Arc<dyn Adapter>>,
 }
 
 #[derive(Default)]
@@ -163,6 +166,7 @@ impl Hub {
                 next_id: AtomicU64::new(1),
                 stats: Stats::default(),
                 state: Mutex::new(State::default()),
+                adapter: OnceLock::new(),
             }),
         }
     }
@@ -337,6 +341,75 @@ impl Hub {
         }
     }
 
+    /// Connects this hub to other nodes. Once set, every room broadcast the
+    /// hub originates is also given to the adapter. Returns false (and
+    /// changes nothing) if an adapter was already set.
+    pub fn set_adapter(&self, adapter: Arc<dyn Adapter>) -> bool {
+        self.inner.adapter.set(adapter).is_ok()
+    }
+
+    /// The cluster adapter, if one is set.
+    pub fn adapter(&self) -> Option<&Arc<dyn Adapter>> {
+        self.inner.adapter.get()
+    }
+
+    /// Delivers an event that came from another node to this node's members
+    /// only; it is never forwarded again. `rooms` empty means every
+    /// connection of the namespace; otherwise the members of any of `rooms`
+    /// (each once), minus the members of any of `except`. Returns the
+    /// number of receivers.
+    pub fn deliver_remote(
+        &self,
+        nsp: &str,
+        rooms: &[&str],
+        except: &[&str],
+        event: Event<'_>,
+    ) -> usize {
+        let mut enc = Encoder::new(event);
+        if let ([room], []) = (rooms, except) {
+            // The common case: one room, delivered under its lock so that
+            // remote and local events of a room keep one order.
+            let Some(room) = self.room(nsp, room) else {
+                return 0;
+            };
+            let rs = room.state.lock().unwrap();
+            return self.deliver(&mut enc, rs.members.iter(), None);
+        }
+        let excluded: std::collections::HashSet<ConnId> = except
+            .iter()
+            .filter_map(|r| self.room(nsp, r))
+            .flat_map(|r| {
+                let ids: Vec<ConnId> = r.state.lock().unwrap().members.keys().copied().collect();
+                ids
+            })
+            .collect();
+        let members: Vec<(ConnId, Member)> = if rooms.is_empty() {
+            let st = self.inner.state.lock().unwrap();
+            match st.namespaces.get(nsp) {
+                Some(ns) => ns
+                    .members
+                    .iter()
+                    .filter(|(id, _)| !excluded.contains(id))
+                    .map(|(k, v)| (*k, v.clone()))
+                    .collect(),
+                None => return 0,
+            }
+        } else {
+            let mut seen = std::collections::HashSet::new();
+            let mut out = Vec::new();
+            for room in rooms.iter().filter_map(|r| self.room(nsp, r)) {
+                let rs = room.state.lock().unwrap();
+                for (id, m) in &rs.members {
+                    if !excluded.contains(id) && seen.insert(*id) {
+                        out.push((*id, m.clone()));
+                    }
+                }
+            }
+            out
+        };
+        self.deliver(&mut enc, members.iter().map(|(k, v)| (k, v)), None)
+    }
+
     fn room(&self, nsp: &str, room: &str) -> Option<Arc<Room>> {
         let st = self.inner.state.lock().unwrap();
         st.namespaces.get(nsp)?.rooms.get(room).cloned()
@@ -454,6 +527,9 @@ impl Hub {
         };
         let mut enc = Encoder::new(Event::Presence(&presence));
         self.deliver(&mut enc, rs.members.iter(), Some(id));
+        if let Some(adapter) = self.inner.adapter.get() {
+            adapter.forward(Outgoing::Presence(Arc::new(presence)));
+        }
         Ok(JoinInfo {
             room: room.name.clone(),
             members: member_list(&rs.members),
@@ -488,6 +564,19 @@ impl Hub {
         };
         let left = rs.members.len();
         if left == 0 {
+            if let Some(adapter) = self.inner.adapter.get() {
+                // Nobody here to tell, but members on other nodes are.
+                adapter.forward(Outgoing::Presence(Arc::new(Presence {
+                    nsp: room.nsp.clone(),
+                    room: room.name.clone(),
+                    member: MemberInfo {
+                        id,
+                        name: member.name,
+                    },
+                    kind: PresenceKind::Left,
+                    members: 0,
+                })));
+            }
             drop(rs);
             ns.rooms.remove(room_name);
             return 0;
@@ -504,6 +593,9 @@ impl Hub {
         };
         let mut enc = Encoder::new(Event::Presence(&presence));
         self.deliver(&mut enc, rs.members.iter(), None);
+        if let Some(adapter) = self.inner.adapter.get() {
+            adapter.forward(Outgoing::Presence(Arc::new(presence)));
+        }
         left
     }
 
@@ -546,6 +638,9 @@ impl Hub {
         let mut enc = Encoder::new(Event::Message(&msg));
         let except = if include_self { None } else { Some(id) };
         self.deliver(&mut enc, rs.members.iter(), except);
+        if let Some(adapter) = self.inner.adapter.get() {
+            adapter.forward(Outgoing::Message(msg.clone()));
+        }
         drop(rs);
         Stats::bump(&self.inner.stats.messages);
         Ok(msg)
@@ -715,6 +810,7 @@ mod tests {
                     m.data.as_text().unwrap_or_default()
                 ),
                 Event::Presence(p) => format!("{} {} {}", p.kind.as_str(), p.room, p.member.name),
+                Event::Emit(e) => format!("emit {} {}", e.event, e.args.json.get()),
             };
             out.push(Frame::text(s));
         }
@@ -874,5 +970,73 @@ mod tests {
         assert_eq!(drain(&b), vec!["msg r 1 a all"]);
         assert!(drain(&a).is_empty());
         assert!(drain(&other_ns).is_empty());
+    }
+
+    /// Records what the hub forwards.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Adapter for Recorder {
+        fn forward(&self, event: Outgoing) {
+            let s = match event {
+                Outgoing::Message(m) => format!("msg {} {}", m.room, m.offset),
+                Outgoing::Presence(p) => {
+                    format!("{} {} {} {}", p.kind.as_str(), p.room, p.member.name, p.members)
+                }
+            };
+            self.0.lock().unwrap().push(s);
+        }
+        fn who(&self, _nsp: &str, _room: &str) -> crate::BoxFuture<crate::RemoteMembers> {
+            Box::pin(async {
+                crate::RemoteMembers {
+                    names: vec![Arc::from("zed")],
+                    partial: true,
+                }
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn adapter_sees_originated_events_and_remote_ones_stay_local() {
+        let hub = Hub::new(HubConfig::default());
+        let rec = Arc::new(Recorder::default());
+        assert!(hub.set_adapter(rec.clone()));
+        let c = codec(1);
+        let a = conn(&hub, "a", c.clone(), OutboxLimits::default());
+        let b = conn(&hub, "b", c.clone(), OutboxLimits::default());
+        let x = conn(&hub, "x", c.clone(), OutboxLimits::default());
+        a.join("r").unwrap();
+        b.join("r").unwrap();
+        x.join("s").unwrap();
+        a.publish("r", Data::text("hi"), true).unwrap();
+        b.leave("r").unwrap();
+        drop(x);
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            vec!["join r a 1", "join r b 2", "join s x 1", "msg r 1", "leave r b 1", "leave s x 0"]
+        );
+        drain(&a);
+        drain(&b);
+        let msg = Message {
+            nsp: Arc::from("/"),
+            room: Arc::from("r"),
+            offset: 9,
+            ts: 1,
+            from: MemberInfo {
+                id: 77,
+                name: Arc::from("remote"),
+            },
+            data: Data::text("yo"),
+        };
+        assert_eq!(hub.deliver_remote("/", &["r"], &[], Event::Message(&msg)), 1);
+        assert_eq!(drain(&a), vec!["msg r 9 remote yo"]);
+        assert!(drain(&b).is_empty());
+        assert_eq!(hub.deliver_remote("/", &[], &["r"], Event::Message(&msg)), 1);
+        assert_eq!(drain(&b), vec!["msg r 9 remote yo"]);
+        assert_eq!(hub.deliver_remote("/", &["nope"], &[], Event::Message(&msg)), 0);
+        assert_eq!(rec.0.lock().unwrap().len(), 6, "remote events are not forwarded");
+        let who = hub.who_cluster("/", "r").await.unwrap();
+        assert_eq!(who.names, vec![Arc::from("a"), Arc::from("zed")]);
+        assert!(who.partial);
     }
 }

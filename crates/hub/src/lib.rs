@@ -31,11 +31,13 @@
 //! queued frames are dropped, and the event is counted. Senders never wait
 //! for a slow receiver.
 
+mod adapter;
 mod event;
 mod hub;
 mod outbox;
 mod stats;
 
+pub use adapter::{Adapter, BoxFuture, ClusterWho, Emit, Outgoing, RemoteMembers};
 pub use event::{Codec, Data, Event, MemberInfo, Message, Presence, PresenceKind};
 pub use hub::{Conn, ConnId, Hub, HubConfig, HubError, JoinInfo, RoomInfo};
 pub use outbox::{Batch, CloseReason, Frame, Outbox, OutboxLimits, PushError};

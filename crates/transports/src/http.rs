@@ -2,15 +2,15 @@
 
 use std::future::IntoFuture;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use std::sync::Arc;
-
 use volna_hub::Hub;
-use volna_media::{ImagePool, LagMonitor};
+use volna_media::LagMonitor;
+
+use crate::images::ImageService;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
@@ -19,8 +19,8 @@ pub struct HttpState {
     /// Cancelled when the server shuts down: long-lived connections
     /// (WebSocket, long-polling) watch it and close themselves.
     pub shutdown: CancellationToken,
-    /// The worker pool for image thumbnails; `None` disables image sharing.
-    pub images: Option<Arc<ImagePool>>,
+    /// Image thumbnails (a worker pool); `None` disables image sharing.
+    pub images: Option<ImageService>,
     /// Event-loop lag, measured continuously; reported by `/health`.
     pub lag: Option<LagMonitor>,
 }
@@ -32,8 +32,20 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
+/// Query of `GET /health`.
+#[derive(Debug, Default, serde::Deserialize)]
+struct HealthQuery {
+    /// `reset_lag=1` starts a new event-loop lag window after this answer
+    /// (benchmarks measure one run at a time).
+    #[serde(default)]
+    reset_lag: Option<String>,
+}
+
 /// `GET /health`: `{"status":"ok", "version":…, counters…}`.
-async fn health(State(state): State<HttpState>) -> Json<serde_json::Value> {
+async fn health(
+    State(state): State<HttpState>,
+    Query(query): Query<HealthQuery>,
+) -> Json<serde_json::Value> {
     let mut body = serde_json::Map::new();
     body.insert("status".into(), "ok".into());
     body.insert("version".into(), env!("CARGO_PKG_VERSION").into());
@@ -46,9 +58,12 @@ async fn health(State(state): State<HttpState>) -> Json<serde_json::Value> {
             "event_loop_lag_us".into(),
             serde_json::json!({"samples": s.samples, "mean": s.mean_us, "p50": s.p50_us, "p99": s.p99_us, "max": s.max_us}),
         );
+        if query.reset_lag.as_deref().is_some_and(|v| v == "1" || v == "true") {
+            lag.reset();
+        }
     }
-    if let Some(pool) = &state.images {
-        let s = pool.stats();
+    if let Some(images) = &state.images {
+        let s = images.pool().stats();
         body.insert(
             "image_pool".into(),
             serde_json::json!({"workers": s.workers, "done": s.done, "failed": s.failed, "rejected_busy": s.rejected_busy, "queue_depth": s.queue_depth, "work_us": s.work_us}),

@@ -19,7 +19,51 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 use volna_hub::{ConnId, Data, Hub, HubError, Message};
-use volna_media::{ImageError, ImagePool};
+use volna_media::{ImageError, ImagePool, Thumbnail};
+
+/// The thumbnail maker transports share: the worker pool, or — only to
+/// measure why the pool exists — the same work done inline on the event loop.
+#[derive(Clone)]
+pub struct ImageService {
+    pool: Arc<ImagePool>,
+    inline: bool,
+}
+
+impl ImageService {
+    /// Thumbnails on `pool`'s worker threads.
+    pub fn new(pool: Arc<ImagePool>) -> ImageService {
+        ImageService {
+            pool,
+            inline: false,
+        }
+    }
+
+    /// Thumbnails made inline on the calling task, blocking the event loop
+    /// while they are made. For the benchmark that shows the difference;
+    /// never use it in production. The pool's limits still apply.
+    pub fn inline_on_event_loop(pool: Arc<ImagePool>) -> ImageService {
+        ImageService { pool, inline: true }
+    }
+
+    /// The pool (its limits and counters).
+    pub fn pool(&self) -> &Arc<ImagePool> {
+        &self.pool
+    }
+
+    /// Whether thumbnails are made on the event loop.
+    pub fn is_inline(&self) -> bool {
+        self.inline
+    }
+
+    /// Decodes `bytes` and makes a thumbnail.
+    pub async fn thumbnail(&self, bytes: Bytes) -> Result<Thumbnail, ImageError> {
+        if self.inline {
+            volna_media::make_thumbnail(&bytes, self.pool.limits())
+        } else {
+            self.pool.thumbnail(bytes).await
+        }
+    }
+}
 
 /// Longest image name kept, in characters.
 pub const MAX_NAME_CHARS: usize = 120;
@@ -67,14 +111,14 @@ pub fn clean_name(name: &str) -> String {
 /// connection `from` (which must be a member; checked before any CPU work).
 pub async fn share(
     hub: &Hub,
-    pool: Option<&Arc<ImagePool>>,
+    images: Option<&ImageService>,
     from: ConnId,
     nsp: &str,
     room: &str,
     name: &str,
     bytes: Bytes,
 ) -> Result<Arc<Message>, ShareError> {
-    let pool = pool.ok_or(ShareError::Disabled)?;
+    let images = images.ok_or(ShareError::Disabled)?;
     if hub.who(nsp, room).is_none() {
         return Err(HubError::NoSuchRoom(room.to_string()).into());
     }
@@ -82,7 +126,7 @@ pub async fn share(
         return Err(HubError::NotMember(room.to_string()).into());
     }
     let size = bytes.len();
-    let t = pool.thumbnail(bytes).await?;
+    let t = images.thumbnail(bytes).await?;
     let image = serde_json::json!({
         "image": {
             "name": clean_name(name),

@@ -15,4 +15,5 @@ pub mod http;
 pub mod images;
 pub mod socketio;
 pub mod tcp;
+pub mod web;
 pub mod ws;

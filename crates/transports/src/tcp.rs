@@ -99,6 +99,17 @@ impl Codec for LineCodec {
                 };
                 let _ = writeln!(s, "{verb} {} {} {}", p.room, p.member.name, p.members);
             }
+            Event::Emit(e) => {
+                // An event from another server: `event ROOM NAME: ARGS`.
+                let room = e.room.as_deref().unwrap_or("*");
+                let _ = write!(s, "event {room} {}: ", sanitize_for_line(&e.event));
+                s.push_str(&sanitize_for_line(e.args.json.get()));
+                let n = e.args.attachments.len();
+                if n > 0 {
+                    let _ = write!(s, " [+{n} binary attachment{}, {} bytes]", if n == 1 { "" } else { "s" }, e.args.attachment_bytes());
+                }
+                s.push('\n');
+            }
         }
         out.push(Frame::Text(Bytes::from(s)));
     }

@@ -37,8 +37,6 @@ use volna_hub::{
     OutboxLimits, Stats,
 };
 
-use volna_media::ImagePool;
-
 use crate::http::HttpState;
 use crate::images;
 pub use crate::tcp::NAMESPACE;
@@ -313,6 +311,20 @@ impl Codec for JsonCodec {
                     .num("members", p.members as u64)
                     .finish();
                 out.push(Frame::text(s));
+            }
+            Event::Emit(e) => {
+                // An event from another server (see docs/cluster.md).
+                let mut o = Obj::with_capacity(64 + e.event.len() + e.args.json.get().len())
+                    .str("type", "event");
+                if let Some(room) = &e.room {
+                    o = o.str("room", room);
+                }
+                o = o.str("event", &e.event).raw("args", e.args.json.get());
+                if !e.args.attachments.is_empty() {
+                    o = o.num("attachments", e.args.attachments.len() as u64);
+                }
+                out.push(Frame::text(o.finish()));
+                out.extend(e.args.attachments.iter().cloned().map(Frame::Binary));
             }
         }
     }
@@ -686,7 +698,7 @@ struct Session<'a> {
     conn: &'a Conn,
     cfg: &'a WsConfig,
     pending: Option<Pending>,
-    images: Option<&'a Arc<ImagePool>>,
+    images: Option<&'a images::ImageService>,
 }
 
 fn reply(id: Option<&str>, op: &str) -> Obj {
@@ -949,7 +961,7 @@ impl Session<'_> {
                 // broadcast follow when it is done, while this connection
                 // goes on reading.
                 let hub = hub.clone();
-                let pool = self.images.cloned();
+                let service = self.images.cloned();
                 let from = self.conn.id();
                 let outbox = self.conn.outbox().clone();
                 let id = id.map(str::to_string);
@@ -957,7 +969,7 @@ impl Session<'_> {
                 tokio::spawn(async move {
                     let frame = match images::share(
                         &hub,
-                        pool.as_ref(),
+                        service.as_ref(),
                         from,
                         NAMESPACE,
                         &room,

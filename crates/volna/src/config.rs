@@ -66,6 +66,9 @@ pub struct ServerConfig {
     pub ws: WsConfig,
     /// The image worker pool (thumbnails) and its limits.
     pub images: PoolConfig,
+    /// Make thumbnails on the event loop instead of the pool: only for the
+    /// benchmark that shows why the pool exists. Defaults to false.
+    pub images_inline: bool,
     /// How long shutdown waits for connections to say goodbye. Defaults to 2 s.
     pub shutdown_grace: Duration,
 }
@@ -84,6 +87,7 @@ impl Default for ServerConfig {
                 ..WsConfig::default()
             },
             images: PoolConfig::default(),
+            images_inline: false,
             shutdown_grace: Duration::from_secs(2),
         }
     }
@@ -107,6 +111,10 @@ pub struct FileConfig {
     pub connect_timeout_ms: Option<u64>,
     pub socketio_path: Option<String>,
     pub cors_origins: Option<Vec<String>>,
+    pub image_workers: Option<usize>,
+    pub image_queue: Option<usize>,
+    pub image_max_bytes: Option<usize>,
+    pub image_max_pixels: Option<u64>,
 }
 
 impl FileConfig {
@@ -168,6 +176,22 @@ pub struct ServeArgs {
     /// Origins allowed to use Socket.IO from a browser (comma-separated, `*` for any) [default: none, no CORS headers].
     #[arg(long, env = "VOLNA_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Option<Vec<String>>,
+    /// Threads that make image thumbnails [default: the number of CPUs].
+    #[arg(long, env = "VOLNA_IMAGE_WORKERS")]
+    pub image_workers: Option<usize>,
+    /// Image jobs that may wait for a worker; more get a `busy` error [default: 64].
+    #[arg(long, env = "VOLNA_IMAGE_QUEUE")]
+    pub image_queue: Option<usize>,
+    /// Largest image upload in bytes [default: 8388608].
+    #[arg(long, env = "VOLNA_IMAGE_MAX_BYTES")]
+    pub image_max_bytes: Option<usize>,
+    /// Most pixels an image may declare (decompression-bomb guard) [default: 40000000].
+    #[arg(long, env = "VOLNA_IMAGE_MAX_PIXELS")]
+    pub image_max_pixels: Option<u64>,
+    /// Benchmark only: make thumbnails ON THE EVENT LOOP instead of the worker pool, to measure
+    /// what the pool saves.
+    #[arg(long, hide = true)]
+    pub images_inline: bool,
 }
 
 impl ServeArgs {
@@ -232,6 +256,24 @@ impl ServeArgs {
         if let Some(v) = self.cors_origins.clone().or(file.cors_origins) {
             sio.engine.cors_origins = v.into_iter().filter(|o| !o.is_empty()).collect();
         }
+        if let Some(v) = self.image_workers.or(file.image_workers) {
+            anyhow::ensure!(v >= 1, "image_workers must be at least 1");
+            cfg.images.workers = v;
+        }
+        if let Some(v) = self.image_queue.or(file.image_queue) {
+            anyhow::ensure!(v >= 1, "image_queue must be at least 1");
+            cfg.images.queue = v;
+        }
+        if let Some(v) = self.image_max_bytes.or(file.image_max_bytes) {
+            cfg.images.limits.max_bytes = v;
+        }
+        if let Some(v) = self.image_max_pixels.or(file.image_max_pixels) {
+            cfg.images.limits.max_pixels = v;
+        }
+        cfg.images_inline = self.images_inline;
+        // One request on /ws may carry one whole image.
+        cfg.ws.max_message_size = cfg.ws.max_message_size.max(cfg.images.limits.max_bytes + (64 << 10));
+        cfg.ws.outbox = cfg.tcp.outbox;
         cfg.profile = self.profile.or(file.profile).unwrap_or_default();
         if cfg.profile == Profile::Conformance {
             apply_conformance(&mut cfg);

@@ -9,6 +9,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use volna_hub::{CloseReason, Hub};
+use volna_transports::images::ImageService;
 use volna_transports::{engineio, http, socketio, tcp};
 
 use crate::config::{Profile, ServerConfig};
@@ -110,7 +111,14 @@ impl Server {
         let state = http::HttpState {
             hub: hub.clone(),
             shutdown: shutdown.clone(),
-            images: Some(images.clone()),
+            images: Some(if config.images_inline {
+                tracing::warn!(
+                    "--images-inline: thumbnails are made ON THE EVENT LOOP (benchmark mode)"
+                );
+                ImageService::inline_on_event_loop(images.clone())
+            } else {
+                ImageService::new(images.clone())
+            }),
             lag: Some(lag.clone()),
         };
         let router = http::router(state.clone()).merge(volna_transports::ws::router(
@@ -122,6 +130,8 @@ impl Server {
             tracker.clone(),
             config.socketio.clone(),
         ));
+        // The browser chat page at `/`.
+        let router = router.merge(volna_transports::web::router());
         let router = if config.profile == Profile::Conformance {
             // The official Engine.IO suite talks to a bare echo server.
             let echo = engineio::EngineConfig {

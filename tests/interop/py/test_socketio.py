@@ -9,10 +9,12 @@ import logging
 import os
 import queue
 import socket
+import threading
 import time
 import unittest
 import uuid
 
+import engineio.payload
 import socketio
 
 HTTP = os.environ.get("VOLNA_HTTP", "http://127.0.0.1:3000")
@@ -97,6 +99,23 @@ class Client:
                 return out
 
     def close(self):
+        """Disconnects, bounded.
+
+        python-engineio's write loop re-checks its state only between batches, so a disconnect()
+        issued while it is between batches can exit without sending the CLOSE packet (with any
+        server): the pending long-poll then waits for the server's next ping (25 s) and the server
+        keeps the session. Let the send queue drain first, and never wait on the loop for long.
+        """
+        eio = self.sio.eio
+        deadline = time.monotonic() + 1.0
+        while getattr(eio.queue, "unfinished_tasks", 0) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        time.sleep(0.02)
+        t = threading.Thread(target=self._disconnect, daemon=True)
+        t.start()
+        t.join(WAIT)
+
+    def _disconnect(self):
         try:
             self.sio.disconnect()
         except Exception:  # noqa: BLE001 - best effort in teardown
@@ -304,16 +323,32 @@ class _TransportCase:
         )
         self.assertIn(sender_name(seen["a"][0]), member_names(self.who_members(b, room)))
 
-    def test_a_burst_of_200_messages_arrives_complete_and_in_offset_order(self):
+    def _burst(self, n):
         room = unique_room()
         a, b = self.connect(), self.connect()
         a.call("join", room)
         b.call("join", room)
-        for i in range(200):
+        for i in range(n):
             a.sio.emit("message", {"room": room, "data": {"i": i}})
-        got = [b.next("message", lambda m: m.get("room") == room, timeout=WAIT) for _ in range(200)]
-        self.assertEqual([m["data"]["i"] for m in got], list(range(200)))
-        self.assertEqual([m["offset"] for m in got], list(range(got[0]["offset"], got[0]["offset"] + 200)))
+        got = [b.next("message", lambda m: m.get("room") == room, timeout=WAIT) for _ in range(n)]
+        self.assertEqual([m["data"]["i"] for m in got], list(range(n)))
+        self.assertEqual([m["offset"] for m in got], list(range(got[0]["offset"], got[0]["offset"] + n)))
+
+    def test_a_burst_of_200_messages_arrives_complete_and_in_offset_order(self):
+        # python-engineio refuses a long-polling response of more than
+        # Payload.max_decode_packets (default 16) packets and drops the connection
+        # (python-engineio issue #142; the Node reference server sends such responses too).
+        # Here the client is given the documented workaround; the test below keeps the default.
+        saved = engineio.payload.Payload.max_decode_packets
+        engineio.payload.Payload.max_decode_packets = 1000
+        try:
+            self._burst(200)
+        finally:
+            engineio.payload.Payload.max_decode_packets = saved
+
+    def test_a_burst_of_50_messages_reaches_a_client_with_default_settings(self):
+        # Fails on polling when the server puts more than 16 packets in one long-poll response.
+        self._burst(50)
 
     def test_binary_inside_message_data_arrives_as_binary(self):
         room = unique_room()

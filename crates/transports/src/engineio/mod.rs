@@ -329,6 +329,10 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response {
         let Some(session) = engine.get(sid) else {
             return engine.error(ErrorCode::UnknownSid, headers);
         };
+        if session.heartbeat_expired() {
+            session.close(volna_hub::CloseReason::Timeout);
+            return engine.error(ErrorCode::UnknownSid, headers);
+        }
         if let Some(ws) = ws {
             if transport != TransportKind::WebSocket {
                 return engine.error(ErrorCode::BadRequest, headers);

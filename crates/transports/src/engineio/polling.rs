@@ -68,6 +68,7 @@ pub(super) async fn poll(engine: &Arc<Engine>, session: &Arc<Session>) -> Respon
     };
     let _guard = PollGuard(session, generation);
     let mut frames = Vec::new();
+    let mut closed = false;
     let tail = loop {
         let wake = session.poll_wake.notified();
         tokio::pin!(wake);
@@ -79,7 +80,10 @@ pub(super) async fn poll(engine: &Arc<Engine>, session: &Arc<Session>) -> Respon
             }
             Some(PollStop::NoopAt(at)) if Instant::now() >= at => {
                 match session.outbox().try_batch(&mut frames) {
-                    Some(Batch::Closed(reason)) => break close_tail(&reason),
+                    Some(Batch::Closed(reason)) => {
+                        closed = true;
+                        break close_tail(&reason);
+                    }
                     _ if frames.is_empty() => break Some(&b"6"[..]),
                     _ => break None,
                 }
@@ -90,13 +94,16 @@ pub(super) async fn poll(engine: &Arc<Engine>, session: &Arc<Session>) -> Respon
         tokio::select! {
             batch = session.outbox().next_batch(&mut frames) => match batch {
                 Batch::Frames => break None,
-                Batch::Closed(reason) => break close_tail(&reason),
+                Batch::Closed(reason) => {
+                    closed = true;
+                    break close_tail(&reason);
+                }
             },
             _ = &mut wake => {}
             _ = sleep_until(noop_at.unwrap_or_else(Instant::now)), if noop_at.is_some() => {}
         }
     };
-    if session.is_closed() {
+    if closed {
         // The close was delivered: later requests get `Session ID unknown`.
         session.forget();
     }

@@ -70,6 +70,11 @@ struct State {
     finished: bool,
     /// Kept in the session table after the close (see [`CLOSED_LINGER`]).
     lingering: bool,
+    /// A ping was sent and its pong has not arrived.
+    ping_sent: bool,
+    /// When the pong of the next (or current) ping is due: the next ping
+    /// goes out `ping_timeout` before it.
+    pong_due: Instant,
 }
 
 /// An Engine.IO session.
@@ -100,6 +105,7 @@ impl Session {
         transport: TransportKind,
     ) -> Arc<Session> {
         let outbox = Arc::new(Outbox::new(engine.config.outbox));
+        let pong_due = Instant::now() + engine.config.ping_interval + engine.config.ping_timeout;
         Arc::new(Session {
             engine,
             sid,
@@ -112,6 +118,8 @@ impl Session {
                 post: false,
                 finished: false,
                 lingering: false,
+                ping_sent: false,
+                pong_due,
             }),
             handler: Mutex::new(None),
             pong: watch::Sender::new(0),
@@ -207,7 +215,7 @@ impl Session {
     pub(super) fn on_packet(&self, packet: Packet) {
         match packet {
             Packet::Close => self.close(CloseReason::ClientQuit),
-            Packet::Pong(_) => self.pong.send_modify(|n| *n += 1),
+            Packet::Pong(_) => self.on_pong(),
             Packet::Ping(_) => {
                 self.engine.bump_bad_input();
                 self.protocol_error("invalid heartbeat direction");
@@ -216,6 +224,28 @@ impl Session {
             Packet::Binary(data) => self.deliver(Incoming::Binary(data)),
             Packet::Open(_) | Packet::Upgrade | Packet::Noop => {}
         }
+    }
+
+    /// A pong answers the ping in flight; the next ping is due an interval
+    /// later. Unsolicited pongs are ignored.
+    fn on_pong(&self) {
+        let config = &self.engine.config;
+        {
+            let mut st = self.state.lock().unwrap();
+            if !st.ping_sent {
+                return;
+            }
+            st.ping_sent = false;
+            st.pong_due = Instant::now() + config.ping_interval + config.ping_timeout;
+        }
+        self.pong.send_modify(|n| *n += 1);
+    }
+
+    /// Whether the pong is overdue, even if the heartbeat task has not
+    /// noticed yet (requests check this so the timeout is exact).
+    pub(super) fn heartbeat_expired(&self) -> bool {
+        let st = self.state.lock().unwrap();
+        !st.finished && Instant::now() >= st.pong_due
     }
 
     fn deliver(&self, msg: Incoming) {
@@ -331,18 +361,22 @@ impl std::fmt::Debug for Session {
 /// the session at shutdown, and tears it down once its outbox is closed
 /// (whoever closed it).
 pub(super) async fn drive(session: Arc<Session>) {
-    let config = &session.engine.config;
-    let interval = config.ping_interval;
-    let timeout = config.ping_timeout;
+    let timeout = session.engine.config.ping_timeout;
     let shutdown = session.engine.shutdown.clone();
     let mut pongs = session.pong.subscribe();
-    // `Some(deadline)` while waiting for a pong.
-    let mut awaiting: Option<Instant> = None;
-    let mut next_ping = Instant::now() + interval;
     let mut shutting_down = false;
     loop {
-        let at = awaiting.unwrap_or(next_ping);
+        let (ping_sent, pong_due) = {
+            let st = session.state.lock().unwrap();
+            (st.ping_sent, st.pong_due)
+        };
+        let at = if ping_sent {
+            pong_due
+        } else {
+            pong_due.checked_sub(timeout).unwrap_or(pong_due)
+        };
         tokio::select! {
+            biased;
             reason = session.outbox.wait_closed() => {
                 session.finish(reason);
                 if session.state.lock().unwrap().lingering {
@@ -362,20 +396,14 @@ pub(super) async fn drive(session: Arc<Session>) {
                 if changed.is_err() {
                     return;
                 }
-                if awaiting.take().is_some() {
-                    next_ping = Instant::now() + interval;
-                }
             }
             _ = sleep_until(at) => {
-                if awaiting.is_some() {
+                if ping_sent {
                     tracing::debug!(sid = %session.sid, "engine.io ping timeout");
                     session.close(CloseReason::Timeout);
-                    awaiting = None;
-                    next_ping = Instant::now() + std::time::Duration::from_secs(86_400);
                 } else {
-                    pongs.mark_unchanged();
+                    session.state.lock().unwrap().ping_sent = true;
                     let _ = session.outbox.push_one(Frame::Text(Bytes::from_static(b"2")));
-                    awaiting = Some(at + timeout);
                 }
             }
         }

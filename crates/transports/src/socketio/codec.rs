@@ -93,6 +93,27 @@ impl Codec for SioCodec {
                 );
                 out.push(Frame::Text(Bytes::from(s)));
             }
+            Event::Emit(e) => {
+                // An event from another server (docs/cluster.md): sent as
+                // it was emitted, `["event", ...args]`.
+                let args = e.args.json.get().trim();
+                let inner = args
+                    .strip_prefix('[')
+                    .and_then(|a| a.strip_suffix(']'))
+                    .unwrap_or("")
+                    .trim();
+                let mut s = String::with_capacity(16 + e.event.len() + inner.len());
+                self.header(&mut s, e.args.attachments.len());
+                s.push('[');
+                push_json_string(&mut s, &e.event);
+                if !inner.is_empty() {
+                    s.push(',');
+                    s.push_str(inner);
+                }
+                s.push(']');
+                out.push(Frame::Text(Bytes::from(s)));
+                out.extend(e.args.attachments.iter().cloned().map(Frame::Binary));
+            }
         }
     }
 }

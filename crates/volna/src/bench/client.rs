@@ -310,6 +310,23 @@ impl Tx {
         Ok(())
     }
 
+    /// Shares an image (volna `/ws` only): the `image` op and one binary
+    /// frame.
+    pub async fn image(&mut self, room: &str, bytes: &[u8], ack: u64) -> anyhow::Result<()> {
+        match self {
+            Tx::Ws(tx, Proto::Ws) => {
+                tx.send(WsMessage::text(format!(
+                    "{{\"op\":\"image\",\"room\":{},\"name\":\"bench.png\",\"attachments\":1,\"id\":{ack}}}",
+                    json_str(room)
+                )))
+                .await?;
+                tx.send(WsMessage::binary(bytes.to_vec())).await?;
+                Ok(())
+            }
+            _ => anyhow::bail!("image sharing is benchmarked over volna's /ws (ws://HOST:PORT/ws)"),
+        }
+    }
+
     /// Answers an Engine.IO ping.
     pub async fn pong(&mut self) -> anyhow::Result<()> {
         if let Tx::Ws(tx, _) = self {

@@ -1,0 +1,105 @@
+//! The seam between the hub and a cluster of nodes (see `docs/cluster.md`).
+//!
+//! A hub without an [`Adapter`] is a single in-memory node: nothing here
+//! costs anything. With one (set once with [`Hub::set_adapter`]), every room
+//! broadcast the hub *originates* (a publish, a join or leave presence) is
+//! handed to [`Adapter::forward`] right after its local delivery, while the
+//! room's lock is still held, so the adapter sees a room's events in the
+//! order local members saw them. Events that arrive from other nodes are
+//! given to [`Hub::deliver_remote`], which delivers them to local members
+//! only and never forwards them again.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::event::{Data, Message, Presence};
+use crate::hub::Hub;
+
+/// A boxed future, as [`Adapter`] methods return them.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// An event from another server that is not one of volna's own kinds, e.g.
+/// `io.to("room").emit("news", x)` on a Node.js Socket.IO server. Socket.IO
+/// clients receive it verbatim; the other transports render it generically.
+#[derive(Debug, Clone)]
+pub struct Emit {
+    pub nsp: Arc<str>,
+    /// The room it was sent to, when exactly one (for display only).
+    pub room: Option<Arc<str>>,
+    /// The event name.
+    pub event: Arc<str>,
+    /// The arguments: `json` is a JSON array whose binary parts are
+    /// Socket.IO placeholders indexing `attachments`.
+    pub args: Data,
+}
+
+/// A room broadcast originated by this node, for the adapter to forward.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    Message(Arc<Message>),
+    Presence(Arc<Presence>),
+}
+
+/// Members of a room on the other nodes, as [`Adapter::who`] finds them.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteMembers {
+    /// Their display names (or, for sockets of non-volna servers, their
+    /// `data.name` or socket id).
+    pub names: Vec<Arc<str>>,
+    /// True when some node did not answer in time.
+    pub partial: bool,
+}
+
+/// The answer of [`Hub::who_cluster`].
+#[derive(Debug, Clone)]
+pub struct ClusterWho {
+    /// Every member's name, local and remote, sorted.
+    pub names: Vec<Arc<str>>,
+    /// True when some node did not answer in time: the list may be short.
+    pub partial: bool,
+}
+
+/// Connects a hub to other nodes.
+pub trait Adapter: Send + Sync + 'static {
+    /// Called once per room broadcast this node originates, after its local
+    /// delivery and with the room's lock held: must not block (queue it).
+    fn forward(&self, event: Outgoing);
+
+    /// The members of `room` on the other nodes.
+    fn who(&self, nsp: &str, room: &str) -> BoxFuture<RemoteMembers>;
+
+    /// Figures for `/health`.
+    fn health(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+}
+
+impl Hub {
+    /// Cluster-aware [`Hub::who`]: the members of `room` on this node and,
+    /// with an adapter, on every other node (waiting for their answers at
+    /// most the adapter's timeout). `None` when nobody anywhere is in it.
+    pub async fn who_cluster(&self, nsp: &str, room: &str) -> Option<ClusterWho> {
+        let local = self.who(nsp, room);
+        let remote = match self.adapter() {
+            Some(adapter) => Some(adapter.who(nsp, room).await),
+            None => None,
+        };
+        let mut names: Vec<Arc<str>> = local
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(|m| m.name.clone())
+            .collect();
+        let mut partial = false;
+        if let Some(remote) = remote {
+            partial = remote.partial;
+            names.extend(remote.names);
+        }
+        if local.is_none() && names.is_empty() && !partial {
+            return None;
+        }
+        names.sort();
+        Some(ClusterWho { names, partial })
+    }
+}
