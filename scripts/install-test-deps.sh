@@ -38,3 +38,17 @@ if [ "$(cat "$INTEROP_VENV/.volna-stamp" 2>/dev/null)" != "$(interop_stamp tests
   "$INTEROP_VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/interop/requirements.txt
   interop_stamp tests/interop/requirements.txt >"$INTEROP_VENV/.volna-stamp"
 fi
+
+# Cluster tests (crates/volna/tests/cluster_nodes.rs, tests/cluster-interop/run.sh, bench/cluster.sh): a real
+# redis-server (Debian's package; the tests start their own on a free port), and the Node.js socket.io server,
+# redis adapter, redis emitter and client from npm.
+if ! command -v redis-server >/dev/null; then
+  echo "== installing redis-server"
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends redis-server
+fi
+if [ "$(cat tests/cluster-interop/node_modules/.volna-stamp 2>/dev/null)" != "$(sha256sum tests/cluster-interop/package-lock.json | cut -d' ' -f1)" ]; then
+  echo "== installing cluster interop npm packages (tests/cluster-interop/node_modules)"
+  (cd tests/cluster-interop && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null)
+  sha256sum tests/cluster-interop/package-lock.json | cut -d' ' -f1 >tests/cluster-interop/node_modules/.volna-stamp
+fi

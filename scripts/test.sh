@@ -12,4 +12,5 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
 cargo test --workspace
 echo "== interop tests (socket.io-client, python-socketio)"; bash tests/interop/run.sh
+echo "== cluster interop (Node socket.io + @socket.io/redis-adapter/emitter + volna)"; bash tests/cluster-interop/run.sh
 echo "== Autobahn WebSocket compliance (kosoku)"; bash tests/autobahn/run.sh

@@ -159,7 +159,11 @@ pub fn msgpack_to_json(value: &Value, out: &mut String, attachments: &mut Vec<By
             None => push_json_str(out, &String::from_utf8_lossy(st.as_bytes())),
         },
         Value::Binary(b) => {
-            let _ = write!(out, "{{\"_placeholder\":true,\"num\":{}}}", attachments.len());
+            let _ = write!(
+                out,
+                "{{\"_placeholder\":true,\"num\":{}}}",
+                attachments.len()
+            );
             attachments.push(Bytes::copy_from_slice(b));
         }
         Value::Array(items) => {
@@ -285,8 +289,8 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 
 /// Reads an adapter broadcast: `[uid, packet, opts]`.
 pub fn decode_broadcast(bytes: &[u8]) -> Result<Incoming, WireError> {
-    let value = rmpv::decode::read_value(&mut &bytes[..])
-        .map_err(|e| WireError::Msgpack(e.to_string()))?;
+    let value =
+        rmpv::decode::read_value(&mut &bytes[..]).map_err(|e| WireError::Msgpack(e.to_string()))?;
     let items = value.as_array().ok_or(WireError::Shape("not an array"))?;
     let uid = match items.first() {
         Some(Value::String(u)) => u.as_str().unwrap_or_default().to_string(),
@@ -328,7 +332,10 @@ pub fn decode_broadcast(bytes: &[u8]) -> Result<Incoming, WireError> {
 }
 
 /// A Socket.IO packet `{type, data: [event, ...args], nsp}` as a hub event.
-pub fn decode_packet(packet: &[(Value, Value)], rooms: &[String]) -> Result<IncomingEvent, WireError> {
+pub fn decode_packet(
+    packet: &[(Value, Value)],
+    rooms: &[String],
+) -> Result<IncomingEvent, WireError> {
     let kind = map_get(packet, "type").and_then(Value::as_u64);
     if kind != Some(EVENT) && kind != Some(BINARY_EVENT) {
         return Err(WireError::Shape("not an event packet"));
@@ -429,7 +436,9 @@ pub fn decode_request_packet(bytes: &[u8]) -> Option<(Vec<String>, Vec<String>, 
     let value = rmpv::decode::read_value(&mut &bytes[..]).ok()?;
     let map = value.as_map()?;
     let packet = map_get(map, "packet")?.as_map()?;
-    let opts: &[(Value, Value)] = map_get(map, "opts").and_then(Value::as_map).map_or(&[], |m| m);
+    let opts: &[(Value, Value)] = map_get(map, "opts")
+        .and_then(Value::as_map)
+        .map_or(&[], |m| m);
     let rooms = strings(map_get(opts, "rooms"));
     let except = strings(map_get(opts, "except"));
     let event = decode_packet(packet, &rooms).ok()?;
@@ -468,7 +477,10 @@ mod tests {
         let IncomingEvent::Message(m) = inc.event else {
             panic!("not a message")
         };
-        assert_eq!((m.offset, m.ts, m.from.id, &*m.from.name), (7, 1234, 3, "ann"));
+        assert_eq!(
+            (m.offset, m.ts, m.from.id, &*m.from.name),
+            (7, 1234, 3, "ann")
+        );
         assert_eq!(m.data.json.get(), msg.data.json.get());
         assert_eq!(m.data.attachments, msg.data.attachments);
     }
@@ -489,7 +501,10 @@ mod tests {
         let IncomingEvent::Presence(q) = decode_broadcast(&bytes).unwrap().event else {
             panic!("not presence")
         };
-        assert_eq!((&*q.room, &*q.member.name, q.kind, q.members), ("r", "bo", PresenceKind::Left, 2));
+        assert_eq!(
+            (&*q.room, &*q.member.name, q.kind, q.members),
+            ("r", "bo", PresenceKind::Left, 2)
+        );
     }
 
     /// What `emitter.to("news").emit("headline", {title: "hi"}, Buffer)`

@@ -981,7 +981,13 @@ mod tests {
             let s = match event {
                 Outgoing::Message(m) => format!("msg {} {}", m.room, m.offset),
                 Outgoing::Presence(p) => {
-                    format!("{} {} {} {}", p.kind.as_str(), p.room, p.member.name, p.members)
+                    format!(
+                        "{} {} {} {}",
+                        p.kind.as_str(),
+                        p.room,
+                        p.member.name,
+                        p.members
+                    )
                 }
             };
             self.0.lock().unwrap().push(s);
@@ -1013,7 +1019,14 @@ mod tests {
         drop(x);
         assert_eq!(
             *rec.0.lock().unwrap(),
-            vec!["join r a 1", "join r b 2", "join s x 1", "msg r 1", "leave r b 1", "leave s x 0"]
+            vec![
+                "join r a 1",
+                "join r b 2",
+                "join s x 1",
+                "msg r 1",
+                "leave r b 1",
+                "leave s x 0"
+            ]
         );
         drain(&a);
         drain(&b);
@@ -1028,13 +1041,26 @@ mod tests {
             },
             data: Data::text("yo"),
         };
-        assert_eq!(hub.deliver_remote("/", &["r"], &[], Event::Message(&msg)), 1);
+        assert_eq!(
+            hub.deliver_remote("/", &["r"], &[], Event::Message(&msg)),
+            1
+        );
         assert_eq!(drain(&a), vec!["msg r 9 remote yo"]);
         assert!(drain(&b).is_empty());
-        assert_eq!(hub.deliver_remote("/", &[], &["r"], Event::Message(&msg)), 1);
+        assert_eq!(
+            hub.deliver_remote("/", &[], &["r"], Event::Message(&msg)),
+            1
+        );
         assert_eq!(drain(&b), vec!["msg r 9 remote yo"]);
-        assert_eq!(hub.deliver_remote("/", &["nope"], &[], Event::Message(&msg)), 0);
-        assert_eq!(rec.0.lock().unwrap().len(), 6, "remote events are not forwarded");
+        assert_eq!(
+            hub.deliver_remote("/", &["nope"], &[], Event::Message(&msg)),
+            0
+        );
+        assert_eq!(
+            rec.0.lock().unwrap().len(),
+            6,
+            "remote events are not forwarded"
+        );
         let who = hub.who_cluster("/", "r").await.unwrap();
         assert_eq!(who.names, vec![Arc::from("a"), Arc::from("zed")]);
         assert!(who.partial);

@@ -525,15 +525,38 @@
     else room.members.delete(p.id);
     room.count = p.members;
     const stick = room.name === state.current && atBottom();
-    const n = el('div', `notice ${p.event === 'join' ? 'join' : 'leave'}`);
-    const span = el('span');
-    span.append(el('b', '', p.name), ` ${p.event === 'join' ? 'joined' : 'left'} · `, timeEl(Date.now()));
-    n.append(span);
-    room.log.append(n);
+    addNotice(room, p.event === 'join' ? 'join' : 'leave', p.name);
     if (stick) scrollToBottom();
-    if (room.name === state.current) renderMembers(p.event === 'join' ? p.id : null);
+    if (room.name === state.current) {
+      renderMembers(p.event === 'join' ? p.id : null);
+      renderHeader();
+    }
     renderJoined();
     refreshRooms();
+  }
+
+  /// "bob joined": consecutive notices within two minutes share one line.
+  function addNotice(room, kind, name) {
+    const now = Date.now();
+    const last = room.log.lastElementChild;
+    let pill;
+    if (last && last.classList.contains('notice') && now - Number(last.dataset.t) < 120000 &&
+        last.querySelectorAll('.who').length < 6) {
+      pill = last.firstElementChild;
+      pill.querySelector('.when').remove();
+      pill.append(', ');
+    } else {
+      const n = el('div', 'notice');
+      pill = el('span');
+      n.append(pill);
+      room.log.append(n);
+    }
+    pill.parentElement.dataset.t = now;
+    const who = el('span', `who ${kind}`);
+    who.append(el('b', '', name), kind === 'join' ? ' joined' : ' left');
+    const when = el('span', 'when', ' · ');
+    when.append(timeEl(now));
+    pill.append(who, when);
   }
 
   // ------------------------------------------------------------------ message rendering
@@ -723,12 +746,21 @@
   }
 
   function renderRoom() {
+    renderHeader();
+    renderJoined();
+    renderMembers();
+    setStatus(state.status, ui.connText.textContent);
+  }
+
+  function renderHeader() {
     const room = currentRoom();
     if (room) {
       ui.title.textContent = `# ${room.name}`;
-      ui.sub.textContent = room.joined
-        ? `${room.count} member${room.count === 1 ? '' : 's'}${room.count > 1 ? ` · ${[...room.members.values()].filter((n) => !state.me || n !== state.me.name).slice(0, 3).join(', ')}${room.count > 4 ? '…' : ''}` : ' · just you so far'}`
-        : state.status === 'online' ? 'joining…' : 'waiting for the connection';
+      const others = [...room.members].filter(([id]) => !state.me || id !== state.me.id).map(([, n]) => n).sort();
+      const names = others.length > 3 ? `${others.slice(0, 3).join(', ')} and ${others.length - 3} more` : others.join(', ');
+      ui.sub.textContent = !room.joined
+        ? (state.status === 'online' ? 'joining…' : 'waiting for the connection')
+        : others.length ? `${room.count} members · with ${names}` : 'just you so far';
       ui.leave.hidden = false;
       document.title = `#${room.name} · volna`;
     } else {
@@ -736,9 +768,6 @@
       ui.sub.textContent = 'pick a room to start';
       ui.leave.hidden = true;
     }
-    renderJoined();
-    renderMembers();
-    setStatus(state.status, ui.connText.textContent);
   }
 
   function updateTitle() {

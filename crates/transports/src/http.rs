@@ -52,13 +52,20 @@ async fn health(
     for (name, value) in state.hub.stats().snapshot() {
         body.insert(name.into(), value.into());
     }
+    if let Some(adapter) = state.hub.adapter() {
+        body.insert("cluster".into(), adapter.health());
+    }
     if let Some(lag) = &state.lag {
         let s = lag.snapshot();
         body.insert(
             "event_loop_lag_us".into(),
             serde_json::json!({"samples": s.samples, "mean": s.mean_us, "p50": s.p50_us, "p99": s.p99_us, "max": s.max_us}),
         );
-        if query.reset_lag.as_deref().is_some_and(|v| v == "1" || v == "true") {
+        if query
+            .reset_lag
+            .as_deref()
+            .is_some_and(|v| v == "1" || v == "true")
+        {
             lag.reset();
         }
     }

@@ -106,7 +106,12 @@ impl Codec for LineCodec {
                 s.push_str(&sanitize_for_line(e.args.json.get()));
                 let n = e.args.attachments.len();
                 if n > 0 {
-                    let _ = write!(s, " [+{n} binary attachment{}, {} bytes]", if n == 1 { "" } else { "s" }, e.args.attachment_bytes());
+                    let _ = write!(
+                        s,
+                        " [+{n} binary attachment{}, {} bytes]",
+                        if n == 1 { "" } else { "s" },
+                        e.args.attachment_bytes()
+                    );
                 }
                 s.push('\n');
             }
@@ -282,6 +287,17 @@ impl Session<'_> {
                     }),
                 };
                 let keep_going = match parsed {
+                    // In a cluster `/who` asks the other nodes: wait for
+                    // them here, so replies keep the order of the commands.
+                    Ok(Command::Who(Some(room))) if self.conn.hub().adapter().is_some() => {
+                        self.who_cluster(&room).await
+                    }
+                    Ok(Command::Who(None))
+                        if self.conn.hub().adapter().is_some() && self.current.is_some() =>
+                    {
+                        let room = self.current.clone().unwrap_or_default();
+                        self.who_cluster(&room).await
+                    }
                     Ok(cmd) => self.execute(cmd),
                     Err(e) => {
                         Stats::bump(&self.conn.hub().stats().bad_input);
@@ -400,6 +416,27 @@ impl Session<'_> {
                 self.conn.close(CloseReason::ClientQuit);
                 false
             }
+        }
+    }
+
+    /// `/who` across the cluster: `ok who ROOM NAMES…`, then a `note` line
+    /// when some node did not answer in time.
+    async fn who_cluster(&self, room: &str) -> bool {
+        match self.conn.hub().who_cluster(NAMESPACE, room).await {
+            Some(who) => {
+                let mut line = format!("ok who {room}");
+                for name in &who.names {
+                    line.push(' ');
+                    line.push_str(name);
+                }
+                if who.partial {
+                    line.push_str("\nnote who ");
+                    line.push_str(room);
+                    line.push_str(" is partial: some nodes did not answer in time");
+                }
+                self.reply(line)
+            }
+            None => self.hub_error(HubError::NoSuchRoom(room.to_string())),
         }
     }
 

@@ -552,7 +552,8 @@ fn parse_request(text: &str, cfg: &WsConfig) -> Result<Request, ReqError> {
     if op == "image" && attachments != 1 {
         return Err(bad(
             id,
-            "image needs \"attachments\":1 followed by one binary frame with the image bytes".into(),
+            "image needs \"attachments\":1 followed by one binary frame with the image bytes"
+                .into(),
         ));
     }
     let action = match op {
@@ -886,6 +887,43 @@ impl Session<'_> {
                 frames.push(Frame::text(o.finish()));
                 frames.extend(parts.into_iter().map(Frame::Binary));
                 let _ = self.conn.outbox().push(&frames);
+            }
+            Action::Who(room) if hub.adapter().is_some() => {
+                // In a cluster the other nodes are asked too; the reply
+                // comes when they answered (it carries the request's id).
+                let hub = hub.clone();
+                let outbox = self.conn.outbox().clone();
+                let id = id.map(str::to_string);
+                tokio::spawn(async move {
+                    let local = hub.who(NAMESPACE, &room);
+                    let remote = match hub.adapter() {
+                        Some(a) => a.who(NAMESPACE, &room).await,
+                        None => Default::default(),
+                    };
+                    let text = if local.is_none() && remote.names.is_empty() && !remote.partial {
+                        Stats::bump(&hub.stats().bad_input);
+                        let e = HubError::NoSuchRoom(room.clone());
+                        error_json(id.as_deref(), Some(op), e.code(), &e.to_string(), false)
+                    } else {
+                        let mut members = members_json(&local.unwrap_or_default());
+                        members.pop();
+                        for name in &remote.names {
+                            if members.len() > 1 {
+                                members.push(',');
+                            }
+                            members.push_str("{\"id\":null,\"name\":");
+                            push_json_str(&mut members, name);
+                            members.push('}');
+                        }
+                        members.push(']');
+                        reply(id.as_deref(), op)
+                            .str("room", &room)
+                            .raw("members", &members)
+                            .bool("partial", remote.partial)
+                            .finish()
+                    };
+                    let _ = outbox.push_one(Frame::text(text));
+                });
             }
             Action::Who(room) => match hub.who(NAMESPACE, &room) {
                 Some(members) => self.push(Frame::text(

@@ -93,11 +93,7 @@ async fn events_acks_and_binary() {
     assert_eq!(ws_text(&mut ws).await, r#"43456[1,"2",{"3":[false]}]"#);
 
     let two = r#"[{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#;
-    ws_send(
-        &mut ws,
-        &format!(r#"452-["message",{}"#, &two[1..]),
-    )
-    .await;
+    ws_send(&mut ws, &format!(r#"452-["message",{}"#, &two[1..])).await;
     ws_send_binary(&mut ws, &[1, 2, 3]).await;
     ws_send_binary(&mut ws, &[4, 5, 6]).await;
     assert_eq!(
@@ -126,7 +122,7 @@ async fn malformed_packets_close_the_connection() {
         &["4abc"],
         &["42{}"],
         &[r#"42abc["message-with-ack",1]"#],
-        &[r#"42/custom,["message"]"#],                        // namespace not joined
+        &[r#"42/custom,["message"]"#], // namespace not joined
         &[r#"451-["message",{"_placeholder":true,"num":0}]"#, "4x"], // text while attachments expected
         &["43["],
         &[r#"42["connect"]"#], // reserved event name
@@ -251,7 +247,8 @@ async fn default_application_rooms_messages_and_acks() {
     .await;
     // The sender gets the broadcast (queued while publishing) then the ack.
     let first = ws_text(&mut ann).await;
-    let ack: Value = serde_json::from_str(ws_text(&mut ann).await.strip_prefix("432").unwrap()).unwrap();
+    let ack: Value =
+        serde_json::from_str(ws_text(&mut ann).await.strip_prefix("432").unwrap()).unwrap();
     assert_eq!(ack[0]["ok"], true);
     assert_eq!(ack[0]["offset"], 1);
     let own: Value = serde_json::from_str(first.strip_prefix("42").unwrap()).unwrap();
@@ -276,7 +273,10 @@ async fn default_application_rooms_messages_and_acks() {
         let text = ws_text(ws).await;
         let rest = text.strip_prefix("451-").unwrap();
         let ev: Value = serde_json::from_str(rest).unwrap();
-        assert_eq!(ev[1]["data"], json!({"file": {"_placeholder": true, "num": 0}}));
+        assert_eq!(
+            ev[1]["data"],
+            json!({"file": {"_placeholder": true, "num": 0}})
+        );
         assert_eq!(ev[1]["offset"], 2);
         assert_eq!(ws_binary(ws).await, vec![9, 8, 7]);
     }

@@ -18,6 +18,8 @@
 //! connect_timeout_ms = 45000   # time to join a Socket.IO namespace
 //! socketio_path = "/socket.io/"
 //! cors_origins = []            # e.g. ["https://example.com"] or ["*"]
+//! redis = "redis://127.0.0.1:6379"  # join a cluster (docs/cluster.md); unset: single node
+//! redis_prefix = "socket.io"   # key prefix shared with the Node.js redis adapter
 //! ```
 //!
 //! The `conformance` profile is what the official Engine.IO and Socket.IO
@@ -33,8 +35,8 @@ use serde::Deserialize;
 use volna_hub::{HubConfig, OutboxLimits};
 use volna_media::PoolConfig;
 use volna_transports::socketio::SocketIoConfig;
-use volna_transports::ws::WsConfig;
 use volna_transports::tcp::TcpConfig;
+use volna_transports::ws::WsConfig;
 
 /// A preset of `volna serve`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
@@ -71,6 +73,9 @@ pub struct ServerConfig {
     pub images_inline: bool,
     /// How long shutdown waits for connections to say goodbye. Defaults to 2 s.
     pub shutdown_grace: Duration,
+    /// Several nodes behind one Redis (docs/cluster.md). `None` (the
+    /// default): a single in-memory node.
+    pub redis: Option<volna_cluster::ClusterConfig>,
 }
 
 impl Default for ServerConfig {
@@ -89,6 +94,7 @@ impl Default for ServerConfig {
             images: PoolConfig::default(),
             images_inline: false,
             shutdown_grace: Duration::from_secs(2),
+            redis: None,
         }
     }
 }
@@ -115,6 +121,8 @@ pub struct FileConfig {
     pub image_queue: Option<usize>,
     pub image_max_bytes: Option<usize>,
     pub image_max_pixels: Option<u64>,
+    pub redis: Option<String>,
+    pub redis_prefix: Option<String>,
 }
 
 impl FileConfig {
@@ -192,6 +200,13 @@ pub struct ServeArgs {
     /// what the pool saves.
     #[arg(long, hide = true)]
     pub images_inline: bool,
+    /// Join a cluster of volna nodes (and Node.js Socket.IO servers) through this Redis, e.g.
+    /// redis://127.0.0.1:6379 [default: none, a single in-memory node].
+    #[arg(long, env = "VOLNA_REDIS")]
+    pub redis: Option<String>,
+    /// Redis key prefix of the cluster, as the Node.js adapter's `key` option [default: socket.io].
+    #[arg(long, env = "VOLNA_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
 }
 
 impl ServeArgs {
@@ -272,11 +287,28 @@ impl ServeArgs {
         }
         cfg.images_inline = self.images_inline;
         // One request on /ws may carry one whole image.
-        cfg.ws.max_message_size = cfg.ws.max_message_size.max(cfg.images.limits.max_bytes + (64 << 10));
+        cfg.ws.max_message_size = cfg
+            .ws
+            .max_message_size
+            .max(cfg.images.limits.max_bytes + (64 << 10));
         cfg.ws.outbox = cfg.tcp.outbox;
         cfg.profile = self.profile.or(file.profile).unwrap_or_default();
         if cfg.profile == Profile::Conformance {
             apply_conformance(&mut cfg);
+        }
+        if let Some(url) = self.redis.clone().or(file.redis).filter(|u| !u.is_empty()) {
+            let mut cluster = volna_cluster::ClusterConfig {
+                url,
+                ..Default::default()
+            };
+            if let Some(prefix) = self.redis_prefix.clone().or(file.redis_prefix) {
+                anyhow::ensure!(!prefix.is_empty(), "redis_prefix must not be empty");
+                cluster.prefix = prefix;
+            }
+            if cfg.socketio.conformance {
+                cluster.namespaces.push("/custom".into());
+            }
+            cfg.redis = Some(cluster);
         }
         let log = self
             .log

@@ -16,7 +16,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (in memory, single node) until Ctrl-C or SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Chat from the terminal: type lines, see the room live.
     Client {
         /// Server address: tcp://HOST:PORT

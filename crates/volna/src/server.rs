@@ -25,6 +25,8 @@ pub enum StartError {
     },
     /// The image worker threads could not be started.
     Workers { source: io::Error },
+    /// The Redis cluster settings are unusable (e.g. a malformed URL).
+    Cluster { source: volna_cluster::ClusterError },
 }
 
 impl std::fmt::Display for StartError {
@@ -44,6 +46,7 @@ impl std::fmt::Display for StartError {
             StartError::Workers { source } => {
                 write!(f, "cannot start the image worker threads: {source}")
             }
+            StartError::Cluster { source } => write!(f, "cannot join the cluster: {source}"),
         }
     }
 }
@@ -52,6 +55,7 @@ impl std::error::Error for StartError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             StartError::Bind { source, .. } | StartError::Workers { source } => Some(source),
+            StartError::Cluster { source } => Some(source),
         }
     }
 }
@@ -69,6 +73,7 @@ pub struct Server {
     config: ServerConfig,
     images: Arc<volna_media::ImagePool>,
     lag: volna_media::LagMonitor,
+    cluster: Option<volna_cluster::Cluster>,
 }
 
 async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, StartError> {
@@ -93,6 +98,16 @@ impl Server {
             .local_addr()
             .expect("bound socket has an address");
         let hub = Hub::new(config.hub.clone());
+        // With --redis the hub forwards its broadcasts to the other nodes
+        // (docs/cluster.md); started before any client can connect.
+        let cluster = match &config.redis {
+            Some(c) => Some(
+                volna_cluster::Cluster::start(&hub, c.clone())
+                    .await
+                    .map_err(|source| StartError::Cluster { source })?,
+            ),
+            None => None,
+        };
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
         let tcp_task = tokio::spawn(tcp::serve(
@@ -163,12 +178,18 @@ impl Server {
             config,
             images,
             lag,
+            cluster,
         })
     }
 
     /// The hub, for in-process inspection.
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// The cluster adapter, when started with `redis`.
+    pub fn cluster(&self) -> Option<&volna_cluster::Cluster> {
+        self.cluster.as_ref()
     }
 
     /// Stops accepting, tells every client the server is going away, and
@@ -187,6 +208,10 @@ impl Server {
                 open = self.tracker.len(),
                 "connections still open after the grace period; closing them"
             );
+        }
+        if let Some(cluster) = self.cluster {
+            // After the connections closed: their `leave`s are flushed.
+            cluster.stop().await;
         }
         for task in self.tasks {
             let _ = tokio::time::timeout(grace, task).await;

@@ -11,7 +11,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message as Ws;
 
-type WsStream = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type WsStream =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn ws(server: &volna::server::Server, name: &str) -> WsStream {
     let url = format!("ws://{}/ws?name={name}", server.http_addr);
@@ -23,7 +24,11 @@ async fn ws(server: &volna::server::Server, name: &str) -> WsStream {
 
 async fn next_frame(s: &mut WsStream) -> Ws {
     loop {
-        let m = tokio::time::timeout(WAIT, s.next()).await.expect("frame in time").unwrap().unwrap();
+        let m = tokio::time::timeout(WAIT, s.next())
+            .await
+            .expect("frame in time")
+            .unwrap()
+            .unwrap();
         if matches!(m, Ws::Text(_) | Ws::Binary(_)) {
             return m;
         }
@@ -45,7 +50,11 @@ fn crc32(bytes: &[u8]) -> u32 {
     for &b in bytes {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -66,14 +75,20 @@ async fn send(s: &mut WsStream, v: Value) {
 }
 
 fn png(w: u32, h: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x % 256) as u8, (y % 256) as u8, 128]));
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+    });
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
 }
 
 async fn share(s: &mut WsStream, room: &str, name: &str, id: u64, bytes: Vec<u8>) -> Value {
-    send(s, json!({"op": "image", "room": room, "name": name, "attachments": 1, "id": id})).await;
+    send(
+        s,
+        json!({"op": "image", "room": room, "name": name, "attachments": 1, "id": id}),
+    )
+    .await;
     s.send(Ws::binary(bytes)).await.unwrap();
     loop {
         let v = next_json(s).await;
@@ -104,15 +119,25 @@ async fn shared_image_reaches_ws_members_as_thumbnail_and_tcp_members_as_text() 
     let img = &ev["data"]["image"];
     assert_eq!(ev["from"]["name"], "alice");
     assert_eq!(img["name"], "cat.png", "the path is stripped");
-    assert_eq!((img["width"].as_u64(), img["height"].as_u64()), (Some(640), Some(480)));
+    assert_eq!(
+        (img["width"].as_u64(), img["height"].as_u64()),
+        (Some(640), Some(480))
+    );
     assert_eq!(img["format"], "png");
     assert_eq!(img["bytes"].as_u64(), Some(size as u64));
-    assert_eq!((img["thumb_width"].as_u64(), img["thumb_height"].as_u64()), (Some(256), Some(192)));
+    assert_eq!(
+        (img["thumb_width"].as_u64(), img["thumb_height"].as_u64()),
+        (Some(256), Some(192))
+    );
     assert_eq!(img["thumb"], json!({"_placeholder": true, "num": 0}));
     assert_eq!(ev["attachments"], 1);
     match next_frame(&mut bob).await {
         Ws::Binary(b) => {
-            assert_eq!(&b[..3], &[0xFF, 0xD8, 0xFF], "an opaque image's thumbnail is a JPEG");
+            assert_eq!(
+                &b[..3],
+                &[0xFF, 0xD8, 0xFF],
+                "an opaque image's thumbnail is a JPEG"
+            );
             let decoded = image::load_from_memory(&b);
             // The test links only the PNG decoder; the header is enough here.
             let _ = decoded;
@@ -128,14 +153,24 @@ async fn shared_image_reaches_ws_members_as_thumbnail_and_tcp_members_as_text() 
     // The health endpoint counts the pool's work and reports loop lag.
     let health: Value = {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut h = tokio::net::TcpStream::connect(server.http_addr).await.unwrap();
-        h.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+        let mut h = tokio::net::TcpStream::connect(server.http_addr)
+            .await
+            .unwrap();
+        h.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
         let mut resp = String::new();
         h.read_to_string(&mut resp).await.unwrap();
         serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap()
     };
-    assert!(health["image_pool"]["done"].as_u64().unwrap() >= 1, "{health}");
-    assert!(health["event_loop_lag_us"]["samples"].as_u64().unwrap() > 0, "{health}");
+    assert!(
+        health["image_pool"]["done"].as_u64().unwrap() >= 1,
+        "{health}"
+    );
+    assert!(
+        health["event_loop_lag_us"]["samples"].as_u64().unwrap() > 0,
+        "{health}"
+    );
 }
 
 #[tokio::test]
@@ -152,7 +187,14 @@ async fn bad_images_get_clear_errors_and_the_connection_goes_on() {
     let r = share(&mut alice, "pics", "broken.png", 2, corrupt).await;
     assert_eq!(r["code"], "corrupt-image", "{r}");
 
-    let r = share(&mut alice, "pics", "notes.txt", 3, b"just some text, not an image".to_vec()).await;
+    let r = share(
+        &mut alice,
+        "pics",
+        "notes.txt",
+        3,
+        b"just some text, not an image".to_vec(),
+    )
+    .await;
     assert_eq!(r["code"], "unsupported-format", "{r}");
 
     // A decompression bomb: a valid PNG header declaring 100000 x 100000
@@ -177,7 +219,11 @@ async fn bad_images_get_clear_errors_and_the_connection_goes_on() {
     assert_eq!(r["code"], "too-large", "{r}");
 
     // Still a working member.
-    send(&mut alice, json!({"op": "echo", "data": "still here", "id": 9})).await;
+    send(
+        &mut alice,
+        json!({"op": "echo", "data": "still here", "id": 9}),
+    )
+    .await;
     let v = until_type(&mut alice, "reply").await;
     assert_eq!(v["data"], "still here");
     tokio::time::sleep(Duration::from_millis(10)).await;

@@ -34,6 +34,8 @@ pub(super) enum Outcome {
     Reply(Value),
     /// Acknowledge with the call's own arguments and attachments.
     Echo,
+    /// Acknowledge with this value once it is ready (cluster-wide `who`).
+    Later(volna_hub::BoxFuture<Value>),
     /// Not an event of the application.
     Unknown,
 }
@@ -84,6 +86,23 @@ pub(super) fn handle(name: &str, call: Call<'_>) -> Outcome {
             let Some(room) = string_arg(&call) else {
                 return failure("who needs a room name", "bad-args");
             };
+            if call.hub.adapter().is_some() {
+                // In a cluster: ask the other nodes too (docs/cluster.md).
+                let hub = call.hub.clone();
+                let nsp = call.conn.nsp().clone();
+                return Outcome::Later(Box::pin(async move {
+                    match hub.who_cluster(&nsp, &room).await {
+                        Some(who) => {
+                            let names: Vec<&str> = who.names.iter().map(|n| &**n).collect();
+                            json!({"ok": true, "room": room, "members": names, "partial": who.partial})
+                        }
+                        None => {
+                            let e = HubError::NoSuchRoom(room);
+                            json!({"ok": false, "error": e.to_string(), "code": e.code()})
+                        }
+                    }
+                }));
+            }
             match call.hub.who(call.conn.nsp(), &room) {
                 Some(members) => {
                     Outcome::Reply(json!({"ok": true, "room": room, "members": names(&members)}))

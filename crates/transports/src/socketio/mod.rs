@@ -91,7 +91,7 @@ pub fn router(
 }
 
 /// See [`SioSession::connect`].
-const CONFORMANCE_AUTH_DELAY: Duration = Duration::from_millis(20);
+const CONFORMANCE_AUTH_DELAY: Duration = Duration::from_millis(50);
 
 struct App {
     hub: Hub,
@@ -365,6 +365,20 @@ impl SioSession {
                 if let Some(id) = id {
                     self.ack(nsp, id, &event.args, &attachments);
                 }
+            }
+            app::Outcome::Later(answer) => {
+                let outbox = self.outbox.clone();
+                let nsp = nsp.to_string();
+                self.app.tracker.spawn(async move {
+                    let value = answer.await;
+                    if let Some(id) = id {
+                        let raw = serde_json::value::to_raw_value(&value)
+                            .expect("a JSON value serializes");
+                        let mut s = String::from("4");
+                        write_ack(&mut s, &nsp, id, &[&*raw], 0);
+                        let _ = outbox.push_one(Frame::text(s));
+                    }
+                });
             }
             app::Outcome::Unknown => {
                 Stats::bump(&self.app.hub.stats().bad_input);

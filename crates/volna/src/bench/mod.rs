@@ -51,6 +51,10 @@ pub struct Common {
     /// source/destination pair allows ~28k connections).
     #[arg(long, default_value_t = 1)]
     pub source_ips: u8,
+    /// Connect every second member to this URL instead: another node of the same cluster
+    /// (docs/cluster.md), so half the room is reached across nodes.
+    #[arg(long)]
+    pub spread_url: Option<String>,
 }
 
 /// `volna bench` scenarios.
@@ -260,9 +264,16 @@ async fn connect_members(
     let sem = Arc::new(Semaphore::new(common.concurrency.max(1)));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(n);
+    let spread = common
+        .spread_url
+        .as_deref()
+        .and_then(|u| Target::parse(u).ok());
     for i in 0..n {
         let sem = sem.clone();
-        let target = target.clone();
+        let target = match (&spread, i % 2) {
+            (Some(other), 1) => other.clone(),
+            _ => target.clone(),
+        };
         let room = common.room.clone();
         let source = source_ip(common, i);
         let bar = bar.clone();
@@ -677,8 +688,10 @@ fn test_png(width: u32) -> Vec<u8> {
 async fn http_json(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<serde_json::Value> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes())
-        .await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
     let mut resp = String::new();
     s.read_to_string(&mut resp).await?;
     let body = resp

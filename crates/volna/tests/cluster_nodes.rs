@@ -1,0 +1,269 @@
+//! Several volna nodes behind one real `redis-server` (docs/cluster.md):
+//! clients of all three transports spread over three nodes chat in one
+//! room, every broadcast reaches every member exactly once and in the
+//! order its sender sent it; presence and `who` span the nodes; a node
+//! that dies is forgotten. Skipped (loudly) when redis-server is missing.
+
+#[path = "common/cluster.rs"]
+mod cluster;
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use cluster::{node, prefix, Client, Redis, Seen};
+use common::{parse_msg, LineClient};
+
+const QUIET: Duration = Duration::from_millis(400);
+
+/// Per sender, the numbers it sent must arrive once each, in order.
+fn check_order(client: &str, got: &[(String, String)], senders: &[&str], n: usize) {
+    let mut by_sender: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (from, text) in got {
+        let (who, i) = text.rsplit_once('-').expect("text is NAME-I");
+        assert_eq!(who, from, "{client}: sender name matches text");
+        by_sender
+            .entry(senders.iter().find(|s| **s == who).expect("a known sender"))
+            .or_default()
+            .push(i.parse().unwrap());
+    }
+    for s in senders {
+        let seq = by_sender.get(s).cloned().unwrap_or_default();
+        assert_eq!(
+            seq,
+            (0..n).collect::<Vec<_>>(),
+            "{client} got {s}'s messages exactly once, in order"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_three_transports_exactly_once_in_order() {
+    let Some(redis) = Redis::start() else { return };
+    let p = prefix();
+    let (a, b, c) = (
+        node(&redis.url(), &p).await,
+        node(&redis.url(), &p).await,
+        node(&redis.url(), &p).await,
+    );
+    let room = "lobby";
+    let mut t1 = Client::tcp(&a, "t1", room).await;
+    let mut w1 = Client::ws(&b, "w1", room).await;
+    let mut s1 = Client::sio(&c, "s1", room).await;
+    let t2 = Client::tcp(&c, "t2", room).await;
+    let w2 = Client::ws(&a, "w2", room).await;
+    let s2 = Client::sio(&b, "s2", room).await;
+
+    // Presence across nodes: t1 (node A) saw everyone who joined after it,
+    // wherever they are.
+    for name in ["w1", "s1", "t2", "w2", "s2"] {
+        t1.expect(
+            &format!("t1 sees {name} join"),
+            |s| matches!(s, Seen::Joined { name: n, .. } if n == name),
+        )
+        .await;
+    }
+    // `who` across nodes, from each transport.
+    let everyone: Vec<String> = ["s1", "s2", "t1", "t2", "w1", "w2"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(t1.who(room).await, (everyone.clone(), false));
+    assert_eq!(w1.who(room).await, (everyone.clone(), false));
+    assert_eq!(s1.who(room).await, (everyone.clone(), false));
+
+    // Drain the presence still in flight, then everybody talks at once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut clients = vec![
+        ("t1", t1),
+        ("w1", w1),
+        ("s1", s1),
+        ("t2", t2),
+        ("w2", w2),
+        ("s2", s2),
+    ];
+    for (_, cl) in clients.iter_mut() {
+        while cl.next(Duration::from_millis(50)).await.is_some() {}
+    }
+    let n = 40;
+    let senders = ["t1", "w1", "s1"];
+    for i in 0..n {
+        for (name, cl) in clients.iter_mut().take(3) {
+            cl.say(room, &format!("{name}-{i}")).await;
+        }
+    }
+    for (name, cl) in clients.iter_mut() {
+        let got = cl.messages(n * senders.len(), QUIET).await;
+        check_order(name, &got, &senders, n);
+    }
+    for server in [&a, &b, &c] {
+        let h = server.cluster().unwrap().health();
+        assert_eq!(h["redis"], "up", "{h}");
+        assert_eq!(h["decode_errors"], 0, "{h}");
+    }
+    for server in [a, b, c] {
+        server.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_node_is_forgotten_and_a_leaving_member_is_seen_everywhere() {
+    let Some(redis) = Redis::start() else { return };
+    let p = prefix();
+    let a = node(&redis.url(), &p).await;
+    let b = node(&redis.url(), &p).await;
+    let mut watcher = LineClient::named(&a, "watcher", &["r"]).await;
+    let mut leaver = LineClient::named(&b, "leaver", &["r"]).await;
+    let (line, _) = watcher.until("joined r leaver").await;
+    assert!(line.starts_with("joined r leaver"), "{line}");
+    leaver.send("/leave r").await;
+    watcher.until("left r leaver").await;
+
+    // A node that dies without a word: its own runtime, shut down hard.
+    let url = redis.url();
+    let p2 = p.clone();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (die_tx, die_rx) = std::sync::mpsc::channel::<()>();
+    let doomed = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let c = node(&url, &p2).await;
+            let ghost = LineClient::named(&c, "ghost", &["r"]).await;
+            ready_tx.send(()).unwrap();
+            // Keep the node and its client alive until told to die.
+            let _keep = (c, ghost);
+            tokio::task::spawn_blocking(move || die_rx.recv())
+                .await
+                .ok();
+            std::mem::forget(_keep);
+        });
+        rt.shutdown_background();
+    });
+    ready_rx.recv().unwrap();
+    watcher.until("joined r ghost").await;
+    let mut w = Client::Tcp(watcher);
+    let (names, _) = w.who("r").await;
+    assert_eq!(names, vec!["ghost", "watcher"]);
+    die_tx.send(()).unwrap();
+    doomed.join().unwrap();
+    // Forgotten within three heartbeats (300 ms each here) plus a sweep.
+    w.expect(
+        "a left for the dead node's member",
+        |s| matches!(s, Seen::Left { name, .. } if name == "ghost"),
+    )
+    .await;
+    let (names, partial) = w.who("r").await;
+    assert_eq!((names, partial), (vec!["watcher".to_string()], false));
+    drop(leaver);
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_keeps_local_delivery_and_cross_node_delivery_resumes() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let p = prefix();
+    let a = node(&redis.url(), &p).await;
+    let b = node(&redis.url(), &p).await;
+    let mut talker = LineClient::named(&a, "talker", &["r"]).await;
+    let mut local = LineClient::named(&a, "local", &["r"]).await;
+    let mut remote = LineClient::named(&b, "remote", &["r"]).await;
+    talker.until("joined r remote").await;
+    local.until("joined r remote").await;
+    let tasks_before = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+
+    // Traffic before: crosses nodes.
+    talker.send("before").await;
+    let (l, _) = remote.until("msg r").await;
+    assert_eq!(parse_msg(&l).text, "before");
+
+    redis.kill();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while a.cluster().unwrap().is_up() || b.cluster().unwrap().is_up() {
+        assert!(std::time::Instant::now() < until, "the outage was noticed");
+        // Local delivery never stops, even while the outage is detected.
+        talker.send("during").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in 0..20 {
+        talker.send(&format!("down-{i}")).await;
+    }
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        let (l, _) = local.until("msg r").await;
+        let text = parse_msg(&l).text;
+        if text.starts_with("down-") {
+            got.push(text);
+        }
+    }
+    assert_eq!(
+        got,
+        (0..20).map(|i| format!("down-{i}")).collect::<Vec<_>>()
+    );
+    // The other node's clients are served locally too.
+    remote.send("/echo alive").await;
+    remote.until("ok echo alive").await;
+    // /who answers (marked partial) instead of hanging.
+    let mut lc = Client::Tcp(local);
+    let (names, partial) = lc.who("r").await;
+    assert!(partial, "who during an outage is partial");
+    assert_eq!(names, vec!["local", "talker"]);
+
+    redis.restart();
+    for s in [&a, &b] {
+        assert!(
+            s.cluster().unwrap().wait_up(Duration::from_secs(15)).await,
+            "the node found redis again"
+        );
+    }
+    // Give the subscription a moment to be re-established on both sides.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut resumed = false;
+    for attempt in 0..20 {
+        talker.send(&format!("after-{attempt}")).await;
+        if let Some(l) = cluster::try_line(&mut remote, Duration::from_millis(500)).await {
+            if l.contains(": after-") {
+                resumed = true;
+                break;
+            }
+        }
+    }
+    assert!(resumed, "cross-node delivery resumed after redis came back");
+    remote.send("back from b").await;
+    lc.expect(
+        "b's message reaches a",
+        |s| matches!(s, Seen::Msg { text, .. } if text == "back from b"),
+    )
+    .await;
+    for s in [&a, &b] {
+        let h = s.cluster().unwrap().health();
+        assert!(h["redis_outages"].as_u64().unwrap() >= 1, "{h}");
+        assert_eq!(h["redis"], "up");
+    }
+    assert!(
+        a.cluster().unwrap().health()["publish_dropped"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "messages sent during the outage were counted as dropped"
+    );
+    // No task leaked by the reconnections.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tasks_after = tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks();
+    assert!(
+        tasks_after <= tasks_before + 2,
+        "tasks before {tasks_before}, after {tasks_after}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

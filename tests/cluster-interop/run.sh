@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Cluster interop: a Node.js socket.io server with @socket.io/redis-adapter, a @socket.io/redis-emitter
+# script and a volna node share one redis-server (docs/cluster.md). Needs redis-server and the npm packages
+# (scripts/install-test-deps.sh installs both).
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(cd ../.. && pwd)
+
+if ! command -v redis-server >/dev/null; then
+  echo "=========="
+  echo "SKIPPED cluster interop: redis-server is not installed (scripts/install-test-deps.sh installs it)"
+  echo "=========="
+  exit 0
+fi
+[ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error
+
+(cd "$ROOT" && cargo build -q -p volna)
+VOLNA="$ROOT/target/debug/volna"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+REDIS_PORT=$(free_port)
+HTTP_PORT=$(free_port)
+TCP_PORT=$(free_port)
+PREFIX="interop-$$"
+LOG=$(mktemp -d)
+
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$LOG"
+}
+trap cleanup EXIT
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$LOG/redis.log" 2>&1 &
+pids+=($!)
+"$VOLNA" serve --tcp-addr "127.0.0.1:$TCP_PORT" --http-addr "127.0.0.1:$HTTP_PORT" \
+  --redis "redis://127.0.0.1:$REDIS_PORT" --redis-prefix "$PREFIX" --log warn >"$LOG/volna.log" 2>&1 &
+pids+=($!)
+
+for _ in $(seq 100); do
+  if curl -fsS "http://127.0.0.1:$HTTP_PORT/health" 2>/dev/null | grep -q '"redis":"up"'; then break; fi
+  sleep 0.1
+done
+if ! curl -fsS "http://127.0.0.1:$HTTP_PORT/health" | grep -q '"redis":"up"'; then
+  echo "volna did not join the cluster:"; cat "$LOG/volna.log"; exit 1
+fi
+
+REDIS_URL="redis://127.0.0.1:$REDIS_PORT" VOLNA_URL="http://127.0.0.1:$HTTP_PORT" PREFIX="$PREFIX" \
+  node --test cluster.test.mjs || { echo "--- volna log"; cat "$LOG/volna.log"; exit 1; }
