@@ -52,3 +52,16 @@ if [ "$(cat tests/cluster-interop/node_modules/.volna-stamp 2>/dev/null)" != "$(
   (cd tests/cluster-interop && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null)
   sha256sum tests/cluster-interop/package-lock.json | cut -d' ' -f1 >tests/cluster-interop/node_modules/.volna-stamp
 fi
+
+# Browser end-to-end test (tests/e2e/run.sh): Debian's Chromium, driven by playwright-core from npm (no
+# browser download: `npx playwright install` needs the internet; the test launches /usr/bin/chromium).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "== installing chromium"
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y chromium
+fi
+if [ "$(cat tests/e2e/node_modules/.volna-stamp 2>/dev/null)" != "$(sha256sum tests/e2e/package-lock.json | cut -d' ' -f1)" ]; then
+  echo "== installing e2e npm packages (tests/e2e/node_modules)"
+  (cd tests/e2e && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >/dev/null)
+  sha256sum tests/e2e/package-lock.json | cut -d' ' -f1 >tests/e2e/node_modules/.volna-stamp
+fi

@@ -13,4 +13,5 @@ echo "== cargo test"
 cargo test --workspace
 echo "== interop tests (socket.io-client, python-socketio)"; bash tests/interop/run.sh
 echo "== cluster interop (Node socket.io + @socket.io/redis-adapter/emitter + volna)"; bash tests/cluster-interop/run.sh
+echo "== browser end-to-end test (headless Chromium + playwright-core)"; bash tests/e2e/run.sh
 echo "== Autobahn WebSocket compliance (kosoku)"; bash tests/autobahn/run.sh

@@ -7,6 +7,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
+import http from "node:http";
 import net from "node:net";
 import zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
@@ -117,17 +118,31 @@ class LineClient {
     const seen = this.lines.find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const w = { pred, resolve };
-      this.waiters.push(w);
-      setTimeout(() => {
+      const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((x) => x !== w);
         reject(new Error(`TCP client: no line ${what} within ${WAIT_MS} ms; got:\n  ${this.lines.join("\n  ")}`));
       }, WAIT_MS);
+      const w = { pred, resolve: (line) => { clearTimeout(timer); resolve(line); } };
+      this.waiters.push(w);
     });
   }
   close() {
     this.sock.destroy();
   }
+}
+
+/** GET without keep-alive, so no socket outlives the test. */
+function get(url) {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent: false, timeout: WAIT_MS }, (res) => {
+        const chunks = [];
+        res.on("data", (c) => chunks.push(c));
+        res.on("end", () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
+      })
+      .on("error", reject)
+      .on("timeout", function () { this.destroy(new Error(`GET ${url} timed out`)); });
+  });
 }
 
 async function newPage(label, options = {}) {
@@ -143,10 +158,11 @@ async function newPage(label, options = {}) {
 }
 
 /** Opens the page, answers the name dialog, and waits until the first room (lobby) is joined. */
-async function signIn(page, name) {
+async function signIn(page, name, screenshot) {
   await page.goto(HTTP + "/");
   await page.locator("#name-input").waitFor({ state: "visible" });
   await page.fill("#name-input", name);
+  if (screenshot) await shot(page, screenshot);
   await page.press("#name-input", "Enter");
   await page.locator("#welcome").waitFor({ state: "hidden" });
   await page.waitForFunction((n) => document.getElementById("me-name").textContent === n, name);
@@ -201,9 +217,8 @@ before(async () => {
 
 after(async () => {
   if (carol) carol.close();
-  console.time("contexts"); for (const c of contexts) await c.close().catch(() => {}); console.timeEnd("contexts");
-  console.time("browser"); if (browser) await browser.close().catch(() => {}); console.timeEnd("browser");
-  setTimeout(() => { for (const h of process._getActiveHandles()) console.log("handle", h.constructor.name, h.remoteAddress, h.remotePort, h._idleTimeout); }, 1000).unref();
+  for (const c of contexts) await c.close().catch(() => {});
+  if (browser) await browser.close().catch(() => {});
 });
 
 // ------------------------------------------------------------------------------------------ tests
@@ -215,17 +230,18 @@ test("the page and its assets are served with their content types", async () => 
     ["/style.css", "text/css"],
     ["/favicon.svg", "image/svg+xml"],
   ]) {
-    const res = await fetch(HTTP + p);
+    const res = await get(HTTP + p);
     assert.equal(res.status, 200, p);
-    assert.ok(res.headers.get("content-type").startsWith(type), `${p}: ${res.headers.get("content-type")}`);
-    assert.equal(res.headers.get("cache-control"), "no-cache", p);
+    assert.ok(res.headers["content-type"].startsWith(type), `${p}: ${res.headers["content-type"]}`);
+    assert.equal(res.headers["cache-control"], "no-cache", p);
+    assert.ok(res.body.length > 100, p);
   }
 });
 
 test("two browser pages join one room and see each other's presence and messages", async () => {
   alice = await newPage("alice");
   bob = await newPage("bob", { colorScheme: "dark" });
-  await signIn(alice, "alice");
+  await signIn(alice, "alice", "name-dialog.png");
   await signIn(bob, "bob");
   await joinRoom(alice, ROOM);
   await joinRoom(bob, ROOM);
@@ -245,10 +261,21 @@ test("two browser pages join one room and see each other's presence and messages
   // Grouping: a second message right after shows without repeating the name.
   await say(bob, "I'll post the changelog here.");
   await bob.locator("#messages .msg.cont .msg-body", { hasText: "changelog" }).waitFor();
-  // Safe rendering: markup is shown as text.
+
+  // Switching rooms, unread counts, and safe rendering: markup arrives as text, never as HTML.
+  await alice.locator('#joined-rooms button[data-room="lobby"]').click();
+  await alice.locator("#room-title", { hasText: "lobby" }).waitFor();
   await say(alice, "<b>not bold</b> & <img src=x onerror=alert(1)>");
-  assert.equal(await bob.locator("#messages .msg-body b").count(), 0);
-  await messageText(bob, "<b>not bold</b>").waitFor();
+  const lobbyBadge = bob.locator('#joined-rooms button[data-room="lobby"] .badge');
+  await lobbyBadge.filter({ hasText: /^1$/ }).waitFor();
+  await bob.locator('#joined-rooms button[data-room="lobby"]').click();
+  await messageText(bob, "<b>not bold</b> & <img src=x onerror=alert(1)>").waitFor();
+  assert.equal(await bob.locator("#messages .msg-body b, #messages .msg-body img").count(), 0);
+  assert.equal(await lobbyBadge.count(), 0);
+  for (const page of [alice, bob]) {
+    await page.locator(`#joined-rooms button[data-room="${ROOM}"]`).click();
+    await page.locator("#room-title", { hasText: ROOM }).waitFor();
+  }
 });
 
 test("a TCP client in the room sees the browsers' messages and the browsers see its", async () => {
@@ -348,35 +375,6 @@ test("a phone-sized page is usable: composer visible, sidebar as a drawer", asyn
   await phone.waitForFunction(() => document.getElementById("sidebar").getBoundingClientRect().right <= 1);
 });
 
-test("a page whose connection drops reconnects, re-joins its rooms and catches up", async () => {
-  const erin = await newPage("erin");
-  let route;
-  await erin.routeWebSocket(/\/ws(\?|$)/, (ws) => {
-    route = { page: ws, server: ws.connectToServer() };
-  });
-  await signIn(erin, "erin");
-  await joinRoom(erin, ROOM);
-  await memberNamed(erin, "alice").waitFor();
-
-  // Drop the connection as a network failure would.
-  await route.server.close({ code: 4000, reason: "test drop" }); // browsers may only send 1000 or 3000-4999
-  await route.page.close({ code: 1006 }).catch(() => {});
-  await erin.locator('#conn[data-state="reconnecting"]').waitFor();
-  assert.match(await erin.locator("#conn-text").textContent(), /^reconnecting in \d+s$/);
-  await alice.locator("#messages .notice .who.leave b", { hasText: /^erin$/ }).waitFor();
-  await say(alice, "Did everyone get the release notes?");
-
-  // Back online: the room is joined again and the message sent meanwhile arrives through history.
-  await erin.locator('#conn[data-state="online"]').waitFor({ timeout: 15000 });
-  await messageText(erin, "Did everyone get the release notes?").waitFor();
-  await memberNamed(erin, "alice").waitFor();
-  assert.equal(await erin.locator("#messages .msg-body", { hasText: "Did everyone get the release notes?" }).count(), 1);
-  await alice.locator("#messages .notice .who.join b", { hasText: /^erin$/ }).last().waitFor();
-  await say(erin, "Back online, caught up.");
-  await messageText(bob, "Back online, caught up.").waitFor();
-  await erin.context().close();
-});
-
 test("one page shares an image, the other sees its thumbnail and TCP gets a notice", async () => {
   const png = sunsetPng(320, 200);
   await alice.setInputFiles("#file", { name: IMAGE_NAME, mimeType: "image/png", buffer: png });
@@ -394,13 +392,52 @@ test("one page shares an image, the other sees its thumbnail and TCP gets a noti
   await say(alice, "Golden hour from the office roof.");
 });
 
-test("screenshots of the conversation", async () => {
+test("unread counts for the rooms not on screen; screenshots", async () => {
+  // carol (TCP) posts in the lobby: alice and bob look at #general, so the lobby gets an unread badge.
+  carol.send("/join lobby");
+  await carol.waitFor((l) => l.startsWith("ok join lobby "), "ok join lobby");
+  carol.send("/msg lobby anyone up for lunch at noon?");
+  carol.send(`/join ${ROOM}`);
+  for (const page of [alice, bob]) {
+    await page.locator('#joined-rooms button[data-room="lobby"] .badge', { hasText: /^1$/ }).waitFor();
+    assert.equal(await page.locator('#joined-rooms button[data-room="general"] .badge').count(), 0);
+  }
   await say(bob, "Beautiful! Is that from today?");
   await alice.waitForTimeout(300);
   await alice.evaluate(() => { const m = document.getElementById("messages"); m.scrollTop = m.scrollHeight; });
   await bob.evaluate(() => { const m = document.getElementById("messages"); m.scrollTop = m.scrollHeight; });
   await shot(alice, "desktop.png");
   await shot(bob, "desktop-dark.png");
+});
+
+test("a page whose connection drops reconnects, re-joins its rooms and catches up", async () => {
+  const erin = await newPage("erin");
+  let route;
+  await erin.routeWebSocket(/\/ws(\?|$)/, (ws) => {
+    route = { page: ws, server: ws.connectToServer() };
+  });
+  await signIn(erin, "erin");
+  await joinRoom(erin, ROOM);
+  await memberNamed(erin, "alice").waitFor();
+
+  // Drop the connection as a network failure would.
+  await route.server.close({ code: 4000, reason: "test drop" }); // browsers may only send 1000 or 3000-4999
+  await route.page.close({ code: 1006 }).catch(() => {});
+  await erin.locator('#conn[data-state="reconnecting"]').waitFor();
+  assert.match(await erin.locator("#conn-text").textContent(), /^reconnecting in \d+s$/);
+  await shot(erin, "reconnecting.png");
+  await alice.locator("#messages .notice .who.leave b", { hasText: /^erin$/ }).waitFor();
+  await say(alice, "Did everyone get the release notes?");
+
+  // Back online: the room is joined again and the message sent meanwhile arrives through history.
+  await erin.locator('#conn[data-state="online"]').waitFor({ timeout: 15000 });
+  await messageText(erin, "Did everyone get the release notes?").waitFor();
+  await memberNamed(erin, "alice").waitFor();
+  assert.equal(await erin.locator("#messages .msg-body", { hasText: "Did everyone get the release notes?" }).count(), 1);
+  await alice.locator("#messages .notice .who.join b", { hasText: /^erin$/ }).last().waitFor();
+  await say(erin, "Back online, caught up.");
+  await messageText(bob, "Back online, caught up.").waitFor();
+  await erin.context().close();
 });
 
 test("no script errors in any page", () => {

@@ -522,8 +522,11 @@ async fn publish_batch(shared: &Shared, publisher: &mut ConnectionManager, batch
 /// it dies.
 struct Node {
     last_seen: Instant,
-    rooms: HashMap<(Arc<str>, Arc<str>), HashMap<ConnId, Arc<str>>>,
+    rooms: HashMap<RoomKey, HashMap<ConnId, Arc<str>>>,
 }
+
+/// A room of a namespace: `(nsp, room)`.
+type RoomKey = (Arc<str>, Arc<str>);
 
 struct Receiver {
     shared: Arc<Shared>,

@@ -19,11 +19,20 @@ pub type ConnId = u64;
 pub struct HubConfig {
     /// Messages kept per room for `history`. Defaults to 100.
     pub history_len: usize,
+    /// Rooms with more members than this do not announce joins and leaves,
+    /// and join replies list only this many members: in a room of thousands
+    /// a presence event per arrival costs O(members) deliveries each, and
+    /// nobody reads them (large chat channels behave the same way). `who`
+    /// still lists everyone. Defaults to 256.
+    pub presence_limit: usize,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
-        HubConfig { history_len: 100 }
+        HubConfig {
+            history_len: 100,
+            presence_limit: 256,
+        }
     }
 }
 
@@ -59,7 +68,8 @@ impl HubError {
 #[derive(Debug, Clone)]
 pub struct JoinInfo {
     pub room: Arc<str>,
-    /// Every member after the join, the joiner included.
+    /// The members after the join, the joiner included, sorted by name; in
+    /// a room larger than [`HubConfig::presence_limit`] only that many.
     pub members: Vec<MemberInfo>,
     /// True if the connection was already a member (nothing changed).
     pub already: bool,
@@ -508,7 +518,7 @@ impl Hub {
         if rs.members.contains_key(&id) {
             return Ok(JoinInfo {
                 room: room.name.clone(),
-                members: member_list(&rs.members),
+                members: member_sample(&rs.members, self.inner.config.presence_limit),
                 already: true,
             });
         }
@@ -518,6 +528,14 @@ impl Hub {
             name: member.name.clone(),
         };
         rs.members.insert(id, member);
+        let limit = self.inner.config.presence_limit;
+        if rs.members.len() > limit {
+            return Ok(JoinInfo {
+                room: room.name.clone(),
+                members: member_sample(&rs.members, limit),
+                already: false,
+            });
+        }
         let presence = Presence {
             nsp: room.nsp.clone(),
             room: room.name.clone(),
@@ -563,6 +581,10 @@ impl Hub {
             return rs.members.len();
         };
         let left = rs.members.len();
+        if left >= self.inner.config.presence_limit {
+            // A large room: leaves are not announced (see HubConfig).
+            return left;
+        }
         if left == 0 {
             if let Some(adapter) = self.inner.adapter.get() {
                 // Nobody here to tell, but members on other nodes are.
@@ -665,6 +687,25 @@ impl Hub {
         drop(guard);
         Stats::bump(&self.inner.stats.connections_closed);
     }
+}
+
+/// At most `limit` members, sorted by name: the whole list for a small room,
+/// a sample for a large one (sorting every member on every join would be
+/// quadratic over a room's life).
+fn member_sample(members: &HashMap<ConnId, Member>, limit: usize) -> Vec<MemberInfo> {
+    if members.len() <= limit {
+        return member_list(members);
+    }
+    let mut list: Vec<MemberInfo> = members
+        .iter()
+        .take(limit)
+        .map(|(id, m)| MemberInfo {
+            id: *id,
+            name: m.name.clone(),
+        })
+        .collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    list
 }
 
 fn member_list(members: &HashMap<ConnId, Member>) -> Vec<MemberInfo> {
@@ -947,6 +988,28 @@ mod tests {
         assert_eq!(&*other.name(), "sam");
         let anon = hub.register("/", None, Arc::new(Outbox::new(OutboxLimits::default())), c);
         assert!(anon.name().starts_with("guest-"));
+    }
+
+    #[test]
+    fn large_rooms_do_not_announce_presence() {
+        let hub = Hub::new(HubConfig {
+            presence_limit: 3,
+            ..HubConfig::default()
+        });
+        let c = codec(1);
+        let mut conns: Vec<Conn> = (0..5)
+            .map(|i| conn(&hub, &format!("m{i}"), c.clone(), OutboxLimits::default()))
+            .collect();
+        for (i, conn) in conns.iter().enumerate() {
+            let info = conn.join("big").unwrap();
+            assert_eq!(info.members.len(), (i + 1).min(3));
+        }
+        // m0 saw m1 and m2 arrive, not m3 and m4 (the room had grown past 3).
+        assert_eq!(drain(&conns[0]), vec!["join big m1", "join big m2"]);
+        drop(conns.drain(2..).collect::<Vec<_>>());
+        assert_eq!(hub.who("/", "big").unwrap().len(), 2);
+        // Leaves were announced only once the room was small again.
+        assert_eq!(drain(&conns[0]), vec!["leave big m4"]);
     }
 
     #[test]

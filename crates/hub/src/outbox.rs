@@ -265,6 +265,22 @@ impl Outbox {
         self.len() == 0
     }
 
+    /// Puts frames taken by a batch back at the head of the queue, in
+    /// order, for a transport that could only send part of a batch (e.g. a
+    /// long-polling response capped in packets). Bounds are not checked:
+    /// these frames were already admitted. Does nothing once the queue was
+    /// discarded by a slow-consumer close.
+    pub fn requeue_front(&self, frames: Vec<Frame>) {
+        let mut st = self.state.lock().unwrap();
+        if st.closed.as_ref().is_some_and(CloseReason::discards_queue) {
+            return;
+        }
+        for f in frames.into_iter().rev() {
+            st.bytes += f.len();
+            st.frames.push_front(f);
+        }
+    }
+
     /// Takes every queued frame without waiting; returns the close reason if
     /// closed. Used by transports that poll (Engine.IO long-polling).
     pub fn try_batch(&self, out: &mut Vec<Frame>) -> Option<Batch> {
@@ -368,6 +384,24 @@ mod tests {
             Batch::Closed(CloseReason::ServerShutdown)
         );
         assert_eq!(out, vec![Frame::text("last")]);
+    }
+
+    #[tokio::test]
+    async fn requeued_frames_come_first() {
+        let ob = Outbox::new(OutboxLimits::default());
+        ob.push(&[Frame::text("a"), Frame::text("b"), Frame::text("c")])
+            .unwrap();
+        let mut out = Vec::new();
+        ob.try_batch(&mut out);
+        let rest = out.split_off(1);
+        ob.push_one(Frame::text("d")).unwrap();
+        ob.requeue_front(rest);
+        let mut again = Vec::new();
+        ob.try_batch(&mut again);
+        assert_eq!(
+            again,
+            vec![Frame::text("b"), Frame::text("c"), Frame::text("d")]
+        );
     }
 
     #[tokio::test]

@@ -14,7 +14,7 @@
 
   const ui = {
     app: $('app'), sidebar: $('sidebar'), scrim: $('scrim'),
-    conn: $('conn'), connText: $('conn-text'), banner: $('banner'),
+    conn: $('conn'), connText: $('conn-text'), connMini: $('conn-mini'), banner: $('banner'),
     joined: $('joined-rooms'), all: $('all-rooms'), allCount: $('all-count'),
     members: $('members'), memberCount: $('member-count'),
     joinForm: $('join-form'), joinInput: $('join-input'),
@@ -153,6 +153,8 @@
     state.status = status;
     ui.conn.dataset.state = status;
     ui.connText.textContent = text || status;
+    ui.connMini.dataset.state = status;
+    ui.connMini.title = text || status;
     const connected = status === 'online';
     const room = currentRoom();
     const canSend = connected && room && room.joined;

@@ -74,7 +74,7 @@ async fn three_nodes_three_transports_exactly_once_in_order() {
 
     // Drain the presence still in flight, then everybody talks at once.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut clients = vec![
+    let mut clients = [
         ("t1", t1),
         ("w1", w1),
         ("s1", s1),

@@ -57,6 +57,9 @@ impl Drop for PollGuard<'_> {
     }
 }
 
+/// Most packets in one long-polling response (see [`poll`]).
+const MAX_PACKETS_PER_POLL: usize = 16;
+
 /// `GET`: waits for frames, then answers them as one payload.
 pub(super) async fn poll(engine: &Arc<Engine>, session: &Arc<Session>) -> Response {
     let Some(generation) = session.begin_poll() else {
@@ -103,6 +106,24 @@ pub(super) async fn poll(engine: &Arc<Engine>, session: &Arc<Session>) -> Respon
             _ = sleep_until(noop_at.unwrap_or_else(Instant::now)), if noop_at.is_some() => {}
         }
     };
+    // python-engineio (the stock Python client) refuses a payload of more
+    // than 16 packets and drops the connection; the rest waits for the next
+    // poll. Other clients are unaffected: any number of polls is valid.
+    let room = if tail.is_some() {
+        MAX_PACKETS_PER_POLL - 1
+    } else {
+        MAX_PACKETS_PER_POLL
+    };
+    let mut tail = tail;
+    if frames.len() > room {
+        let rest = frames.split_off(MAX_PACKETS_PER_POLL.min(room));
+        session.outbox().requeue_front(rest);
+        if closed {
+            // The close packet goes out after the last frame, next poll.
+            closed = false;
+            tail = None;
+        }
+    }
     if closed {
         // The close was delivered: later requests get `Session ID unknown`.
         session.forget();

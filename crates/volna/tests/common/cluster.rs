@@ -112,16 +112,18 @@ pub fn prefix() -> String {
 
 /// A node of the cluster on ephemeral ports.
 pub async fn node(redis_url: &str, prefix: &str) -> Server {
-    let mut config = ServerConfig::default();
-    config.tcp_addr = "127.0.0.1:0".into();
-    config.http_addr = "127.0.0.1:0".into();
-    config.redis = Some(volna_cluster::ClusterConfig {
-        url: redis_url.to_string(),
-        prefix: prefix.to_string(),
-        heartbeat: Duration::from_millis(300),
-        request_timeout: Duration::from_millis(800),
-        ..Default::default()
-    });
+    let config = ServerConfig {
+        tcp_addr: "127.0.0.1:0".into(),
+        http_addr: "127.0.0.1:0".into(),
+        redis: Some(volna_cluster::ClusterConfig {
+            url: redis_url.to_string(),
+            prefix: prefix.to_string(),
+            heartbeat: Duration::from_millis(300),
+            request_timeout: Duration::from_millis(800),
+            ..Default::default()
+        }),
+        ..ServerConfig::default()
+    };
     let server = Server::start(config).await.expect("node starts");
     assert!(
         server
