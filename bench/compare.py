@@ -257,6 +257,9 @@ def write_report(results, names, out_path, quick, started):
         ("conns", "server RSS per connection (KiB)", "RSS per connection (KiB)", 1, True),
         ("conns", "server CPU per connect (us)", "CPU per connect (µs)", 0, True),
     ])
+    lines.append("\n## Cluster\n")
+    lines.append("Cross-node fan-out through Redis (2 nodes vs 1): see "
+                 "[benchmarks-cluster.md](benchmarks-cluster.md), written by `bench/cluster.sh`.\n")
     lines.append("\n## Raw results\n")
     lines.append("```json")
     lines.append(json.dumps(results, indent=1, sort_keys=True))

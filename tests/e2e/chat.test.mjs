@@ -389,6 +389,17 @@ test("one page shares an image, the other sees its thumbnail and TCP gets a noti
   // The sender sees it as well.
   await alice.locator(`#messages .image-card img.thumb`).first().waitFor();
   await carol.waitFor((l) => l.includes("[image") && l.includes(IMAGE_NAME), `about ${IMAGE_NAME}`);
+
+  // Refused images: the server's reason is shown to the sender; too large is caught before sending.
+  await alice.setInputFiles("#file", { name: "broken.png", mimeType: "image/png", buffer: png.subarray(0, 60) });
+  await alice.locator(".toast.error", { hasText: "broken.png was not shared:" }).waitFor();
+  const big = Buffer.alloc(9 * 1024 * 1024, 7);
+  await alice.setInputFiles("#file", { name: "huge.png", mimeType: "image/png", buffer: big });
+  await alice.locator(".toast.error", { hasText: "huge.png is 9.0 MB; images can be at most 8.0 MB" }).waitFor();
+  assert.equal(await bob.locator('#messages .img-name:text-is("broken.png")').count(), 0);
+  await shot(alice, "image-errors.png");
+  while ((await alice.locator(".toast").count()) > 0) await alice.locator(".toast").first().click(); // dismissed by a click
+  assert.equal(await alice.locator(".toast").count(), 0);
   await say(alice, "Golden hour from the office roof.");
 });
 
@@ -406,6 +417,7 @@ test("unread counts for the rooms not on screen; screenshots", async () => {
   await alice.waitForTimeout(300);
   await alice.evaluate(() => { const m = document.getElementById("messages"); m.scrollTop = m.scrollHeight; });
   await bob.evaluate(() => { const m = document.getElementById("messages"); m.scrollTop = m.scrollHeight; });
+  for (const page of [alice, bob]) await page.mouse.move(640, 30); // no hover highlight in the pictures
   await shot(alice, "desktop.png");
   await shot(bob, "desktop-dark.png");
 });
@@ -419,6 +431,11 @@ test("a page whose connection drops reconnects, re-joins its rooms and catches u
   await signIn(erin, "erin");
   await joinRoom(erin, ROOM);
   await memberNamed(erin, "alice").waitFor();
+  // The history on joining carries attachments too: the image shared earlier shows its thumbnail.
+  const thumb = erin.locator("#messages .image-card img.thumb").first();
+  await thumb.waitFor();
+  await erin.waitForFunction((el) => el.complete && el.naturalWidth > 0, await thumb.elementHandle());
+  await erin.locator("#messages .chip", { hasText: "1 binary attachment, 2.0 KB" }).waitFor();
 
   // Drop the connection as a network failure would.
   await route.server.close({ code: 4000, reason: "test drop" }); // browsers may only send 1000 or 3000-4999

@@ -2,7 +2,8 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Mutex;
+use std::io;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -113,6 +114,20 @@ impl Default for OutboxLimits {
     }
 }
 
+/// A connection's socket, written to directly by [`Outbox::push`] when
+/// nothing is queued and no writer is busy: the pusher's thread makes the
+/// `write` itself instead of waking the connection's writer task (see
+/// [`Outbox::set_direct`]).
+pub trait DirectSink: Send + Sync {
+    /// Writes as much of `frames` as the socket takes right now, without
+    /// blocking, starting `skip` bytes into the first frame's wire encoding.
+    /// Returns the wire bytes written; `WouldBlock` counts as 0.
+    fn try_write_frames(&self, frames: &[Frame], skip: usize) -> io::Result<usize>;
+
+    /// Bytes of one frame on the wire (its framing included).
+    fn wire_len(&self, frame: &Frame) -> usize;
+}
+
 /// Why [`Outbox::push`] did not queue the frames.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PushError {
@@ -150,6 +165,31 @@ struct State {
     frames: VecDeque<Frame>,
     bytes: usize,
     closed: Option<CloseReason>,
+    /// Where pushes write directly when they can (see [`Outbox::set_direct`]).
+    direct: Option<Arc<dyn DirectSink>>,
+    /// The writer task owns the socket: pushes queue instead of writing.
+    writer_busy: bool,
+    /// Wire bytes of the first queued frame already written by a direct
+    /// write that did not finish it.
+    head_written: usize,
+}
+
+impl State {
+    /// Drops what is queued, except a frame a direct write already began:
+    /// it must be finished or the stream's framing breaks.
+    fn discard(&mut self) {
+        let head = if self.head_written > 0 {
+            self.frames.pop_front()
+        } else {
+            None
+        };
+        self.frames = VecDeque::new();
+        self.bytes = 0;
+        if let Some(head) = head {
+            self.bytes = head.len();
+            self.frames.push_back(head);
+        }
+    }
 }
 
 /// What [`Outbox::next_batch`] found.
@@ -170,6 +210,9 @@ impl Outbox {
                 frames: VecDeque::new(),
                 bytes: 0,
                 closed: None,
+                direct: None,
+                writer_busy: false,
+                head_written: 0,
             }),
             notify: Notify::new(),
             closed_notify: Notify::new(),
@@ -191,14 +234,48 @@ impl Outbox {
                 frames: st.frames.len(),
                 bytes: st.bytes,
             };
-            st.frames = VecDeque::new();
-            st.bytes = 0;
+            st.discard();
             st.closed = Some(reason);
             drop(st);
             self.wake_closed();
             return Err(PushError::Full);
         }
         let was_empty = st.frames.is_empty();
+        if was_empty && !st.writer_busy && !frames.is_empty() {
+            if let Some(sink) = st.direct.clone() {
+                // Nobody else writes while the lock is held and the writer
+                // is idle: write on this thread, queue only what is left.
+                let written = match sink.try_write_frames(frames, 0) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+                    Err(_) => {
+                        // The writer finds out and closes the connection.
+                        0
+                    }
+                };
+                let mut rest = written;
+                let mut first = 0;
+                while first < frames.len() {
+                    let len = sink.wire_len(&frames[first]);
+                    if rest < len {
+                        break;
+                    }
+                    rest -= len;
+                    first += 1;
+                }
+                if first == frames.len() {
+                    return Ok(());
+                }
+                st.head_written = rest;
+                st.writer_busy = true;
+                let left = &frames[first..];
+                st.frames.extend(left.iter().cloned());
+                st.bytes += left.iter().map(Frame::len).sum::<usize>();
+                drop(st);
+                self.notify.notify_one();
+                return Ok(());
+            }
+        }
         st.frames.extend(frames.iter().cloned());
         st.bytes += added;
         drop(st);
@@ -206,6 +283,78 @@ impl Outbox {
             self.notify.notify_one();
         }
         Ok(())
+    }
+
+    /// Installs the socket that [`push`](Outbox::push) writes to directly
+    /// while the queue is empty and the writer task is idle. A transport
+    /// that installs one must drain the outbox with
+    /// [`next_write_batch`](Outbox::next_write_batch) /
+    /// [`try_write_batch`](Outbox::try_write_batch) and hand the socket back
+    /// with [`release_writer`](Outbox::release_writer).
+    pub fn set_direct(&self, sink: Arc<dyn DirectSink>) {
+        self.state.lock().unwrap().direct = Some(sink);
+    }
+
+    /// Removes the direct sink (the connection is going away); returns it.
+    pub fn clear_direct(&self) -> Option<Arc<dyn DirectSink>> {
+        self.state.lock().unwrap().direct.take()
+    }
+
+    /// Like [`try_batch`](Outbox::try_batch) for a writer that shares its
+    /// socket with direct writes: when it returns something, the writer
+    /// owns the socket until [`release_writer`](Outbox::release_writer)
+    /// succeeds. The `usize` is how many wire bytes of the first frame were
+    /// already written.
+    pub fn try_write_batch(&self, out: &mut Vec<Frame>) -> Option<(Batch, usize)> {
+        let mut st = self.state.lock().unwrap();
+        if st.frames.is_empty() && st.closed.is_none() {
+            return None;
+        }
+        st.writer_busy = true;
+        let skip = std::mem::take(&mut st.head_written);
+        out.extend(st.frames.drain(..));
+        st.bytes = 0;
+        if st.frames.capacity() > 64 {
+            st.frames = VecDeque::new();
+        }
+        let batch = match &st.closed {
+            Some(r) => Batch::Closed(r.clone()),
+            None => Batch::Frames,
+        };
+        Some((batch, skip))
+    }
+
+    /// Waits for [`try_write_batch`](Outbox::try_write_batch) to find
+    /// something.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: frames are only moved once the wait is over.
+    pub async fn next_write_batch(&self, out: &mut Vec<Frame>) -> (Batch, usize) {
+        loop {
+            if let Some(b) = self.try_write_batch(out) {
+                return b;
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    /// The writer takes the socket (to write something of its own, e.g. a
+    /// WebSocket pong): direct writes queue until it is released.
+    pub fn claim_writer(&self) {
+        self.state.lock().unwrap().writer_busy = true;
+    }
+
+    /// The writer wrote everything it took: if nothing new is queued, the
+    /// socket goes back to direct writes (true); otherwise the writer keeps
+    /// it and must take the next batch (false).
+    pub fn release_writer(&self) -> bool {
+        let mut st = self.state.lock().unwrap();
+        if st.frames.is_empty() && st.closed.is_none() {
+            st.writer_busy = false;
+            true
+        } else {
+            false
+        }
     }
 
     /// Queues one frame.
@@ -221,8 +370,7 @@ impl Outbox {
             return false;
         }
         if reason.discards_queue() {
-            st.frames = VecDeque::new();
-            st.bytes = 0;
+            st.discard();
         }
         st.closed = Some(reason);
         drop(st);

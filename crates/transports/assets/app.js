@@ -100,6 +100,8 @@
 
   function toast(text, kind = 'error', ms = 5000) {
     const t = el('div', `toast ${kind}`, text);
+    t.title = 'Click to dismiss';
+    t.addEventListener('click', () => t.remove());
     ui.toasts.append(t);
     setTimeout(() => t.remove(), ms);
   }
@@ -198,7 +200,7 @@
       scheduleReconnect();
       return;
     }
-    ws.binaryType = 'blob';
+    ws.binaryType = 'arraybuffer';
     state.ws = ws;
     ws.onmessage = (ev) => onFrame(ev.data);
     ws.onclose = (ev) => onClose(ws, ev);
@@ -217,8 +219,8 @@
       room.buffer = [];
     }
     if (ev.reason && ev.code !== 1001) toast(`Disconnected: ${ev.reason}`);
-    renderRoom();
     scheduleReconnect();
+    renderRoom();
   }
 
   function scheduleReconnect() {
@@ -320,12 +322,26 @@
     state.me = { id: w.id, name: w.name, connected: true };
     // Nothing larger than one WebSocket message can reach the server.
     const frameLimit = Number.isInteger(w.max_message_size) ? w.max_message_size : Infinity;
-    const imageLimit = Number.isInteger(w.max_image_size) ? w.max_image_size : IMAGE_LIMIT;
-    state.limits.image = Math.min(IMAGE_LIMIT, imageLimit, frameLimit);
+    // A server that announces its image limit is taken at its word; otherwise the default 8 MiB.
+    const imageLimit = Number.isInteger(w.max_image_bytes) ? w.max_image_bytes : IMAGE_LIMIT;
+    state.limits.image = Math.min(imageLimit, frameLimit - 4096);
     renderMe();
     setStatus('online', 'online');
     if (state.wantName && w.name !== state.wantName) {
-      toast(`The name “${state.wantName}” is in use right now, so you are “${w.name}” for this visit.`, 'info', 7000);
+      // Usually our own previous connection, not yet gone after a reconnect: ask again in a moment.
+      const want = state.wantName;
+      const ws = state.ws;
+      setTimeout(async () => {
+        if (state.ws !== ws || !state.me || state.me.name === want) return;
+        try {
+          const { msg } = await request('nick', { name: want });
+          renamed(msg.name);
+        } catch (e) {
+          if (e.code !== 'disconnected') {
+            toast(`The name “${want}” is in use right now, so you are “${state.me.name}” for this visit.`, 'info', 7000);
+          }
+        }
+      }, 1500);
     }
     if (!state.wantName) {
       openNameDialog(true);
@@ -334,6 +350,16 @@
     }
     refreshRooms();
     if (again) renderRoom();
+  }
+
+  /// Our name changed: the server tells the others nothing, so only our own views are updated.
+  function renamed(name) {
+    state.me.name = name;
+    for (const room of state.rooms.values()) {
+      if (room.members.has(state.me.id)) room.members.set(state.me.id, name);
+    }
+    renderMe();
+    renderMembers();
   }
 
   /// (Re)joins every room of the sidebar, or the lobby on a first visit.
@@ -397,6 +423,7 @@
       renderRoom();
       const hist = await request('history', { room: room.name, limit: HISTORY });
       applyHistory(room, hist.msg, hist.frames);
+      if (room.name === state.current && room.stick) scrollToBottom();
     } catch (e) {
       if (e.code === 'disconnected') return; // the reconnection joins again
       if (state.rooms.get(room.name) === room && !room.joined) {
@@ -578,9 +605,12 @@
     room.log.insertBefore(e, before);
     group(e);
     if (e.nextElementSibling) group(e.nextElementSibling);
-    if (live && e.classList.contains('has-image')) {
-      const img = e.querySelector('img');
-      if (img && room.name === state.current && atBottom()) img.addEventListener('load', scrollToBottom, { once: true });
+    // A thumbnail grows the log when it has loaded: stay at the bottom if we were there.
+    const img = e.querySelector('img.thumb');
+    if (img) {
+      img.addEventListener('load', () => {
+        if (room.name === state.current && room.stick) scrollToBottom();
+      }, { once: true });
     }
     return true;
   }
@@ -633,7 +663,7 @@
       body.append(el('code', 'json', text));
     }
     if (frames.length) {
-      const bytes = frames.reduce((n, f) => n + (f.size ?? f.byteLength ?? 0), 0);
+      const bytes = frames.reduce((n, f) => n + (f.byteLength ?? f.size ?? 0), 0);
       const chip = el('div', 'chip');
       chip.append(clipIcon(), `${frames.length} binary attachment${frames.length > 1 ? 's' : ''}, ${fmtBytes(bytes)}`);
       body.append(document.createElement('br'), chip);
@@ -817,7 +847,7 @@
     if (state.status === 'online' && state.me && state.me.name !== name) {
       try {
         const { msg } = await request('nick', { name });
-        state.me.name = msg.name;
+        renamed(msg.name);
       } catch (e) {
         ui.nameError.textContent = e.code === 'name-taken' ? `“${name}” is taken right now: pick another.` : e.message;
         return;
