@@ -1201,6 +1201,14 @@ async fn run_connection(socket: WebSocket, state: WsState, name: Option<String>)
         .str("name", &conn.name())
         .num("max_message_size", cfg.max_message_size as u64)
         .num("max_attachments", cfg.max_attachments as u64)
+        .num(
+            "max_image_bytes",
+            state
+                .http
+                .images
+                .as_ref()
+                .map_or(0, |i| i.pool().limits().max_bytes as u64),
+        )
         .finish();
     let _ = outbox.push_one(Frame::text(welcome));
     let mut writer = tokio::spawn(write_loop(sink, outbox.clone(), cfg.clone()));
