@@ -96,6 +96,9 @@ def setup_socketioxide():
     target = WORK / "socketioxide-target"
     if not d.exists():
         shutil.copytree(PEERS / "socketioxide", d)
+        # The copy lives under volna's tree: make it its own workspace.
+        with open(d / "Cargo.toml", "a") as f:
+            f.write("\n[workspace]\n")
     run(["cargo", "build", "--release", "--quiet"], cwd=d,
         env={**os.environ, "CARGO_TARGET_DIR": str(target)})
     return target / "release" / "peer-socketioxide"
@@ -273,13 +276,15 @@ def main():
     ap.add_argument("--only", default="volna,socketioxide,node,python")
     ap.add_argument("--quick", action="store_true", help="smaller runs (for a smoke test)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
+    ap.add_argument("--no-build", action="store_true", help="use the existing target/release/volna")
     args = ap.parse_args()
     if shutil.which("taskset") is None:
         sys.exit("taskset is needed (Debian package util-linux)")
     raise_nofile()
     WORK.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc)
-    build_volna()
+    if not args.no_build:
+        build_volna()
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     results = {}
     for name in names:

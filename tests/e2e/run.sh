@@ -13,7 +13,6 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 HERE=$ROOT/tests/e2e
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 SUITE_TIMEOUT=${E2E_TIMEOUT:-180}
 export CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 
@@ -22,49 +21,15 @@ if [ ! -x "$CHROMIUM" ] || [ ! -d "$HERE/node_modules/playwright-core" ]; then
   bash scripts/install-test-deps.sh || exit 1
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/volna-e2e.XXXXXX")
-SERVER_PID=""
-stop_server() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
-  fi
-  SERVER_PID=""
-}
-cleanup() {
-  stop_server
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+. "$ROOT/tests/lib/volna-server.sh"
+WORK=$VOLNA_WORK
 
 if [ -n "${E2E_HTTP:-}" ] && [ -n "${E2E_TCP:-}" ]; then
   VOLNA_HTTP=$E2E_HTTP
   VOLNA_TCP=$E2E_TCP
   : >"$WORK/stderr"
 else
-  echo "== e2e: cargo build -p volna"
-  cargo build -q -p volna || exit 1
-  "$TARGET/debug/volna" serve --tcp-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 >"$WORK/stdout" 2>"$WORK/stderr" &
-  SERVER_PID=$!
-
-  # The banner: "volna X serving: tcp://127.0.0.1:PORT (try: nc …), http://127.0.0.1:PORT"
-  banner=""
-  for _ in $(seq 200); do
-    banner=$(grep -m1 ' serving: ' "$WORK/stdout" 2>/dev/null || true)
-    [ -n "$banner" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  if [ -z "$banner" ]; then
-    echo "e2e: volna did not print its banner within 10 s" >&2
-    cat "$WORK/stdout" "$WORK/stderr" >&2
-    exit 1
-  fi
-  VOLNA_TCP=$(sed -E 's|.*tcp://([^ ,]+).*|\1|' <<<"$banner")
-  VOLNA_HTTP=http://$(sed -E 's|.*http://([^ ,]+).*|\1|' <<<"$banner")
+  volna_start e2e || exit 1
 fi
 export VOLNA_TCP VOLNA_HTTP
 echo "== e2e: chat page at $VOLNA_HTTP/, TCP at $VOLNA_TCP, browser $CHROMIUM"
@@ -77,7 +42,7 @@ if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
   echo "e2e: volna exited during the test" >&2
   status=1
 fi
-stop_server
+volna_stop
 if [ "$status" -ne 0 ]; then
   echo "== e2e: volna's stderr (last 40 lines)"
   tail -40 "$WORK/stderr"

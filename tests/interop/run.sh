@@ -16,7 +16,6 @@ ROOT=$PWD
 HERE=$ROOT/tests/interop
 SUITES=${INTEROP_SUITES:-js py}
 SUITE_TIMEOUT=${INTEROP_SUITE_TIMEOUT:-300}
-TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 VENV=$ROOT/target/interop-venv
 
 if [ ! -d "$HERE/node_modules/socket.io-client" ] || [ ! -x "$VENV/bin/python" ]; then
@@ -24,52 +23,16 @@ if [ ! -d "$HERE/node_modules/socket.io-client" ] || [ ! -x "$VENV/bin/python" ]
   bash scripts/install-test-deps.sh || exit 1
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/volna-interop.XXXXXX")
-SERVER_PID=""
-stop_server() {
-  if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null
-    for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SERVER_PID" 2>/dev/null
-    wait "$SERVER_PID" 2>/dev/null
-  fi
-  SERVER_PID=""
-}
-cleanup() {
-  stop_server
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-server_alive() { [ -z "$SERVER_PID" ] || kill -0 "$SERVER_PID" 2>/dev/null; }
+. "$ROOT/tests/lib/volna-server.sh"
+WORK=$VOLNA_WORK
+server_alive() { volna_alive; }
 
 if [ -n "${INTEROP_HTTP:-}" ] && [ -n "${INTEROP_TCP:-}" ]; then
   VOLNA_HTTP=$INTEROP_HTTP
   VOLNA_TCP=$INTEROP_TCP
   : >"$WORK/stderr"
 else
-  echo "== interop: cargo build -p volna"
-  cargo build -q -p volna || exit 1
-  BIN=$TARGET/debug/volna
-
-  "$BIN" serve --tcp-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 >"$WORK/stdout" 2>"$WORK/stderr" &
-  SERVER_PID=$!
-
-  # The banner: "volna X serving: tcp://127.0.0.1:PORT (try: nc …), http://127.0.0.1:PORT"
-  banner=""
-  for _ in $(seq 200); do
-    banner=$(grep -m1 ' serving: ' "$WORK/stdout" 2>/dev/null || true)
-    [ -n "$banner" ] && break
-    kill -0 "$SERVER_PID" 2>/dev/null || break
-    sleep 0.05
-  done
-  if [ -z "$banner" ]; then
-    echo "interop: volna did not print its banner within 10 s" >&2
-    cat "$WORK/stdout" "$WORK/stderr" >&2
-    exit 1
-  fi
-  VOLNA_TCP=$(sed -E 's|.*tcp://([^ ,]+).*|\1|' <<<"$banner")
-  VOLNA_HTTP=http://$(sed -E 's|.*http://([^ ,]+).*|\1|' <<<"$banner")
+  volna_start interop || exit 1
 fi
 export VOLNA_TCP VOLNA_HTTP
 echo "== interop: server at $VOLNA_HTTP (Socket.IO) and $VOLNA_TCP (TCP)"
@@ -118,7 +81,7 @@ for suite in $SUITES; do
   fi
 done
 
-stop_server
+volna_stop
 if [ "$status" -ne 0 ]; then
   echo "== interop: volna's stderr (last 40 lines)"
   tail -40 "$WORK/stderr"
