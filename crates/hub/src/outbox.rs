@@ -114,18 +114,42 @@ impl Default for OutboxLimits {
     }
 }
 
-/// A connection's socket, written to directly by [`Outbox::push`] when
-/// nothing is queued and no writer is busy: the pusher's thread makes the
-/// `write` itself instead of waking the connection's writer task (see
-/// [`Outbox::set_direct`]).
+/// A connection's socket that frames can be written to without its writer
+/// task (see [`Outbox::set_direct`]).
+///
+/// With a sink installed, a push that finds the queue empty and nobody
+/// writing queues its frames and calls [`schedule`](DirectSink::schedule)
+/// instead of waking the connection's writer task; something that flushes
+/// many connections in turn (one task for the whole server) then calls
+/// [`Outbox::flush_direct`], which writes everything queued in one
+/// non-blocking vectored write. Frames pushed before that flush share its
+/// write, so the busier the server, the more frames per syscall. Only when
+/// the socket cannot take everything does the writer task take over.
 pub trait DirectSink: Send + Sync {
     /// Writes as much of `frames` as the socket takes right now, without
     /// blocking, starting `skip` bytes into the first frame's wire encoding.
-    /// Returns the wire bytes written; `WouldBlock` counts as 0.
+    /// Returns the wire bytes written; it may write only a prefix of
+    /// `frames` even when the socket has room (a cap on slices per call).
     fn try_write_frames(&self, frames: &[Frame], skip: usize) -> io::Result<usize>;
 
     /// Bytes of one frame on the wire (its framing included).
     fn wire_len(&self, frame: &Frame) -> usize;
+
+    /// Arranges for [`Outbox::flush_direct`] to be called soon on the
+    /// outbox this sink is installed in. Called without the outbox's lock.
+    fn schedule(&self);
+}
+
+/// Who may write to a connection with a [`DirectSink`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    /// Nobody: the next push schedules a flush.
+    Idle,
+    /// A flush is scheduled; it writes under the lock, so anyone holding the
+    /// lock may still take over.
+    Flush,
+    /// The writer task writes (outside the lock) until it releases.
+    Task,
 }
 
 /// Why [`Outbox::push`] did not queue the frames.
@@ -167,8 +191,8 @@ struct State {
     closed: Option<CloseReason>,
     /// Where pushes write directly when they can (see [`Outbox::set_direct`]).
     direct: Option<Arc<dyn DirectSink>>,
-    /// The writer task owns the socket: pushes queue instead of writing.
-    writer_busy: bool,
+    /// Who writes (meaningful once a direct sink is installed).
+    owner: Owner,
     /// Wire bytes of the first queued frame already written by a direct
     /// write that did not finish it.
     head_written: usize,
@@ -211,7 +235,7 @@ impl Outbox {
                 bytes: 0,
                 closed: None,
                 direct: None,
-                writer_busy: false,
+                owner: Owner::Idle,
                 head_written: 0,
             }),
             notify: Notify::new(),
@@ -241,43 +265,26 @@ impl Outbox {
             return Err(PushError::Full);
         }
         let was_empty = st.frames.is_empty();
-        if was_empty && !st.writer_busy && !frames.is_empty() {
-            if let Some(sink) = st.direct.clone() {
-                // Nobody else writes while the lock is held and the writer
-                // is idle: write on this thread, queue only what is left.
-                let written = match sink.try_write_frames(frames, 0) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
-                    Err(_) => {
-                        // The writer finds out and closes the connection.
-                        0
-                    }
-                };
-                let mut rest = written;
-                let mut first = 0;
-                while first < frames.len() {
-                    let len = sink.wire_len(&frames[first]);
-                    if rest < len {
-                        break;
-                    }
-                    rest -= len;
-                    first += 1;
-                }
-                if first == frames.len() {
-                    return Ok(());
-                }
-                st.head_written = rest;
-                st.writer_busy = true;
-                let left = &frames[first..];
-                st.frames.extend(left.iter().cloned());
-                st.bytes += left.iter().map(Frame::len).sum::<usize>();
-                drop(st);
-                self.notify.notify_one();
-                return Ok(());
-            }
-        }
         st.frames.extend(frames.iter().cloned());
         st.bytes += added;
+        if st.direct.is_some() {
+            match st.owner {
+                Owner::Idle => {
+                    st.owner = Owner::Flush;
+                    let sink = st.direct.clone().unwrap();
+                    drop(st);
+                    sink.schedule();
+                }
+                Owner::Flush => {}
+                Owner::Task => {
+                    drop(st);
+                    if was_empty {
+                        self.notify.notify_one();
+                    }
+                }
+            }
+            return Ok(());
+        }
         drop(st);
         if was_empty {
             self.notify.notify_one();
@@ -285,14 +292,20 @@ impl Outbox {
         Ok(())
     }
 
-    /// Installs the socket that [`push`](Outbox::push) writes to directly
-    /// while the queue is empty and the writer task is idle. A transport
-    /// that installs one must drain the outbox with
-    /// [`next_write_batch`](Outbox::next_write_batch) /
-    /// [`try_write_batch`](Outbox::try_write_batch) and hand the socket back
-    /// with [`release_writer`](Outbox::release_writer).
+    /// Installs the socket that queued frames are written to without the
+    /// writer task (see [`DirectSink`]). A transport that installs one must
+    /// drain the outbox with [`next_write_batch`](Outbox::next_write_batch)
+    /// / [`try_write_batch`](Outbox::try_write_batch) and hand the socket
+    /// back with [`release_writer`](Outbox::release_writer).
     pub fn set_direct(&self, sink: Arc<dyn DirectSink>) {
-        self.state.lock().unwrap().direct = Some(sink);
+        let mut st = self.state.lock().unwrap();
+        st.direct = Some(sink);
+        if st.owner == Owner::Idle && !st.frames.is_empty() {
+            // Already queued: the writer task sends it.
+            st.owner = Owner::Task;
+            drop(st);
+            self.notify.notify_one();
+        }
     }
 
     /// Removes the direct sink (the connection is going away); returns it.
@@ -300,17 +313,82 @@ impl Outbox {
         self.state.lock().unwrap().direct.take()
     }
 
+    /// The scheduled flush (see [`DirectSink::schedule`]): writes what is
+    /// queued with non-blocking writes while holding the lock. Whatever the
+    /// socket does not take right away, and the close, are left to the
+    /// writer task, which is woken. Returns the frames written.
+    pub fn flush_direct(&self) -> usize {
+        let mut st = self.state.lock().unwrap();
+        if st.owner != Owner::Flush {
+            return 0;
+        }
+        let Some(sink) = st.direct.clone() else {
+            st.owner = Owner::Task;
+            drop(st);
+            self.notify.notify_one();
+            return 0;
+        };
+        let mut done = 0;
+        while st.closed.is_none() && !st.frames.is_empty() {
+            let skip = st.head_written;
+            let queued = st.frames.make_contiguous();
+            // On WouldBlock, or an error the writer task will meet again: 0.
+            let written: usize = sink.try_write_frames(queued, skip).unwrap_or_default();
+            let mut rest = skip + written;
+            let mut whole = 0;
+            let mut whole_bytes = 0;
+            for f in queued.iter() {
+                let len = sink.wire_len(f);
+                if rest < len {
+                    break;
+                }
+                rest -= len;
+                whole += 1;
+                whole_bytes += f.len();
+            }
+            st.frames.drain(..whole);
+            st.bytes -= whole_bytes;
+            st.head_written = rest;
+            done += whole;
+            if written == 0 || rest > 0 {
+                // The socket is full: the writer task waits for it.
+                break;
+            }
+        }
+        if st.frames.is_empty() && st.closed.is_none() {
+            st.owner = Owner::Idle;
+            if st.frames.capacity() > 64 {
+                st.frames = VecDeque::new();
+            }
+            return done;
+        }
+        st.owner = Owner::Task;
+        drop(st);
+        self.notify.notify_one();
+        done
+    }
+
     /// Like [`try_batch`](Outbox::try_batch) for a writer that shares its
     /// socket with direct writes: when it returns something, the writer
     /// owns the socket until [`release_writer`](Outbox::release_writer)
     /// succeeds. The `usize` is how many wire bytes of the first frame were
-    /// already written.
+    /// already written. With a direct sink, frames are only handed over
+    /// once the writer was given the socket (a flush could not finish, or
+    /// [`claim_writer`](Outbox::claim_writer)) or the outbox is closed.
     pub fn try_write_batch(&self, out: &mut Vec<Frame>) -> Option<(Batch, usize)> {
         let mut st = self.state.lock().unwrap();
-        if st.frames.is_empty() && st.closed.is_none() {
-            return None;
+        if st.closed.is_none() {
+            if st.direct.is_some() {
+                // The socket is handed over (possibly with nothing queued,
+                // after claim_writer) or the writer keeps waiting.
+                if st.owner != Owner::Task {
+                    return None;
+                }
+            } else if st.frames.is_empty() {
+                return None;
+            }
         }
-        st.writer_busy = true;
+        st.owner = Owner::Task;
         let skip = std::mem::take(&mut st.head_written);
         out.extend(st.frames.drain(..));
         st.bytes = 0;
@@ -338,10 +416,13 @@ impl Outbox {
         }
     }
 
-    /// The writer takes the socket (to write something of its own, e.g. a
-    /// WebSocket pong): direct writes queue until it is released.
+    /// Hands the socket to the writer task and wakes it, so that it writes
+    /// something of its own (e.g. a WebSocket pong): with a direct sink,
+    /// its [`next_write_batch`](Outbox::next_write_batch) then returns even
+    /// if nothing is queued. A scheduled flush finds nothing to do.
     pub fn claim_writer(&self) {
-        self.state.lock().unwrap().writer_busy = true;
+        self.state.lock().unwrap().owner = Owner::Task;
+        self.notify.notify_one();
     }
 
     /// The writer wrote everything it took: if nothing new is queued, the
@@ -350,7 +431,7 @@ impl Outbox {
     pub fn release_writer(&self) -> bool {
         let mut st = self.state.lock().unwrap();
         if st.frames.is_empty() && st.closed.is_none() {
-            st.writer_busy = false;
+            st.owner = Owner::Idle;
             true
         } else {
             false
@@ -550,6 +631,131 @@ mod tests {
             again,
             vec![Frame::text("b"), Frame::text("c"), Frame::text("d")]
         );
+    }
+
+    /// A socket taking at most `room` bytes; wire = 1 byte of framing +
+    /// payload.
+    #[derive(Default)]
+    struct Sink {
+        room: Mutex<usize>,
+        wrote: Mutex<Vec<u8>>,
+        scheduled: Mutex<usize>,
+    }
+
+    impl DirectSink for Sink {
+        fn try_write_frames(&self, frames: &[Frame], skip: usize) -> io::Result<usize> {
+            let mut wire = Vec::new();
+            for f in frames {
+                wire.push(b'|');
+                wire.extend_from_slice(f.bytes());
+            }
+            let mut room = self.room.lock().unwrap();
+            let n = (wire.len() - skip).min(*room);
+            if n == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            *room -= n;
+            self.wrote
+                .lock()
+                .unwrap()
+                .extend_from_slice(&wire[skip..skip + n]);
+            Ok(n)
+        }
+
+        fn wire_len(&self, frame: &Frame) -> usize {
+            1 + frame.len()
+        }
+
+        fn schedule(&self) {
+            *self.scheduled.lock().unwrap() += 1;
+        }
+    }
+
+    fn sink(room: usize) -> Arc<Sink> {
+        let sink = Arc::new(Sink::default());
+        *sink.room.lock().unwrap() = room;
+        sink
+    }
+
+    #[tokio::test]
+    async fn scheduled_flushes_coalesce_and_hand_over_when_full() {
+        let ob = Outbox::new(OutboxLimits::default());
+        let sink = sink(10);
+        ob.set_direct(sink.clone());
+        ob.push(&[Frame::text("ab")]).unwrap();
+        ob.push(&[Frame::text("cd")]).unwrap();
+        assert_eq!(*sink.scheduled.lock().unwrap(), 1, "one flush for both");
+        let mut out = Vec::new();
+        assert!(ob.try_write_batch(&mut out).is_none(), "the flush owns it");
+        assert_eq!(ob.flush_direct(), 2);
+        assert!(ob.is_empty());
+        // 4 bytes of room left: "|ef" goes, "gh" is cut after "|".
+        ob.push(&[Frame::text("ef"), Frame::text("gh")]).unwrap();
+        assert_eq!(*sink.scheduled.lock().unwrap(), 2);
+        assert_eq!(ob.flush_direct(), 1);
+        assert_eq!(ob.len(), 1);
+        // The writer task owns the socket now: pushes queue.
+        *sink.room.lock().unwrap() = 100;
+        ob.push_one(Frame::text("ij")).unwrap();
+        assert_eq!(*sink.scheduled.lock().unwrap(), 2);
+        let (batch, skip) = ob.next_write_batch(&mut out).await;
+        assert_eq!(batch, Batch::Frames);
+        assert_eq!((out.len(), skip), (2, 1));
+        assert_eq!(sink.try_write_frames(&out, skip).unwrap(), 5);
+        assert!(ob.release_writer());
+        ob.push_one(Frame::text("kl")).unwrap();
+        assert_eq!(ob.flush_direct(), 1);
+        assert_eq!(&sink.wrote.lock().unwrap()[..], b"|ab|cd|ef|gh|ij|kl");
+        assert!(ob.clear_direct().is_some());
+    }
+
+    #[tokio::test]
+    async fn close_goes_to_the_writer_and_slow_close_keeps_a_started_frame() {
+        let ob = Outbox::new(limits(2, 1000));
+        let sink = sink(2);
+        ob.set_direct(sink.clone());
+        ob.push_one(Frame::text("abc")).unwrap();
+        assert_eq!(ob.flush_direct(), 0);
+        ob.push_one(Frame::text("d")).unwrap();
+        assert_eq!(ob.push_one(Frame::text("e")), Err(PushError::Full));
+        let mut out = Vec::new();
+        match ob.next_write_batch(&mut out).await {
+            (Batch::Closed(CloseReason::SlowConsumer { .. }), 2) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(out, vec![Frame::text("abc")], "the started frame is kept");
+        assert!(!ob.release_writer());
+
+        // A flush scheduled before a close leaves the close to the writer.
+        let ob = Outbox::new(OutboxLimits::default());
+        ob.set_direct(sink.clone());
+        ob.push_one(Frame::text("x")).unwrap();
+        ob.close(CloseReason::ServerShutdown);
+        assert_eq!(ob.flush_direct(), 0);
+        out.clear();
+        assert_eq!(
+            ob.next_write_batch(&mut out).await,
+            (Batch::Closed(CloseReason::ServerShutdown), 0)
+        );
+        assert_eq!(out, vec![Frame::text("x")]);
+
+        // A claimed writer gets what is queued.
+        let ob = Outbox::new(OutboxLimits::default());
+        ob.set_direct(sink.clone());
+        ob.push_one(Frame::text("y")).unwrap();
+        ob.claim_writer();
+        assert_eq!(ob.flush_direct(), 0);
+        out.clear();
+        assert!(ob.try_write_batch(&mut out).is_some());
+        assert_eq!(out.len(), 1);
+        assert!(ob.release_writer());
+        assert!(ob.try_write_batch(&mut out).is_none());
+        // Claimed with nothing queued: the writer still gets its turn.
+        ob.claim_writer();
+        out.clear();
+        assert_eq!(ob.next_write_batch(&mut out).await, (Batch::Frames, 0));
+        assert!(out.is_empty());
+        assert!(ob.release_writer());
     }
 
     #[tokio::test]

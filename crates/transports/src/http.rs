@@ -4,6 +4,7 @@ use std::future::IntoFuture;
 
 use axum::extract::{Query, State};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -80,7 +81,19 @@ async fn health(
 }
 
 /// Serves `router` on `listener` until `shutdown` is cancelled.
+///
+/// With `VOLNA_RAW_WEBSOCKET=0` in the environment this is `axum::serve`;
+/// otherwise hyper's HTTP/1 server driven directly ([`crate::rawws::serve`]),
+/// which lets Engine.IO WebSockets run on the raw socket.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+    if crate::rawws::enabled() {
+        return crate::rawws::serve(listener, router, shutdown).await;
+    }
+    // Real-time traffic: small frames must leave at once, not wait for
+    // Nagle's algorithm to coalesce them with a later write.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .into_future();

@@ -13,6 +13,7 @@
 pub mod engineio;
 pub mod http;
 pub mod images;
+pub mod rawws;
 pub mod socketio;
 pub mod tcp;
 pub mod web;

@@ -70,6 +70,9 @@ pub struct EngineConfig {
     pub cors_origins: Vec<String>,
     /// Bounds of each session's outgoing queue.
     pub outbox: OutboxLimits,
+    /// Serve WebSockets on the raw socket (see `websocket.rs`) when the HTTP
+    /// server allows it. Defaults to on unless `VOLNA_RAW_WEBSOCKET=0`.
+    pub raw_websocket: bool,
 }
 
 impl Default for EngineConfig {
@@ -82,6 +85,7 @@ impl Default for EngineConfig {
             upgrade_timeout: Duration::from_secs(10),
             cors_origins: Vec::new(),
             outbox: OutboxLimits::default(),
+            raw_websocket: crate::rawws::enabled(),
         }
     }
 }
@@ -100,6 +104,8 @@ pub struct Engine {
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
+    /// Writes raw WebSockets' outboxes (see `websocket.rs`).
+    flusher: Arc<crate::rawws::Flusher>,
 }
 
 /// The error codes of the reference server.
@@ -162,6 +168,7 @@ impl Engine {
             sessions: Mutex::new(HashMap::new()),
             shutdown,
             tracker,
+            flusher: crate::rawws::Flusher::new(),
         })
     }
 
@@ -308,6 +315,7 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response {
     let query: HashMap<String, String> = Query::try_from_uri(&parts.uri)
         .map(|Query(q)| q)
         .unwrap_or_default();
+    let raw = websocket::raw_request(&engine, &parts);
     let ws = WebSocketUpgrade::from_request_parts(&mut parts, &())
         .await
         .ok();
@@ -337,7 +345,7 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response {
             if transport != TransportKind::WebSocket {
                 return engine.error(ErrorCode::BadRequest, headers);
             }
-            return websocket::upgrade(&engine, session, ws);
+            return websocket::upgrade(&engine, session, ws, raw);
         }
         if session.transport() != transport {
             return engine.error(ErrorCode::BadRequest, headers);
@@ -364,7 +372,7 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response {
         return engine.error(ErrorCode::UnsupportedProtocolVersion, headers);
     }
     match ws {
-        Some(ws) => websocket::handshake(&engine, ws),
+        Some(ws) => websocket::handshake(&engine, ws, raw),
         None => {
             let session = engine.create_session(TransportKind::Polling);
             let mut resp = polling::handshake_response(&session);

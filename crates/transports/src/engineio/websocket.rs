@@ -1,9 +1,21 @@
 //! The WebSocket transport, and the upgrade of a polling session to it.
+//!
+//! Two implementations with the same Engine.IO behaviour:
+//! - the **raw** one (the default when the HTTP server is
+//!   [`crate::rawws::serve`]): the upgraded `TcpStream` itself, framed by
+//!   [`crate::rawws`]; no buffer is held while idle, and the session's
+//!   outbox writes straight to the socket when nothing is queued (see
+//!   [`volna_hub::DirectSink`]), its writer task coalescing the rest into
+//!   vectored writes;
+//! - axum's WebSocket (tokio-tungstenite), used when the raw path is off
+//!   (`EngineConfig::raw_websocket`, `VOLNA_RAW_WEBSOCKET=0`) or the
+//!   connection did not come through [`crate::rawws::serve`].
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::http::request::Parts;
 use axum::response::Response;
 use bytes::Bytes;
 use futures_util::stream::{SplitSink, SplitStream};
@@ -12,6 +24,7 @@ use volna_hub::{Batch, CloseReason, Frame};
 use volna_protocols::engineio::Packet;
 
 use super::{Engine, Session, TransportKind};
+use crate::rawws::{self, Msg, ReadEnd, Reader, WsSocket};
 
 /// How long the writer may take to flush what is queued once the session is
 /// closed.
@@ -25,8 +38,45 @@ fn configure(engine: &Engine, ws: WebSocketUpgrade) -> WebSocketUpgrade {
     ws.max_message_size(max).max_frame_size(max)
 }
 
+/// What the raw path needs of an upgrade request.
+pub(super) struct RawUpgrade {
+    key: Bytes,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+}
+
+/// The raw path for this request, if it is on and the request is a valid
+/// WebSocket upgrade served by [`rawws::serve`]. Call before axum's
+/// extractor takes the upgrade out of the request.
+pub(super) fn raw_request(engine: &Engine, parts: &Parts) -> Option<RawUpgrade> {
+    if !engine.config.raw_websocket || parts.extensions.get::<rawws::RawCapable>().is_none() {
+        return None;
+    }
+    let key = rawws::check_upgrade(&parts.method, parts.version, &parts.headers)?;
+    let on_upgrade = parts.extensions.get::<hyper::upgrade::OnUpgrade>()?.clone();
+    Some(RawUpgrade { key, on_upgrade })
+}
+
 /// A handshake made directly over WebSocket.
-pub(super) fn handshake(engine: &Arc<Engine>, ws: WebSocketUpgrade) -> Response {
+pub(super) fn handshake(
+    engine: &Arc<Engine>,
+    ws: WebSocketUpgrade,
+    raw: Option<RawUpgrade>,
+) -> Response {
+    if let Some(raw) = raw {
+        let resp = rawws::switching_protocols(&raw.key);
+        let engine2 = engine.clone();
+        engine.tracker.spawn(async move {
+            let Some((stream, pre)) = rawws::take_stream(raw.on_upgrade).await else {
+                return;
+            };
+            let sock = Arc::new(WsSocket::new(stream));
+            let reader = Reader::new(engine2.config.max_payload, pre);
+            let session = engine2.create_session(TransportKind::WebSocket);
+            // Its own task: the handshake's state is not kept beside it.
+            engine2.tracker.spawn(run_raw(session, sock, reader));
+        });
+        return resp;
+    }
     let engine = engine.clone();
     configure(&engine, ws).on_upgrade(move |socket| {
         let tracker = engine.tracker.clone();
@@ -44,7 +94,32 @@ pub(super) fn upgrade(
     engine: &Arc<Engine>,
     session: Arc<Session>,
     ws: WebSocketUpgrade,
+    raw: Option<RawUpgrade>,
 ) -> Response {
+    if let Some(raw) = raw {
+        let resp = rawws::switching_protocols(&raw.key);
+        let engine2 = engine.clone();
+        engine.tracker.spawn(async move {
+            let Some((stream, pre)) = rawws::take_stream(raw.on_upgrade).await else {
+                return;
+            };
+            let sock = Arc::new(WsSocket::new(stream));
+            let mut reader = Reader::new(engine2.config.max_payload, pre);
+            if !session.begin_upgrade() {
+                // Already upgraded or upgrading: the reference server closes
+                // the newcomer.
+                let _ = sock.write_close(rawws::CLOSE_NORMAL, "").await;
+                return;
+            }
+            if probe_raw(&engine2, &session, &sock, &mut reader).await {
+                engine2.tracker.spawn(run_raw(session, sock, reader));
+            } else {
+                session.abort_upgrade();
+                let _ = sock.write_close(rawws::CLOSE_NORMAL, "").await;
+            }
+        });
+        return resp;
+    }
     let engine = engine.clone();
     configure(&engine, ws).on_upgrade(move |mut socket| {
         let tracker = engine.tracker.clone();
@@ -194,4 +269,183 @@ async fn read_loop(session: &Session, rx: &mut Rx) {
         }
     }
     session.close(CloseReason::TransportClosed);
+}
+
+// ---------------------------------------------------------------------------
+// The raw path
+// ---------------------------------------------------------------------------
+
+/// How long a closing connection waits for the client's close frame (or
+/// EOF) after sending its own.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
+/// The upgrade dance over a raw WebSocket; true once `5` arrived and the
+/// session switched.
+async fn probe_raw(
+    engine: &Engine,
+    session: &Arc<Session>,
+    sock: &WsSocket,
+    reader: &mut Reader,
+) -> bool {
+    let deadline = tokio::time::sleep(engine.config.upgrade_timeout);
+    tokio::pin!(deadline);
+    loop {
+        let mut got = None;
+        let mut on = |m| {
+            got = Some(m);
+            false
+        };
+        let end = tokio::select! {
+            end = reader.run(sock.stream(), &mut on) => end,
+            _ = &mut deadline => return false,
+            _ = session.closed() => return false,
+        };
+        if !matches!(end, ReadEnd::Stopped) {
+            return false;
+        }
+        let text = match got {
+            Some(Msg::Text(text)) => text,
+            Some(Msg::Ping(payload)) => {
+                // Nobody else writes to this socket yet.
+                if sock.write_control(rawws::OP_PONG, &payload).await.is_err() {
+                    return false;
+                }
+                continue;
+            }
+            Some(Msg::Pong) => continue,
+            _ => return false,
+        };
+        let Ok(text) = std::str::from_utf8(&text) else {
+            return false;
+        };
+        match Packet::decode_text(text) {
+            Ok(Packet::Ping(Some(data))) if data == "probe" => {
+                if sock.write_text("3probe").await.is_err() {
+                    return false;
+                }
+                session.probed();
+            }
+            Ok(Packet::Upgrade) => return session.complete_upgrade(),
+            _ => return false,
+        }
+    }
+}
+
+/// Serves a session whose transport is this raw WebSocket until it closes.
+async fn run_raw(session: Arc<Session>, sock: Arc<WsSocket>, mut reader: Reader) {
+    let engine = session.engine();
+    engine
+        .flusher
+        .start(&engine.tracker, engine.shutdown.clone());
+    sock.install(session.outbox(), engine.flusher.clone());
+    {
+        let writer = write_loop_raw(&session, &sock);
+        let reader = read_loop_raw(&session, &sock, &mut reader);
+        tokio::pin!(writer, reader);
+        let (mut writer_done, mut reader_done) = (false, false);
+        tokio::select! {
+            _ = &mut writer => writer_done = true,
+            _ = &mut reader => reader_done = true,
+            _ = session.closed() => {}
+        }
+        // One timer for both graces keeps the task small.
+        let grace = tokio::time::sleep(FLUSH_GRACE);
+        tokio::pin!(grace);
+        if !writer_done {
+            tokio::select! {
+                _ = &mut writer => {}
+                _ = &mut grace => {}
+            }
+        }
+        if !reader_done {
+            grace
+                .as_mut()
+                .reset(tokio::time::Instant::now() + CLOSE_WAIT);
+            tokio::select! {
+                _ = &mut reader => {}
+                _ = &mut grace => {}
+            }
+        }
+    }
+    session.outbox().clear_direct();
+}
+
+/// Writes what the outbox holds whenever direct writes could not: after a
+/// short write, for frames pushed while it was writing, for pongs and for
+/// the final close.
+async fn write_loop_raw(session: &Session, sock: &WsSocket) {
+    let outbox = session.outbox();
+    let mut batch = Vec::new();
+    loop {
+        let (result, skip) = outbox.next_write_batch(&mut batch).await;
+        // The socket is ours until release_writer.
+        if let Some(payload) = sock.take_pong() {
+            if sock.write_control(rawws::OP_PONG, &payload).await.is_err() {
+                session.close(CloseReason::TransportClosed);
+                return;
+            }
+        }
+        if !batch.is_empty() {
+            if sock.write_frames(&batch, skip).await.is_err() {
+                session.close(CloseReason::TransportClosed);
+                return;
+            }
+            batch.clear();
+            if batch.capacity() > 64 {
+                batch = Vec::new();
+            }
+        }
+        if let Batch::Closed(reason) = result {
+            let code = sock.close_code().unwrap_or_else(|| close_code(&reason));
+            let _ = sock.write_close(code, reason.code()).await;
+            return;
+        }
+        outbox.release_writer();
+    }
+}
+
+/// Decodes what the client sends and hands it to the session; once the
+/// session is closed, only waits for the client's close (or EOF).
+async fn read_loop_raw(session: &Session, sock: &WsSocket, reader: &mut Reader) {
+    let engine = session.engine();
+    let mut on = |msg: Msg| -> bool {
+        if session.is_closed() {
+            return true;
+        }
+        let packet = match msg {
+            Msg::Text(text) => match Packet::decode_text_shared(text) {
+                Ok(packet) => packet,
+                Err(e) => {
+                    engine.bump_bad_input();
+                    session.protocol_error(format!("invalid packet: {e}"));
+                    return false;
+                }
+            },
+            Msg::Binary(data) => Packet::Binary(data),
+            Msg::Ping(payload) => {
+                sock.queue_pong(payload);
+                session.outbox().claim_writer();
+                return true;
+            }
+            Msg::Pong => return true,
+        };
+        session.on_packet(packet);
+        true
+    };
+    match reader.run(sock.stream(), &mut on).await {
+        // Stopped: the session was closed for an invalid packet.
+        ReadEnd::Stopped => {}
+        ReadEnd::Fail(code, why) => {
+            engine.bump_bad_input();
+            sock.set_close_code(code);
+            if code == rawws::CLOSE_TOO_BIG {
+                session.protocol_error("message larger than maxPayload");
+            } else {
+                session.protocol_error(why);
+            }
+        }
+        ReadEnd::Eof | ReadEnd::Closed(_) | ReadEnd::Io(_) => {
+            session.close(CloseReason::TransportClosed);
+        }
+    }
 }
