@@ -2,52 +2,13 @@
 
 mod common;
 
+use common::{occupy, pool, wait_for};
+
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
 
-use tokio::sync::oneshot;
-use volna_media::{ImageError, ImageLimits, ImagePool, PoolConfig};
-
-fn pool(workers: usize, queue: usize) -> ImagePool {
-    ImagePool::new(PoolConfig {
-        workers,
-        queue,
-        limits: ImageLimits::default(),
-    })
-    .expect("worker threads")
-}
-
-/// Occupy one worker until the returned sender is used (or dropped). Returns once the worker is
-/// inside the job, so the queue is empty again.
-async fn occupy(pool: &ImagePool) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
-    let (started_tx, started_rx) = oneshot::channel();
-    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-    let task = tokio::spawn({
-        let pool = pool.clone();
-        async move {
-            pool.run(move || {
-                let _ = started_tx.send(());
-                let _ = release_rx.recv();
-            })
-            .await
-            .expect("blocker runs");
-        }
-    });
-    started_rx.await.expect("worker picked up the blocker");
-    (release_tx, task)
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    for _ in 0..500 {
-        if cond() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
+use volna_media::ImageError;
 
 #[tokio::test]
 async fn full_queue_answers_busy_on_the_first_poll() {

@@ -163,3 +163,46 @@ pub fn jpeg_rotated_90(width: u32, height: u32) -> Bytes {
         .expect("encode");
     Bytes::from(out)
 }
+
+/// A pool of `workers` threads and `queue` waiting slots, default limits.
+pub fn pool(workers: usize, queue: usize) -> volna_media::ImagePool {
+    volna_media::ImagePool::new(volna_media::PoolConfig {
+        workers,
+        queue,
+        limits: volna_media::ImageLimits::default(),
+    })
+    .expect("worker threads")
+}
+
+/// Occupies one worker until the returned sender is used (or dropped). Returns once the worker is
+/// inside the job, so the queue is empty again.
+pub async fn occupy(
+    pool: &volna_media::ImagePool,
+) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let task = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            pool.run(move || {
+                let _ = started_tx.send(());
+                let _ = release_rx.recv();
+            })
+            .await
+            .expect("blocker runs");
+        }
+    });
+    started_rx.await.expect("worker picked up the blocker");
+    (release_tx, task)
+}
+
+/// Polls `cond` every 10 ms for up to 5 s.
+pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..500 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
