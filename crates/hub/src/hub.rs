@@ -581,27 +581,9 @@ impl Hub {
             return rs.members.len();
         };
         let left = rs.members.len();
-        if left >= self.inner.config.presence_limit {
+        if left > 0 && left >= self.inner.config.presence_limit {
             // A large room: leaves are not announced (see HubConfig).
             return left;
-        }
-        if left == 0 {
-            if let Some(adapter) = self.inner.adapter.get() {
-                // Nobody here to tell, but members on other nodes are.
-                adapter.forward(Outgoing::Presence(Arc::new(Presence {
-                    nsp: room.nsp.clone(),
-                    room: room.name.clone(),
-                    member: MemberInfo {
-                        id,
-                        name: member.name,
-                    },
-                    kind: PresenceKind::Left,
-                    members: 0,
-                })));
-            }
-            drop(rs);
-            ns.rooms.remove(room_name);
-            return 0;
         }
         let presence = Presence {
             nsp: room.nsp.clone(),
@@ -613,6 +595,15 @@ impl Hub {
             kind: PresenceKind::Left,
             members: left,
         };
+        if left == 0 {
+            // Nobody here to tell, but members on other nodes are.
+            if let Some(adapter) = self.inner.adapter.get() {
+                adapter.forward(Outgoing::Presence(Arc::new(presence)));
+            }
+            drop(rs);
+            ns.rooms.remove(room_name);
+            return 0;
+        }
         let mut enc = Encoder::new(Event::Presence(&presence));
         self.deliver(&mut enc, rs.members.iter(), None);
         if let Some(adapter) = self.inner.adapter.get() {
