@@ -69,8 +69,11 @@ impl HubError {
 pub struct JoinInfo {
     pub room: Arc<str>,
     /// The members after the join, the joiner included, sorted by name; in
-    /// a room larger than [`HubConfig::presence_limit`] only that many.
+    /// a room larger than [`HubConfig::presence_limit`] a sample of
+    /// [`JOIN_SAMPLE`] of them (`who` lists everyone).
     pub members: Vec<MemberInfo>,
+    /// How many members the room has after the join.
+    pub count: usize,
     /// True if the connection was already a member (nothing changed).
     pub already: bool,
 }
@@ -123,6 +126,8 @@ struct Member {
     name: Arc<str>,
     outbox: Arc<Outbox>,
     codec: Arc<dyn Codec>,
+    /// `codec.key()`, kept here so a fan-out does not visit every codec.
+    key: u64,
 }
 
 struct Room {
@@ -152,8 +157,7 @@ impl<'e> Encoder<'e> {
         }
     }
 
-    fn frames(&mut self, codec: &dyn Codec) -> &[Frame] {
-        let key = codec.key();
+    fn frames(&mut self, key: u64, codec: &dyn Codec) -> &[Frame] {
         let pos = match self.cache.iter().position(|(k, _)| *k == key) {
             Some(pos) => pos,
             None => {
@@ -223,6 +227,7 @@ impl Hub {
             Member {
                 name: name.clone(),
                 outbox: outbox.clone(),
+                key: codec.key(),
                 codec,
             },
         );
@@ -436,11 +441,11 @@ impl Hub {
             if Some(*id) == except {
                 continue;
             }
-            let frames = enc.frames(m.codec.as_ref());
+            let frames = enc.frames(m.key, m.codec.as_ref());
             if frames.is_empty() {
                 continue;
             }
-            match m.outbox.push(frames) {
+            match m.outbox.push_paced(frames) {
                 Ok(()) => delivered += 1,
                 Err(PushError::Full) => {
                     Stats::bump(&self.inner.stats.slow_consumers);
@@ -515,10 +520,12 @@ impl Hub {
             })
             .clone();
         let mut rs = room.state.lock().unwrap();
+        let limit = self.inner.config.presence_limit;
         if rs.members.contains_key(&id) {
             return Ok(JoinInfo {
                 room: room.name.clone(),
-                members: member_sample(&rs.members, self.inner.config.presence_limit),
+                members: join_members(&rs.members, limit),
+                count: rs.members.len(),
                 already: true,
             });
         }
@@ -528,11 +535,11 @@ impl Hub {
             name: member.name.clone(),
         };
         rs.members.insert(id, member);
-        let limit = self.inner.config.presence_limit;
         if rs.members.len() > limit {
             return Ok(JoinInfo {
                 room: room.name.clone(),
-                members: member_sample(&rs.members, limit),
+                members: join_members(&rs.members, limit),
+                count: rs.members.len(),
                 already: false,
             });
         }
@@ -551,6 +558,7 @@ impl Hub {
         Ok(JoinInfo {
             room: room.name.clone(),
             members: member_list(&rs.members),
+            count: rs.members.len(),
             already: false,
         })
     }
@@ -677,6 +685,22 @@ impl Hub {
         }
         drop(guard);
         Stats::bump(&self.inner.stats.connections_closed);
+    }
+}
+
+/// Members listed in the answer to a join into a room above the presence
+/// limit. Every join into a crowded room would otherwise carry (and make the
+/// server sort and encode) hundreds of names nobody asked for; `who` still
+/// lists everyone.
+pub const JOIN_SAMPLE: usize = 16;
+
+/// The members a join answer lists: all of a room up to `limit`, else a
+/// sample of [`JOIN_SAMPLE`].
+fn join_members(members: &HashMap<ConnId, Member>, limit: usize) -> Vec<MemberInfo> {
+    if members.len() <= limit {
+        member_list(members)
+    } else {
+        member_sample(members, JOIN_SAMPLE.min(limit))
     }
 }
 
@@ -994,6 +1018,7 @@ mod tests {
         for (i, conn) in conns.iter().enumerate() {
             let info = conn.join("big").unwrap();
             assert_eq!(info.members.len(), (i + 1).min(3));
+            assert_eq!(info.count, i + 1);
         }
         // m0 saw m1 and m2 arrive, not m3 and m4 (the room had grown past 3).
         assert_eq!(drain(&conns[0]), vec!["join big m1", "join big m2"]);
@@ -1001,6 +1026,47 @@ mod tests {
         assert_eq!(hub.who("/", "big").unwrap().len(), 2);
         // Leaves were announced only once the room was small again.
         assert_eq!(drain(&conns[0]), vec!["leave big m4"]);
+    }
+
+    #[test]
+    fn joins_into_crowded_rooms_list_a_sample_and_the_count() {
+        let limit = JOIN_SAMPLE + 4;
+        let hub = Hub::new(HubConfig {
+            presence_limit: limit,
+            ..HubConfig::default()
+        });
+        let c = codec(1);
+        let conns: Vec<Conn> = (0..limit + 10)
+            .map(|i| {
+                conn(
+                    &hub,
+                    &format!("m{i:02}"),
+                    c.clone(),
+                    OutboxLimits::default(),
+                )
+            })
+            .collect();
+        for (i, conn) in conns.iter().enumerate() {
+            let info = conn.join("crowd").unwrap();
+            assert_eq!(info.count, i + 1);
+            let want = if i < limit { i + 1 } else { JOIN_SAMPLE };
+            assert_eq!(info.members.len(), want, "join #{i}");
+            assert!(
+                info.members.windows(2).all(|w| w[0].name <= w[1].name),
+                "sorted"
+            );
+        }
+        let again = conns[0].join("crowd").unwrap();
+        assert!(again.already);
+        assert_eq!(
+            (again.count, again.members.len()),
+            (limit + 10, JOIN_SAMPLE)
+        );
+        assert_eq!(
+            hub.who("/", "crowd").unwrap().len(),
+            limit + 10,
+            "who lists everyone"
+        );
     }
 
     #[test]

@@ -39,8 +39,10 @@ mod stats;
 
 pub use adapter::{Adapter, BoxFuture, ClusterWho, Emit, Outgoing, RemoteMembers};
 pub use event::{Codec, Data, Event, MemberInfo, Message, Presence, PresenceKind};
-pub use hub::{Conn, ConnId, Hub, HubConfig, HubError, JoinInfo, RoomInfo};
-pub use outbox::{Batch, CloseReason, DirectSink, Frame, Outbox, OutboxLimits, PushError};
+pub use hub::{Conn, ConnId, Hub, HubConfig, HubError, JoinInfo, RoomInfo, JOIN_SAMPLE};
+pub use outbox::{
+    clock_ms, Batch, CloseReason, DirectSink, Frame, Outbox, OutboxLimits, PushError,
+};
 pub use stats::Stats;
 
 /// Milliseconds since the Unix epoch.

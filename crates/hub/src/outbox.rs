@@ -3,7 +3,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -114,6 +115,25 @@ impl Default for OutboxLimits {
     }
 }
 
+/// Milliseconds on a process-wide monotonic clock, wrapping after ~49 days
+/// (compare with `wrapping_sub`). Pacing ([`Outbox::push_paced`]) and
+/// [`DirectSink::schedule_at`] deadlines use it.
+pub fn clock_ms() -> u32 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u32
+}
+
+/// A held connection is flushed at once, hold or not, when this many frames
+/// wait (far below any queue bound, so pacing never makes a slow consumer)…
+const HOLD_MAX_FRAMES: usize = 64;
+/// …or this many bytes.
+const HOLD_MAX_BYTES: usize = 64 << 10;
+/// A connection whose last write carried at least this many frames is
+/// busy: its next hold is [`BUSY_HOLD_FACTOR`] times longer.
+const BUSY_FRAMES: u16 = 8;
+/// See [`BUSY_FRAMES`].
+const BUSY_HOLD_FACTOR: u32 = 2;
+
 /// A connection's socket that frames can be written to without its writer
 /// task (see [`Outbox::set_direct`]).
 ///
@@ -138,6 +158,11 @@ pub trait DirectSink: Send + Sync {
     /// Arranges for [`Outbox::flush_direct`] to be called soon on the
     /// outbox this sink is installed in. Called without the outbox's lock.
     fn schedule(&self);
+
+    /// Like [`schedule`](DirectSink::schedule), but not before `deadline`
+    /// (a [`clock_ms`] time): the outbox is being paced. Calling
+    /// [`Outbox::flush_direct`] earlier is harmless (less coalescing).
+    fn schedule_at(&self, deadline: u32);
 }
 
 /// Who may write to a connection with a [`DirectSink`].
@@ -145,6 +170,9 @@ pub trait DirectSink: Send + Sync {
 enum Owner {
     /// Nobody: the next push schedules a flush.
     Idle,
+    /// A flush is scheduled for later (pacing); a push that cannot wait
+    /// turns it into [`Owner::Flush`].
+    Held,
     /// A flush is scheduled; it writes under the lock, so anyone holding the
     /// lock may still take over.
     Flush,
@@ -196,6 +224,13 @@ struct State {
     /// Wire bytes of the first queued frame already written by a direct
     /// write that did not finish it.
     head_written: usize,
+    /// Pacing: paced pushes write at most once per this many ms (0: never
+    /// held).
+    hold_ms: u32,
+    /// When the socket was last written to ([`clock_ms`]).
+    last_write_ms: u32,
+    /// Frames the last direct write carried (saturating).
+    last_batch: u16,
 }
 
 impl State {
@@ -237,6 +272,9 @@ impl Outbox {
                 direct: None,
                 owner: Owner::Idle,
                 head_written: 0,
+                hold_ms: 0,
+                last_write_ms: 0,
+                last_batch: 0,
             }),
             notify: Notify::new(),
             closed_notify: Notify::new(),
@@ -244,8 +282,26 @@ impl Outbox {
         }
     }
 
-    /// Queues frames, all or none.
+    /// Queues frames, all or none, to be written as soon as possible: a
+    /// reply the client waits for.
     pub fn push(&self, frames: &[Frame]) -> Result<(), PushError> {
+        self.push_inner(frames, false)
+    }
+
+    /// Queues frames, all or none, that may wait a little to share a write
+    /// with the ones that follow: broadcasts. With a direct sink installed
+    /// with a hold (see [`set_direct`](Outbox::set_direct)), a connection
+    /// that was written to less than the hold ago is flushed when the hold
+    /// is over (or once [`HOLD_MAX_FRAMES`] frames wait), so a busy
+    /// connection costs one write per hold instead of one per frame, and a
+    /// quiet one is written at once. A connection whose last write carried
+    /// [`BUSY_FRAMES`] or more is held [`BUSY_HOLD_FACTOR`] times longer. Anything pushed with
+    /// [`push`](Outbox::push) flushes the held frames with it.
+    pub fn push_paced(&self, frames: &[Frame]) -> Result<(), PushError> {
+        self.push_inner(frames, true)
+    }
+
+    fn push_inner(&self, frames: &[Frame], paced: bool) -> Result<(), PushError> {
         let added: usize = frames.iter().map(Frame::len).sum();
         let mut st = self.state.lock().unwrap();
         if st.closed.is_some() {
@@ -265,29 +321,57 @@ impl Outbox {
             return Err(PushError::Full);
         }
         let was_empty = st.frames.is_empty();
-        st.frames.extend(frames.iter().cloned());
+        if let [one] = frames {
+            st.frames.push_back(one.clone());
+        } else {
+            st.frames.extend(frames.iter().cloned());
+        }
         st.bytes += added;
-        if st.direct.is_some() {
-            match st.owner {
-                Owner::Idle => {
+        if st.direct.is_none() {
+            drop(st);
+            if was_empty {
+                self.notify.notify_one();
+            }
+            return Ok(());
+        }
+        match st.owner {
+            Owner::Idle => {
+                if paced && st.hold_ms > 0 {
+                    let since = clock_ms().wrapping_sub(st.last_write_ms);
+                    if since < st.hold_ms / 3 {
+                        let hold = if st.last_batch >= BUSY_FRAMES {
+                            st.hold_ms * BUSY_HOLD_FACTOR
+                        } else {
+                            st.hold_ms
+                        };
+                        let deadline = st.last_write_ms.wrapping_add(hold);
+                        st.owner = Owner::Held;
+                        let sink = st.direct.clone().unwrap();
+                        drop(st);
+                        sink.schedule_at(deadline);
+                        return Ok(());
+                    }
+                }
+                st.owner = Owner::Flush;
+                let sink = st.direct.clone().unwrap();
+                drop(st);
+                sink.schedule();
+            }
+            Owner::Held => {
+                if !paced || st.frames.len() >= HOLD_MAX_FRAMES || st.bytes >= HOLD_MAX_BYTES {
                     st.owner = Owner::Flush;
                     let sink = st.direct.clone().unwrap();
                     drop(st);
                     sink.schedule();
                 }
-                Owner::Flush => {}
-                Owner::Task => {
-                    drop(st);
-                    if was_empty {
-                        self.notify.notify_one();
-                    }
+            }
+            Owner::Flush => {}
+            Owner::Task => {
+                drop(st);
+                if was_empty {
+                    self.notify.notify_one();
                 }
             }
-            return Ok(());
-        }
-        drop(st);
-        if was_empty {
-            self.notify.notify_one();
         }
         Ok(())
     }
@@ -297,9 +381,12 @@ impl Outbox {
     /// drain the outbox with [`next_write_batch`](Outbox::next_write_batch)
     /// / [`try_write_batch`](Outbox::try_write_batch) and hand the socket
     /// back with [`release_writer`](Outbox::release_writer).
-    pub fn set_direct(&self, sink: Arc<dyn DirectSink>) {
+    ///
+    /// `hold_ms` paces [`push_paced`](Outbox::push_paced) (0: no pacing).
+    pub fn set_direct(&self, sink: Arc<dyn DirectSink>, hold_ms: u32) {
         let mut st = self.state.lock().unwrap();
         st.direct = Some(sink);
+        st.hold_ms = hold_ms;
         if st.owner == Owner::Idle && !st.frames.is_empty() {
             // Already queued: the writer task sends it.
             st.owner = Owner::Task;
@@ -313,15 +400,17 @@ impl Outbox {
         self.state.lock().unwrap().direct.take()
     }
 
-    /// The scheduled flush (see [`DirectSink::schedule`]): writes what is
-    /// queued with non-blocking writes while holding the lock. Whatever the
-    /// socket does not take right away, and the close, are left to the
-    /// writer task, which is woken. Returns the frames written.
+    /// The scheduled flush (see [`DirectSink::schedule`] and
+    /// [`DirectSink::schedule_at`]): writes what is queued with non-blocking
+    /// writes while holding the lock. Whatever the socket does not take
+    /// right away, and the close, are left to the writer task, which is
+    /// woken. Returns the frames written.
     pub fn flush_direct(&self) -> usize {
         let mut st = self.state.lock().unwrap();
-        if st.owner != Owner::Flush {
+        if !matches!(st.owner, Owner::Flush | Owner::Held) {
             return 0;
         }
+        st.owner = Owner::Flush;
         let Some(sink) = st.direct.clone() else {
             st.owner = Owner::Task;
             drop(st);
@@ -350,6 +439,10 @@ impl Outbox {
             st.bytes -= whole_bytes;
             st.head_written = rest;
             done += whole;
+            if written > 0 {
+                st.last_write_ms = clock_ms();
+                st.last_batch = u16::try_from(whole).unwrap_or(u16::MAX);
+            }
             if written == 0 || rest > 0 {
                 // The socket is full: the writer task waits for it.
                 break;
@@ -357,9 +450,9 @@ impl Outbox {
         }
         if st.frames.is_empty() && st.closed.is_none() {
             st.owner = Owner::Idle;
-            if st.frames.capacity() > 64 {
-                st.frames = VecDeque::new();
-            }
+            // An idle connection keeps no queue buffer: one allocation per
+            // burst costs far less than the write it goes with.
+            st.frames = VecDeque::new();
             return done;
         }
         st.owner = Owner::Task;
@@ -390,11 +483,8 @@ impl Outbox {
         }
         st.owner = Owner::Task;
         let skip = std::mem::take(&mut st.head_written);
-        out.extend(st.frames.drain(..));
+        out.extend(std::mem::take(&mut st.frames));
         st.bytes = 0;
-        if st.frames.capacity() > 64 {
-            st.frames = VecDeque::new();
-        }
         let batch = match &st.closed {
             Some(r) => Batch::Closed(r.clone()),
             None => Batch::Frames,
@@ -432,6 +522,7 @@ impl Outbox {
         let mut st = self.state.lock().unwrap();
         if st.frames.is_empty() && st.closed.is_none() {
             st.owner = Owner::Idle;
+            st.last_write_ms = clock_ms();
             true
         } else {
             false
@@ -640,6 +731,7 @@ mod tests {
         room: Mutex<usize>,
         wrote: Mutex<Vec<u8>>,
         scheduled: Mutex<usize>,
+        held: Mutex<Vec<u32>>,
     }
 
     impl DirectSink for Sink {
@@ -669,6 +761,10 @@ mod tests {
         fn schedule(&self) {
             *self.scheduled.lock().unwrap() += 1;
         }
+
+        fn schedule_at(&self, deadline: u32) {
+            self.held.lock().unwrap().push(deadline);
+        }
     }
 
     fn sink(room: usize) -> Arc<Sink> {
@@ -681,7 +777,7 @@ mod tests {
     async fn scheduled_flushes_coalesce_and_hand_over_when_full() {
         let ob = Outbox::new(OutboxLimits::default());
         let sink = sink(10);
-        ob.set_direct(sink.clone());
+        ob.set_direct(sink.clone(), 0);
         ob.push(&[Frame::text("ab")]).unwrap();
         ob.push(&[Frame::text("cd")]).unwrap();
         assert_eq!(*sink.scheduled.lock().unwrap(), 1, "one flush for both");
@@ -710,10 +806,67 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn paced_pushes_wait_for_the_hold_and_replies_take_them_along() {
+        let ob = Outbox::new(OutboxLimits::default());
+        let sink = sink(1 << 20);
+        ob.set_direct(sink.clone(), 10_000);
+        // Never written: the first broadcast goes at once.
+        ob.push_paced(&[Frame::text("a")]).unwrap();
+        assert_eq!(*sink.scheduled.lock().unwrap(), 1);
+        assert_eq!(ob.flush_direct(), 1);
+        // Written just now: broadcasts are held until the hold is over, with
+        // one deadline for all of them.
+        ob.push_paced(&[Frame::text("b")]).unwrap();
+        ob.push_paced(&[Frame::text("c")]).unwrap();
+        assert_eq!(*sink.scheduled.lock().unwrap(), 1);
+        let held = sink.held.lock().unwrap().clone();
+        assert_eq!(held.len(), 1);
+        let ahead = held[0].wrapping_sub(clock_ms());
+        assert!(
+            (9_000..=10_000).contains(&ahead),
+            "deadline {ahead} ms ahead"
+        );
+        // A reply cannot wait: it flushes what was held, in order.
+        ob.push(&[Frame::text("r")]).unwrap();
+        assert_eq!(*sink.scheduled.lock().unwrap(), 2);
+        assert_eq!(ob.flush_direct(), 3);
+        assert_eq!(&sink.wrote.lock().unwrap()[..], b"|a|b|c|r");
+        // The held deadline firing late finds nothing to do.
+        assert_eq!(ob.flush_direct(), 0);
+
+        // A hold never fills the queue: past HOLD_MAX_FRAMES it flushes.
+        let ob = Outbox::new(OutboxLimits::default());
+        let sink = sink(1 << 20);
+        ob.set_direct(sink.clone(), 10_000);
+        ob.push_paced(&[Frame::text("0")]).unwrap();
+        ob.flush_direct();
+        for _ in 0..HOLD_MAX_FRAMES {
+            ob.push_paced(&[Frame::text("x")]).unwrap();
+        }
+        assert_eq!(
+            *sink.scheduled.lock().unwrap(),
+            2,
+            "held, then flushed when full"
+        );
+        assert_eq!(ob.flush_direct(), HOLD_MAX_FRAMES);
+
+        // Without a hold, broadcasts go at once.
+        let ob = Outbox::new(OutboxLimits::default());
+        let sink = sink(1 << 20);
+        ob.set_direct(sink.clone(), 0);
+        for _ in 0..3 {
+            ob.push_paced(&[Frame::text("y")]).unwrap();
+            assert_eq!(ob.flush_direct(), 1);
+        }
+        assert_eq!(*sink.scheduled.lock().unwrap(), 3);
+        assert!(sink.held.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
     async fn close_goes_to_the_writer_and_slow_close_keeps_a_started_frame() {
         let ob = Outbox::new(limits(2, 1000));
         let sink = sink(2);
-        ob.set_direct(sink.clone());
+        ob.set_direct(sink.clone(), 0);
         ob.push_one(Frame::text("abc")).unwrap();
         assert_eq!(ob.flush_direct(), 0);
         ob.push_one(Frame::text("d")).unwrap();
@@ -728,7 +881,7 @@ mod tests {
 
         // A flush scheduled before a close leaves the close to the writer.
         let ob = Outbox::new(OutboxLimits::default());
-        ob.set_direct(sink.clone());
+        ob.set_direct(sink.clone(), 0);
         ob.push_one(Frame::text("x")).unwrap();
         ob.close(CloseReason::ServerShutdown);
         assert_eq!(ob.flush_direct(), 0);
@@ -741,7 +894,7 @@ mod tests {
 
         // A claimed writer gets what is queued.
         let ob = Outbox::new(OutboxLimits::default());
-        ob.set_direct(sink.clone());
+        ob.set_direct(sink.clone(), 0);
         ob.push_one(Frame::text("y")).unwrap();
         ob.claim_writer();
         assert_eq!(ob.flush_direct(), 0);

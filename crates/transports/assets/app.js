@@ -419,7 +419,7 @@
       if (state.rooms.get(room.name) !== room) return;
       room.joined = true;
       room.members = new Map(msg.members.map((m) => [m.id, m.name]));
-      room.count = msg.members.length;
+      room.count = msg.count ?? msg.members.length;
       renderRoom();
       const hist = await request('history', { room: room.name, limit: HISTORY });
       applyHistory(room, hist.msg, hist.frames);

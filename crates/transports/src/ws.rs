@@ -844,6 +844,7 @@ impl Session<'_> {
                     reply(id, op)
                         .str("room", &info.room)
                         .raw("members", &members_json(&info.members))
+                        .num("count", info.count as u64)
                         .bool("already", info.already)
                         .finish(),
                 )),

@@ -18,6 +18,7 @@
 //! connect_timeout_ms = 45000   # time to join a Socket.IO namespace
 //! socketio_path = "/socket.io/"
 //! cors_origins = []            # e.g. ["https://example.com"] or ["*"]
+//! coalesce_ms = 15             # hold broadcasts to a busy WebSocket client for up to this long (0: off)
 //! redis = "redis://127.0.0.1:6379"  # join a cluster (docs/cluster.md); unset: single node
 //! redis_prefix = "socket.io"   # key prefix shared with the Node.js redis adapter
 //! ```
@@ -117,6 +118,7 @@ pub struct FileConfig {
     pub connect_timeout_ms: Option<u64>,
     pub socketio_path: Option<String>,
     pub cors_origins: Option<Vec<String>>,
+    pub coalesce_ms: Option<u64>,
     pub image_workers: Option<usize>,
     pub image_queue: Option<usize>,
     pub image_max_bytes: Option<usize>,
@@ -184,6 +186,10 @@ pub struct ServeArgs {
     /// Origins allowed to use Socket.IO from a browser (comma-separated, `*` for any) [default: none, no CORS headers].
     #[arg(long, env = "VOLNA_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Option<Vec<String>>,
+    /// Socket.IO WebSocket broadcast coalescing in ms: a client written to less than this ago gets its next
+    /// broadcasts together when it has passed; replies are never held; tripled for a client that got 8+ frames in its last write; 0 = off, at most 300 [default: 15].
+    #[arg(long, env = "VOLNA_COALESCE_MS")]
+    pub coalesce_ms: Option<u64>,
     /// Threads that make image thumbnails [default: the number of CPUs].
     #[arg(long, env = "VOLNA_IMAGE_WORKERS")]
     pub image_workers: Option<usize>,
@@ -270,6 +276,11 @@ impl ServeArgs {
         }
         if let Some(v) = self.cors_origins.clone().or(file.cors_origins) {
             sio.engine.cors_origins = v.into_iter().filter(|o| !o.is_empty()).collect();
+        }
+        if let Some(v) = self.coalesce_ms.or(file.coalesce_ms) {
+            let max = u64::from(volna_transports::rawws::MAX_HOLD_MS);
+            anyhow::ensure!(v <= max, "coalesce_ms must be at most {max}");
+            sio.engine.coalesce = Duration::from_millis(v);
         }
         if let Some(v) = self.image_workers.or(file.image_workers) {
             anyhow::ensure!(v >= 1, "image_workers must be at least 1");

@@ -76,14 +76,39 @@ pub struct Server {
     cluster: Option<volna_cluster::Cluster>,
 }
 
+/// Pending connections the kernel queues for each listener. The default of
+/// `TcpListener::bind` (128) overflows when a few hundred clients connect at
+/// once: the dropped SYNs are retried a second later, so every overflow
+/// costs a client a whole second.
+const LISTEN_BACKLOG: u32 = 4096;
+
 async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind {
-            what,
-            addr: addr.to_string(),
-            source,
-        })
+    let err = |source| StartError::Bind {
+        what,
+        addr: addr.to_string(),
+        source,
+    };
+    let mut last = None;
+    for sa in tokio::net::lookup_host(addr).await.map_err(err)? {
+        match listen(sa) {
+            Ok(l) => return Ok(l),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(err(last.unwrap_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on")
+    })))
+}
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 impl Server {

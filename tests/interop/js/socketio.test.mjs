@@ -24,7 +24,10 @@ function assertJoinAck(ack, room, count) {
   assert.equal(ack.ok, true, `join ack: ${JSON.stringify(ack)}`);
   assert.equal(ack.room, room);
   assert.ok(Array.isArray(ack.members), `members is an array: ${JSON.stringify(ack)}`);
-  if (count !== undefined) assert.equal(ack.members.length, count, `members: ${JSON.stringify(ack.members)}`);
+  if (count !== undefined) {
+    assert.equal(ack.members.length, count, `members: ${JSON.stringify(ack.members)}`);
+    assert.equal(ack.count, count, `count: ${JSON.stringify(ack)}`);
+  }
 }
 
 function assertErrorAck(ack, code) {

@@ -73,6 +73,11 @@ pub struct EngineConfig {
     /// Serve WebSockets on the raw socket (see `websocket.rs`) when the HTTP
     /// server allows it. Defaults to on unless `VOLNA_RAW_WEBSOCKET=0`.
     pub raw_websocket: bool,
+    /// Broadcast coalescing on raw WebSockets: a connection written to less
+    /// than this ago gets its next broadcast frames together once this has
+    /// passed (replies go at once and take held frames along). Zero turns
+    /// it off. Defaults to 15 ms (at most `rawws::MAX_HOLD_MS`).
+    pub coalesce: Duration,
 }
 
 impl Default for EngineConfig {
@@ -86,6 +91,7 @@ impl Default for EngineConfig {
             cors_origins: Vec::new(),
             outbox: OutboxLimits::default(),
             raw_websocket: crate::rawws::enabled(),
+            coalesce: Duration::from_millis(15),
         }
     }
 }
@@ -161,6 +167,7 @@ impl Engine {
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Arc<Engine> {
+        let flusher = crate::rawws::Flusher::new(config.coalesce);
         Arc::new(Engine {
             config,
             handler: Box::new(handler),
@@ -168,7 +175,7 @@ impl Engine {
             sessions: Mutex::new(HashMap::new()),
             shutdown,
             tracker,
-            flusher: crate::rawws::Flusher::new(),
+            flusher,
         })
     }
 

@@ -1,11 +1,11 @@
 //! One Engine.IO session: its state machine, heartbeat and close.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 use tokio::time::{sleep_until, Instant};
-use tokio_util::sync::CancellationToken;
 use volna_hub::{CloseReason, Frame, Outbox, Stats};
 use volna_protocols::engineio::Packet;
 
@@ -84,10 +84,16 @@ pub struct Session {
     outbox: Arc<Outbox>,
     state: Mutex<State>,
     handler: Mutex<Option<Box<dyn SessionHandler>>>,
-    pong: watch::Sender<u64>,
+    /// A pong arrived: the heartbeat recomputes its deadline. A permit is
+    /// kept if the heartbeat is not waiting, so none is missed.
+    pong: Notify,
     /// Wakes a pending poll when it must end early (upgrade).
     pub(super) poll_wake: Notify,
-    closed: CancellationToken,
+    /// Set once, by `finish`; `closed_wake` then wakes every waiter. (A
+    /// flag and a `Notify` cost a third of a `CancellationToken`'s memory,
+    /// and every idle connection holds one.)
+    closed: AtomicBool,
+    closed_wake: Notify,
 }
 
 /// What interrupts a pending poll.
@@ -122,9 +128,10 @@ impl Session {
                 pong_due,
             }),
             handler: Mutex::new(None),
-            pong: watch::Sender::new(0),
+            pong: Notify::new(),
             poll_wake: Notify::new(),
-            closed: CancellationToken::new(),
+            closed: AtomicBool::new(false),
+            closed_wake: Notify::new(),
         })
     }
 
@@ -150,12 +157,20 @@ impl Session {
 
     /// Whether the session is over.
     pub fn is_closed(&self) -> bool {
-        self.closed.is_cancelled()
+        self.closed.load(Ordering::Acquire)
     }
 
     /// Resolves once the session is over.
     pub async fn closed(&self) {
-        self.closed.cancelled().await
+        loop {
+            let notified = self.closed_wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     pub(super) fn set_handler(&self, handler: Box<dyn SessionHandler>) {
@@ -207,7 +222,8 @@ impl Session {
         if let Some(mut h) = handler {
             h.on_close(&reason);
         }
-        self.closed.cancel();
+        self.closed.store(true, Ordering::Release);
+        self.closed_wake.notify_waiters();
         self.poll_wake.notify_waiters();
     }
 
@@ -238,7 +254,7 @@ impl Session {
             st.ping_sent = false;
             st.pong_due = Instant::now() + config.ping_interval + config.ping_timeout;
         }
-        self.pong.send_modify(|n| *n += 1);
+        self.pong.notify_one();
     }
 
     /// Whether the pong is overdue, even if the heartbeat task has not
@@ -363,7 +379,6 @@ impl std::fmt::Debug for Session {
 pub(super) async fn drive(session: Arc<Session>) {
     let timeout = session.engine.config.ping_timeout;
     let shutdown = session.engine.shutdown.clone();
-    let mut pongs = session.pong.subscribe();
     let mut shutting_down = false;
     loop {
         let (ping_sent, pong_due) = {
@@ -392,11 +407,7 @@ pub(super) async fn drive(session: Arc<Session>) {
                 shutting_down = true;
                 session.close(CloseReason::ServerShutdown);
             }
-            changed = pongs.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
+            _ = session.pong.notified() => {}
             _ = sleep_until(at) => {
                 if ping_sent {
                     tracing::debug!(sid = %session.sid, "engine.io ping timeout");

@@ -348,9 +348,9 @@ async fn run_raw(session: Arc<Session>, sock: Arc<WsSocket>, mut reader: Reader)
             _ = &mut reader => reader_done = true,
             _ = session.closed() => {}
         }
-        // One timer for both graces keeps the task small.
-        let grace = tokio::time::sleep(FLUSH_GRACE);
-        tokio::pin!(grace);
+        // One timer for both graces, boxed: only a closing connection
+        // needs it, so idle ones do not carry it in their task.
+        let mut grace = Box::pin(tokio::time::sleep(FLUSH_GRACE));
         if !writer_done {
             tokio::select! {
                 _ = &mut writer => {}
@@ -379,25 +379,29 @@ async fn write_loop_raw(session: &Session, sock: &WsSocket) {
     loop {
         let (result, skip) = outbox.next_write_batch(&mut batch).await;
         // The socket is ours until release_writer.
+        // The writes below are boxed: they are rare (a short write, a pong,
+        // the close), and inline they would triple the size of every idle
+        // connection's task.
         if let Some(payload) = sock.take_pong() {
-            if sock.write_control(rawws::OP_PONG, &payload).await.is_err() {
+            if Box::pin(sock.write_control(rawws::OP_PONG, &payload))
+                .await
+                .is_err()
+            {
                 session.close(CloseReason::TransportClosed);
                 return;
             }
         }
         if !batch.is_empty() {
-            if sock.write_frames(&batch, skip).await.is_err() {
+            if Box::pin(sock.write_frames(&batch, skip)).await.is_err() {
                 session.close(CloseReason::TransportClosed);
                 return;
             }
-            batch.clear();
-            if batch.capacity() > 64 {
-                batch = Vec::new();
-            }
+            // Nothing kept while idle.
+            batch = Vec::new();
         }
         if let Batch::Closed(reason) = result {
             let code = sock.close_code().unwrap_or_else(|| close_code(&reason));
-            let _ = sock.write_close(code, reason.code()).await;
+            let _ = Box::pin(sock.write_close(code, reason.code())).await;
             return;
         }
         outbox.release_writer();
@@ -447,5 +451,53 @@ async fn read_loop_raw(session: &Session, sock: &WsSocket, reader: &mut Reader) 
         ReadEnd::Eof | ReadEnd::Closed(_) | ReadEnd::Io(_) => {
             session.close(CloseReason::TransportClosed);
         }
+    }
+}
+
+#[cfg(test)]
+mod size_probe {
+    use super::*;
+    fn s3<A, B, C, F: std::future::Future>(_: fn(A, B, C) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+    fn s1<A, F: std::future::Future>(_: fn(A) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+    fn s2<A, B, F: std::future::Future>(_: fn(A, B) -> F) -> usize {
+        std::mem::size_of::<F>()
+    }
+    fn sz<F>(_: &F) -> usize {
+        std::mem::size_of::<F>()
+    }
+    #[test]
+    fn print_sizes() {
+        eprintln!("run_raw {}", s3(run_raw));
+        eprintln!("drive {}", s1(super::super::session::drive));
+        eprintln!("write_loop_raw {}", s2(write_loop_raw));
+        eprintln!("read_loop_raw {}", s3(read_loop_raw));
+        eprintln!("sleep {}", std::mem::size_of::<tokio::time::Sleep>());
+        eprintln!(
+            "notified {}",
+            std::mem::size_of::<tokio::sync::futures::Notified<'static>>()
+        );
+        eprintln!("reader {}", std::mem::size_of::<Reader>());
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let s = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+                .await
+                .unwrap();
+            eprintln!("readable {}", sz(&s.readable()));
+            let ws = WsSocket::new(s);
+            eprintln!("write_frames {}", sz(&ws.write_frames(&[], 0)));
+            eprintln!("write_close {}", sz(&ws.write_close(1000, "")));
+            eprintln!("write_control {}", sz(&ws.write_control(1, b"")));
+            let mut r = Reader::new(100, bytes::Bytes::new());
+            let mut on = |_m: Msg| true;
+            eprintln!("reader.run {}", sz(&r.run(ws.stream(), &mut on)));
+        });
     }
 }

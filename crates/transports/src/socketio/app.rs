@@ -68,7 +68,7 @@ pub(super) fn handle(name: &str, call: Call<'_>) -> Outcome {
             };
             match call.conn.join(&room) {
                 Ok(info) => Outcome::Reply(
-                    json!({"ok": true, "room": &*info.room, "members": names(&info.members)}),
+                    json!({"ok": true, "room": &*info.room, "members": names(&info.members), "count": info.count}),
                 ),
                 Err(e) => hub_failure(e),
             }

@@ -20,7 +20,6 @@
 mod app;
 mod codec;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -110,18 +109,21 @@ struct SioHandler(Arc<App>);
 
 impl EngineHandler for SioHandler {
     fn open(&self, session: &Arc<Session>) -> Box<dyn SessionHandler> {
-        let connected = Arc::new(AtomicBool::new(false));
+        let connected = Arc::new(Connected::default());
         let timeout = self.0.connect_timeout;
         let flag = connected.clone();
         let watched = session.clone();
+        // Ends as soon as a namespace is joined, so that a connected session
+        // holds no timer (and no task) for it.
         self.0.tracker.spawn(async move {
             tokio::select! {
                 _ = tokio::time::sleep(timeout) => {
-                    if !flag.load(Ordering::Acquire) {
+                    if !flag.done.load(Ordering::Acquire) {
                         tracing::debug!(sid = %watched.sid(), "socket.io connect timeout");
                         watched.close(CloseReason::Timeout);
                     }
                 }
+                _ = flag.wake.notified() => {}
                 _ = watched.closed() => {}
             }
         });
@@ -129,11 +131,20 @@ impl EngineHandler for SioHandler {
             app: self.0.clone(),
             session: Arc::downgrade(session),
             outbox: session.outbox().clone(),
-            sockets: HashMap::new(),
+            sockets: Vec::new(),
             pending: None,
             connected,
         })
     }
+}
+
+/// Whether a session has joined a namespace yet (the connect timeout).
+#[derive(Default)]
+struct Connected {
+    done: AtomicBool,
+    /// Ends the timeout task; `notify_one` keeps a permit if it is not
+    /// waiting yet.
+    wake: tokio::sync::Notify,
 }
 
 /// A socket: one namespace joined by one connection.
@@ -147,10 +158,13 @@ struct SioSession {
     #[allow(dead_code)]
     session: Weak<Session>,
     outbox: Arc<Outbox>,
-    sockets: HashMap<String, Socket>,
+    /// The namespaces joined, with their sockets: a handful at most, so a
+    /// vector (one small allocation) rather than a hash map (a table of
+    /// several slots per idle connection).
+    sockets: Vec<(Box<str>, Socket)>,
     /// A binary packet waiting for its attachments.
     pending: Option<BinaryAssembler>,
-    connected: Arc<AtomicBool>,
+    connected: Arc<Connected>,
 }
 
 fn protocol_error(why: impl Into<String>) -> CloseReason {
@@ -175,6 +189,13 @@ impl SessionHandler for SioSession {
 }
 
 impl SioSession {
+    fn socket(&self, nsp: &str) -> Option<&Socket> {
+        self.sockets
+            .iter()
+            .find(|(n, _)| &**n == nsp)
+            .map(|(_, s)| s)
+    }
+
     fn receive(&mut self, msg: Incoming) -> Result<(), CloseReason> {
         match msg {
             Incoming::Text(text) => {
@@ -225,7 +246,7 @@ impl SioSession {
     }
 
     fn dispatch(&mut self, packet: Packet, attachments: Vec<Bytes>) -> Result<(), CloseReason> {
-        let joined = self.sockets.contains_key(&packet.nsp);
+        let joined = self.socket(&packet.nsp).is_some();
         match packet.kind {
             PacketKind::Connect if !joined => {
                 self.connect(&packet);
@@ -240,7 +261,7 @@ impl SioSession {
                 packet.kind, packet.nsp
             ))),
             PacketKind::Disconnect => {
-                self.sockets.remove(&packet.nsp);
+                self.sockets.retain(|(n, _)| **n != *packet.nsp);
                 Ok(())
             }
             PacketKind::Event | PacketKind::BinaryEvent => {
@@ -274,8 +295,11 @@ impl SioSession {
         let mut s = String::from("4");
         write_connect(&mut s, nsp, &sid);
         tracing::debug!(nsp, name = %conn.name(), "socket.io socket connected");
-        self.sockets.insert(nsp.to_owned(), Socket { conn });
-        self.connected.store(true, Ordering::Release);
+        self.sockets.retain(|(n, _)| &**n != nsp);
+        self.sockets.push((nsp.into(), Socket { conn }));
+        if !self.connected.done.swap(true, Ordering::AcqRel) {
+            self.connected.wake.notify_one();
+        }
         self.push(&[Frame::text(s)]);
         if self.app.conformance {
             // The suite's helper reads one WebSocket message per event-loop
@@ -350,7 +374,7 @@ impl SioSession {
                 _ => {}
             }
         }
-        let Some(socket) = self.sockets.get(nsp) else {
+        let Some(socket) = self.socket(nsp) else {
             return;
         };
         let ctx = app::Call {
