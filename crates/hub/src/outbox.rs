@@ -120,7 +120,10 @@ impl Default for OutboxLimits {
 /// [`DirectSink::schedule_at`] deadlines use it.
 pub fn clock_ms() -> u32 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u32
+    // Starts well past 0, the "last written" of an outbox never written, so
+    // that such an outbox never looks busy.
+    let ms = EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u32;
+    ms.wrapping_add(1 << 24)
 }
 
 /// A held connection is flushed at once, hold or not, when this many frames
@@ -808,7 +811,7 @@ mod tests {
     #[tokio::test]
     async fn paced_pushes_wait_for_the_hold_and_replies_take_them_along() {
         let ob = Outbox::new(OutboxLimits::default());
-        let sink = sink(1 << 20);
+        let sink = self::sink(1 << 20);
         ob.set_direct(sink.clone(), 10_000);
         // Never written: the first broadcast goes at once.
         ob.push_paced(&[Frame::text("a")]).unwrap();
@@ -836,7 +839,7 @@ mod tests {
 
         // A hold never fills the queue: past HOLD_MAX_FRAMES it flushes.
         let ob = Outbox::new(OutboxLimits::default());
-        let sink = sink(1 << 20);
+        let sink = self::sink(1 << 20);
         ob.set_direct(sink.clone(), 10_000);
         ob.push_paced(&[Frame::text("0")]).unwrap();
         ob.flush_direct();
@@ -852,7 +855,7 @@ mod tests {
 
         // Without a hold, broadcasts go at once.
         let ob = Outbox::new(OutboxLimits::default());
-        let sink = sink(1 << 20);
+        let sink = self::sink(1 << 20);
         ob.set_direct(sink.clone(), 0);
         for _ in 0..3 {
             ob.push_paced(&[Frame::text("y")]).unwrap();

@@ -112,6 +112,9 @@ pub struct Engine {
     tracker: TaskTracker,
     /// Writes raw WebSockets' outboxes (see `websocket.rs`).
     flusher: Arc<crate::rawws::Flusher>,
+    /// The task that closes every session at shutdown runs (one for the
+    /// engine, instead of a watcher in every session's heartbeat).
+    shutdown_watch: std::sync::atomic::AtomicBool,
 }
 
 /// The error codes of the reference server.
@@ -176,7 +179,31 @@ impl Engine {
             shutdown,
             tracker,
             flusher,
+            shutdown_watch: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Starts (once) the task that closes every session at shutdown.
+    fn watch_shutdown(self: &Arc<Self>) {
+        if self
+            .shutdown_watch
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let engine = Arc::downgrade(self);
+        let shutdown = self.shutdown.clone();
+        self.tracker.spawn(async move {
+            shutdown.cancelled().await;
+            let Some(engine) = engine.upgrade() else {
+                return;
+            };
+            let sessions: Vec<Arc<Session>> =
+                engine.sessions.lock().unwrap().values().cloned().collect();
+            for s in sessions {
+                s.close(volna_hub::CloseReason::ServerShutdown);
+            }
+        });
     }
 
     /// Its settings.
@@ -217,6 +244,7 @@ impl Engine {
     /// Creates a session, queues its open packet, starts its heartbeat and
     /// gives it its handler.
     fn create_session(self: &Arc<Self>, transport: TransportKind) -> Arc<Session> {
+        self.watch_shutdown();
         let session = loop {
             let sid: Arc<str> = Arc::from(random_id());
             let mut sessions = self.sessions.lock().unwrap();
@@ -244,6 +272,10 @@ impl Engine {
         let handler = self.handler.open(&session);
         session.set_handler(handler);
         self.tracker.spawn(session::drive(session.clone()));
+        if self.shutdown.is_cancelled() {
+            // Made while the shutdown watcher was closing the others.
+            session.close(volna_hub::CloseReason::ServerShutdown);
+        }
         tracing::debug!(sid = %session.sid(), ?transport, "engine.io session opened");
         session
     }

@@ -378,8 +378,8 @@ impl std::fmt::Debug for Session {
 /// (whoever closed it).
 pub(super) async fn drive(session: Arc<Session>) {
     let timeout = session.engine.config.ping_timeout;
-    let shutdown = session.engine.shutdown.clone();
-    let mut shutting_down = false;
+    // Shutdown is the engine's to announce (`Engine::watch_shutdown`), so
+    // that an idle session's task waits on three things, not four.
     loop {
         let (ping_sent, pong_due) = {
             let st = session.state.lock().unwrap();
@@ -395,6 +395,7 @@ pub(super) async fn drive(session: Arc<Session>) {
             reason = session.outbox.wait_closed() => {
                 session.finish(reason);
                 if session.state.lock().unwrap().lingering {
+                    let shutdown = session.engine.shutdown.clone();
                     tokio::select! {
                         _ = tokio::time::sleep(CLOSED_LINGER) => {}
                         _ = shutdown.cancelled() => {}
@@ -402,10 +403,6 @@ pub(super) async fn drive(session: Arc<Session>) {
                     session.forget();
                 }
                 return;
-            }
-            _ = shutdown.cancelled(), if !shutting_down => {
-                shutting_down = true;
-                session.close(CloseReason::ServerShutdown);
             }
             _ = session.pong.notified() => {}
             _ = sleep_until(at) => {
