@@ -286,7 +286,9 @@ impl Outbox {
     }
 
     /// Queues frames, all or none, to be written as soon as possible: a
-    /// reply the client waits for.
+    /// reply the client waits for. With a direct sink and nobody writing,
+    /// the caller writes them itself (one non-blocking write, no task woken);
+    /// what the socket does not take goes to the writer task.
     pub fn push(&self, frames: &[Frame]) -> Result<(), PushError> {
         self.push_inner(frames, false)
     }
@@ -356,12 +358,26 @@ impl Outbox {
                     }
                 }
                 st.owner = Owner::Flush;
+                if !paced {
+                    // A reply to an idle connection: written right here, by
+                    // whoever answers, instead of waking another task for
+                    // one frame.
+                    drop(st);
+                    self.flush_direct();
+                    return Ok(());
+                }
                 let sink = st.direct.clone().unwrap();
                 drop(st);
                 sink.schedule();
             }
+            Owner::Held if !paced => {
+                // A reply takes the held broadcasts along, at once.
+                st.owner = Owner::Flush;
+                drop(st);
+                self.flush_direct();
+            }
             Owner::Held => {
-                if !paced || st.frames.len() >= HOLD_MAX_FRAMES || st.bytes >= HOLD_MAX_BYTES {
+                if st.frames.len() >= HOLD_MAX_FRAMES || st.bytes >= HOLD_MAX_BYTES {
                     st.owner = Owner::Flush;
                     let sink = st.direct.clone().unwrap();
                     drop(st);
@@ -781,15 +797,16 @@ mod tests {
         let ob = Outbox::new(OutboxLimits::default());
         let sink = sink(10);
         ob.set_direct(sink.clone(), 0);
-        ob.push(&[Frame::text("ab")]).unwrap();
-        ob.push(&[Frame::text("cd")]).unwrap();
+        ob.push_paced(&[Frame::text("ab")]).unwrap();
+        ob.push_paced(&[Frame::text("cd")]).unwrap();
         assert_eq!(*sink.scheduled.lock().unwrap(), 1, "one flush for both");
         let mut out = Vec::new();
         assert!(ob.try_write_batch(&mut out).is_none(), "the flush owns it");
         assert_eq!(ob.flush_direct(), 2);
         assert!(ob.is_empty());
         // 4 bytes of room left: "|ef" goes, "gh" is cut after "|".
-        ob.push(&[Frame::text("ef"), Frame::text("gh")]).unwrap();
+        ob.push_paced(&[Frame::text("ef"), Frame::text("gh")])
+            .unwrap();
         assert_eq!(*sink.scheduled.lock().unwrap(), 2);
         assert_eq!(ob.flush_direct(), 1);
         assert_eq!(ob.len(), 1);
@@ -802,9 +819,16 @@ mod tests {
         assert_eq!((out.len(), skip), (2, 1));
         assert_eq!(sink.try_write_frames(&out, skip).unwrap(), 5);
         assert!(ob.release_writer());
+        // A reply to an idle connection is written by the pusher itself.
         ob.push_one(Frame::text("kl")).unwrap();
-        assert_eq!(ob.flush_direct(), 1);
         assert_eq!(&sink.wrote.lock().unwrap()[..], b"|ab|cd|ef|gh|ij|kl");
+        assert_eq!(
+            *sink.scheduled.lock().unwrap(),
+            2,
+            "nothing scheduled for it"
+        );
+        assert_eq!(ob.flush_direct(), 0);
+        assert!(ob.is_empty());
         assert!(ob.clear_direct().is_some());
     }
 
@@ -829,11 +853,12 @@ mod tests {
             (9_000..=10_000).contains(&ahead),
             "deadline {ahead} ms ahead"
         );
-        // A reply cannot wait: it flushes what was held, in order.
+        // A reply cannot wait: it writes what was held with it, in order,
+        // right away.
         ob.push(&[Frame::text("r")]).unwrap();
-        assert_eq!(*sink.scheduled.lock().unwrap(), 2);
-        assert_eq!(ob.flush_direct(), 3);
+        assert_eq!(*sink.scheduled.lock().unwrap(), 1);
         assert_eq!(&sink.wrote.lock().unwrap()[..], b"|a|b|c|r");
+        assert!(ob.is_empty());
         // The held deadline firing late finds nothing to do.
         assert_eq!(ob.flush_direct(), 0);
 
@@ -885,7 +910,7 @@ mod tests {
         // A flush scheduled before a close leaves the close to the writer.
         let ob = Outbox::new(OutboxLimits::default());
         ob.set_direct(sink.clone(), 0);
-        ob.push_one(Frame::text("x")).unwrap();
+        ob.push_paced(&[Frame::text("x")]).unwrap();
         ob.close(CloseReason::ServerShutdown);
         assert_eq!(ob.flush_direct(), 0);
         out.clear();
@@ -898,7 +923,7 @@ mod tests {
         // A claimed writer gets what is queued.
         let ob = Outbox::new(OutboxLimits::default());
         ob.set_direct(sink.clone(), 0);
-        ob.push_one(Frame::text("y")).unwrap();
+        ob.push_paced(&[Frame::text("y")]).unwrap();
         ob.claim_writer();
         assert_eq!(ob.flush_direct(), 0);
         out.clear();
