@@ -40,9 +40,18 @@ def run(cmd, **kw):
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on every interface, below the ephemeral range: the load
+    generator's tens of thousands of client sockets (and their TIME_WAIT
+    remains) take ephemeral ports, and Node listens on all interfaces."""
+    import random
+    for port in random.sample(range(20000, 32000), 200):
+        try:
+            with socket.socket(socket.AF_INET6 if socket.has_ipv6 else socket.AF_INET) as s:
+                s.bind(("::" if socket.has_ipv6 else "0.0.0.0", port))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port between 20000 and 32000")
 
 
 def wait_port(port, timeout=60):
@@ -173,9 +182,35 @@ def scenarios(quick):
                                           "--rate", str(rate), "--size", "64"]))
     out.append(("burst", ["fanout", "-n", "200", "-m", "500", "--size", "64"]))
     out.append(("echo", ["echo", "-n", "10", "-m", "300" if quick else "1000"]))
+    # Four source addresses: with one, the client kernel's search for a free
+    # ephemeral port slows every connect past ~10 000 connections, whatever
+    # the server.
     out.append(("conns", ["conns", "-n", "2000" if quick else "15000", "--hold", "3",
-                          "--concurrency", "200"]))
+                          "--concurrency", "200", "--source-ips", "4"]))
     return out
+
+
+def best_of(runs):
+    """The run with the least server CPU per unit of work; every run's key
+    figures stay under "runs", and losses count from the worst run, so that
+    a lossy run is never hidden behind a good one."""
+    ok = [r for r in runs if "error" not in r]
+    if not ok:
+        return runs[0]
+    cpu_keys = ("server CPU per delivery (us)", "server CPU per round trip (us)")
+
+    def cpu(r):
+        return next((r[k] for k in cpu_keys if k in r), float("inf"))
+
+    best = dict(min(ok, key=cpu))
+    if len(runs) > 1:
+        keep = cpu_keys + ("latency p99 (ms)", "rtt p99 (ms)", "lost", "round trips/s", "deliveries/s")
+        best["runs"] = [{k: r[k] for k in keep if k in r} if "error" not in r else r for r in runs]
+        if any("lost" in r for r in ok):
+            best["lost"] = max(r.get("lost", 0) for r in ok)
+        if len(ok) < len(runs):
+            best["failed runs"] = len(runs) - len(ok)
+    return best
 
 
 # ---------------------------------------------------------------- report
@@ -211,7 +246,7 @@ def ratio(results, names, scen, key, better_low=True):
     return f"{mine / best:.2f}×"
 
 
-def write_report(results, names, out_path, quick, started):
+def write_report(results, names, out_path, quick, started, repeat):
     lines = []
     lines.append("# Benchmarks: volna side by side\n")
     lines.append(f"Run on {started:%Y-%m-%d %H:%M} UTC by `bench/compare.sh`"
@@ -222,6 +257,9 @@ def write_report(results, names, out_path, quick, started):
                  "Compare figures as ratios within this run; the machine is shared and noisy.\n")
     lines.append("The *ratio* column is volna's figure divided by the best peer's "
                  "(lower is better for CPU, latency, memory and loss; higher for rates).\n")
+    lines.append(f"Fan-out, burst and echo ran {repeat} times per server; each row shows the run with the "
+                 "least server CPU, and *lost messages* is the worst of all runs. Every run's figures "
+                 "are in the raw results.\n")
     header = "| scenario | figure | " + " | ".join(names) + " | ratio |"
     sep = "|---|---|" + "---|" * len(names) + "---|"
 
@@ -277,6 +315,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smaller runs (for a smoke test)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
     ap.add_argument("--no-build", action="store_true", help="use the existing target/release/volna")
+    ap.add_argument("--repeat", type=int, default=2,
+                    help="runs of each fan-out, burst and echo scenario; the table shows the run with the "
+                         "least server CPU and the most lost messages of any run (default 2)")
     args = ap.parse_args()
     if shutil.which("taskset") is None:
         sys.exit("taskset is needed (Debian package util-linux)")
@@ -297,11 +338,12 @@ def main():
         results[name] = {}
         try:
             for scen, bargs in scenarios(args.quick):
-                results[name][scen] = bench(server, *bargs)
+                repeat = args.repeat if scen.startswith(("fanout", "burst", "echo")) else 1
+                results[name][scen] = best_of([bench(server, *bargs) for _ in range(repeat)])
                 log(f"{name} {scen}: {results[name][scen]}")
         finally:
             server.stop()
-    write_report(results, names, args.out, args.quick, started)
+    write_report(results, names, args.out, args.quick, started, args.repeat)
 
 
 if __name__ == "__main__":
