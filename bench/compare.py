@@ -278,6 +278,7 @@ def write_report(results, names, out_path, quick, started, repeat):
             (scen, "latency p99 (ms)", "p99 latency (ms)", 1, True),
             (scen, "latency p50 (ms)", "p50 latency (ms)", 1, True),
             (scen, "lost", "lost messages", 0, True),
+            (scen, "members that failed to join", "members that failed to join", 0, True),
             (scen, "deliveries/s", "deliveries/s", 0, False),
         ]
     table("Fan-out: members in one room, 64-byte messages at a fixed rate", fan)

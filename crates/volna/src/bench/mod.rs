@@ -428,12 +428,17 @@ async fn fanout(
     let bar = progress(common.quiet, n as u64, "joining");
     let (members, failures, _) = connect_members(common, &target, n, &bar).await;
     bar.finish_and_clear();
+    // A few members that could not join do not void the run: it goes on
+    // with the others, and the report says how many failed and why. Too few
+    // to publish, or more than 1 % failed, and it stops.
     anyhow::ensure!(
-        failures.is_empty(),
+        members.len() >= publishers && failures.len() * 100 <= n,
         "{} of {n} members failed to join: {}",
         failures.len(),
-        failures[0]
+        failures.first().map_or("", String::as_str)
     );
+    let requested = n;
+    let n = members.len();
     // Let the join presence traffic settle before measuring.
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -555,6 +560,10 @@ async fn fanout(
         target.url,
         if rate > 0.0 { format!("{rate}/s") } else { "max".into() }
     ));
+    report.add("members that failed to join", (requested - n) as u64);
+    if let Some(first) = failures.first() {
+        report.add("first join failure", first.clone());
+    }
     report.add("expected deliveries", expected);
     report.add("delivered", got);
     report.add("lost", expected.saturating_sub(got));
