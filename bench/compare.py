@@ -246,6 +246,67 @@ def ratio(results, names, scen, key, better_low=True):
     return f"{mine / best:.2f}×"
 
 
+def figure(results, name, scen, key):
+    r = results.get(name, {}).get(scen, {})
+    v = r.get(key)
+    return v if isinstance(v, (int, float)) and "error" not in r else None
+
+
+def against_targets(results):
+    """Issue 5's targets, checked against this run's figures."""
+    out = ["\n## Against the targets (issue 5)\n",
+           "Computed from this run's figures by `bench/compare.py`.\n"]
+    peers = [n for n in results if n != "volna"]
+
+    def line(ok, text):
+        out.append(f"- {'met' if ok else '**not met**' if ok is not None else 'not measured'}: {text}")
+
+    sx = "socketioxide"
+    for rate, want in ((50, 0.5), (200, 0.7), (1000, 0.5)):
+        scen = f"fanout {rate}/s"
+        mine = figure(results, "volna", scen, "server CPU per delivery (us)")
+        theirs = figure(results, sx, scen, "server CPU per delivery (us)")
+        if mine is None or theirs is None:
+            mine_s = "—" if mine is None else f"{mine:.2f} µs"
+            theirs_s = results.get(sx, {}).get(scen, {}).get("error", theirs)
+            line(None, f"{scen}: CPU per delivery ≤ {want}× socketioxide's (volna {mine_s}; "
+                       f"socketioxide: {theirs_s})")
+        else:
+            line(mine <= want * theirs, f"{scen}: CPU per delivery {mine:.2f} µs vs socketioxide "
+                                         f"{theirs:.2f} µs = {mine / theirs:.2f}× (target ≤ {want}×)")
+        p99 = figure(results, "volna", scen, "latency p99 (ms)")
+        others = {n: figure(results, n, scen, "latency p99 (ms)") for n in peers}
+        others = {n: v for n, v in others.items() if v is not None}
+        if p99 is not None and others:
+            best = min(others, key=others.get)
+            line(p99 < others[best], f"{scen}: p99 latency {p99:.1f} ms, lowest peer {best} "
+                                     f"{others[best]:.1f} ms (target: lower than every peer)")
+        lost = figure(results, "volna", scen, "lost")
+        line(lost == 0 if lost is not None else None, f"{scen}: volna lost {lost} messages (target 0)")
+    lost = figure(results, "volna", "burst", "lost")
+    sx_lost = figure(results, sx, "burst", "lost")
+    line(lost == 0 if lost is not None else None,
+         f"burst of 500 messages to 200 members: volna lost {lost}, socketioxide {sx_lost} (target 0)")
+    rss = figure(results, "volna", "conns", "server RSS per connection (KiB)")
+    line(rss <= 4 if rss is not None else None,
+         f"idle memory: {rss:.1f} KiB RSS per joined Socket.IO WebSocket client (target ≤ 4 KiB; "
+         "measured after the other scenarios, whose freed memory the allocator reuses; a fresh "
+         "server shows a few tenths of a KiB more)" if rss is not None else "idle memory")
+    rate = figure(results, "volna", "conns", "connects/s")
+    others = {n: figure(results, n, "conns", "connects/s") for n in peers}
+    others = {n: v for n, v in others.items() if v is not None}
+    if rate is not None and others:
+        best = max(others, key=others.get)
+        line(rate >= 2 * others[best], f"connect rate {rate:,.0f}/s vs best peer {best} "
+                                       f"{others[best]:,.0f}/s = {rate / others[best]:.1f}× (target ≥ 2×)")
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 100_000:
+        line(False, f"100 000 concurrent connections: this machine allows a process at most {hard:,} open "
+                    "files (hard limit, not raisable here), so one server process stops just below that")
+    return out
+
+
 def write_report(results, names, out_path, quick, started, repeat):
     lines = []
     lines.append("# Benchmarks: volna side by side\n")
@@ -299,6 +360,7 @@ def write_report(results, names, out_path, quick, started, repeat):
         ("conns", "server RSS per connection (KiB)", "RSS per connection (KiB)", 1, True),
         ("conns", "server CPU per connect (us)", "CPU per connect (µs)", 0, True),
     ])
+    lines += against_targets(results)
     lines.append("\n## Cluster\n")
     lines.append("Cross-node fan-out through Redis (2 nodes vs 1): see "
                  "[benchmarks-cluster.md](benchmarks-cluster.md), written by `bench/cluster.sh`.\n")
@@ -310,6 +372,20 @@ def write_report(results, names, out_path, quick, started, repeat):
     log(f"wrote {out_path}")
 
 
+def rerender(args):
+    import re
+    text = Path(args.out).read_text()
+    raw = text.split("## Raw results", 1)[1].split("```json", 1)[1].split("```", 1)[0]
+    results = json.loads(raw)
+    m = re.search(r"Run on (\d{4}-\d\d-\d\d \d\d:\d\d) UTC", text)
+    started = datetime.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M") if m else datetime.datetime.now()
+    r = re.search(r"ran (\d+) times per server", text)
+    order = [n.strip() for n in args.only.split(",")]
+    names = [n for n in order if n in results] + [n for n in results if n not in order]
+    write_report(results, names, args.out, "--quick" in text.split("\n", 3)[2], started,
+                 int(r.group(1)) if r else args.repeat)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="volna,socketioxide,node,python")
@@ -319,7 +395,13 @@ def main():
     ap.add_argument("--repeat", type=int, default=2,
                     help="runs of each fan-out, burst and echo scenario; the table shows the run with the "
                          "least server CPU and the most lost messages of any run (default 2)")
+    ap.add_argument("--rerender", action="store_true",
+                    help="run nothing: rewrite --out from the raw results it already holds (e.g. after "
+                         "a change to the report's layout)")
     args = ap.parse_args()
+    if args.rerender:
+        rerender(args)
+        return
     if shutil.which("taskset") is None:
         sys.exit("taskset is needed (Debian package util-linux)")
     raise_nofile()

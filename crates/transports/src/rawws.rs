@@ -788,6 +788,16 @@ pub enum ReadEnd {
     Io(io::Error),
 }
 
+/// What one [`Reader::read_once`] did.
+enum Read {
+    /// The callback asked to stop.
+    Stopped,
+    /// The socket may hold more.
+    More,
+    /// The socket is empty: wait for it.
+    Drained,
+}
+
 /// Reads a bit over a typical batch of small frames in one syscall.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -914,27 +924,50 @@ impl Reader {
             }
             loop {
                 match self.read_once(stream, on) {
-                    Ok(Some(true)) => return ReadEnd::Stopped,
-                    Ok(Some(false)) => {}
-                    Ok(None) => break,
+                    Ok(Read::Stopped) => return ReadEnd::Stopped,
+                    Ok(Read::More) => {}
+                    Ok(Read::Drained) => break,
                     Err(end) => return end,
                 }
             }
         }
     }
 
-    /// One `try_read` into a stack buffer; `None` when nothing was ready.
+    /// One `recv` into a stack buffer.
+    ///
+    /// A read that returns less than the buffer emptied the socket, so the
+    /// stream's readiness is cleared right away instead of by a second
+    /// `recv` that would only say `EAGAIN` (a third of the syscalls of a
+    /// request/reply exchange). This is race-free: the readiness snapshot
+    /// is taken before the `recv`, and tokio only clears it if no readiness
+    /// event arrived since, so bytes landing after the `recv` still wake the
+    /// reader.
     fn read_once(
         &mut self,
         stream: &TcpStream,
         on: &mut dyn FnMut(Msg) -> bool,
-    ) -> Result<Option<bool>, ReadEnd> {
+    ) -> Result<Read, ReadEnd> {
         let mut buf = [0u8; READ_CHUNK];
-        match stream.try_read(&mut buf) {
-            Ok(0) => Err(ReadEnd::Eof),
-            Ok(n) => self.feed(&buf[..n], on).map(Some),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
-            Err(e) => Err(ReadEnd::Io(e)),
+        let mut short = 0;
+        let result = stream.try_io(tokio::io::Interest::READABLE, || {
+            let n = io::Read::read(&mut &*socket2::SockRef::from(stream), &mut buf)?;
+            if n > 0 && n < buf.len() {
+                short = n;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            Ok(n)
+        });
+        let (n, drained) = match result {
+            Ok(0) => return Err(ReadEnd::Eof),
+            Ok(n) => (n, false),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => (short, true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read::Drained),
+            Err(e) => return Err(ReadEnd::Io(e)),
+        };
+        match self.feed(&buf[..n], on)? {
+            true => Ok(Read::Stopped),
+            false if drained => Ok(Read::Drained),
+            false => Ok(Read::More),
         }
     }
 
