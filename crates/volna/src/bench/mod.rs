@@ -261,9 +261,48 @@ async fn connect_members(
     n: usize,
     bar: &ProgressBar,
 ) -> (Vec<Member>, Vec<String>, Duration) {
+    let (joined, failures, took, _) = connect_members_with(common, target, n, bar, None).await;
+    let members = joined.into_iter().flatten().collect();
+    (members, failures, took)
+}
+
+/// What a member does once it has joined, when [`connect_members_with`]
+/// is given a stop token: it answers pings until the token is cancelled
+/// (true) or the server closes it (false). A connect phase can outlast the
+/// server's ping interval plus timeout (a long ramp, a slow server), and a
+/// member that stayed silent that long would be dropped for it.
+async fn hold(mut m: Member, proto: Proto, stop: CancellationToken) -> bool {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return true,
+            r = m.rx.next(proto) => match r {
+                Ok(Incoming::Ping) => { let _ = m.tx.pong().await; }
+                Ok(Incoming::Frame(_)) => {}
+                Ok(Incoming::Closed) | Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// [`connect_members`], where with `keep` each member [`hold`]s from the
+/// moment it joins: it is then returned as `None`, and its task's handle
+/// (true: still open at the stop) comes in the last vector.
+async fn connect_members_with(
+    common: &Common,
+    target: &Target,
+    n: usize,
+    bar: &ProgressBar,
+    keep: Option<CancellationToken>,
+) -> (
+    Vec<Option<Member>>,
+    Vec<String>,
+    Duration,
+    Vec<tokio::task::JoinHandle<bool>>,
+) {
     let sem = Arc::new(Semaphore::new(common.concurrency.max(1)));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(n);
+    let mut holders = Vec::new();
     let spread = common
         .spread_url
         .as_deref()
@@ -277,14 +316,30 @@ async fn connect_members(
         let room = common.room.clone();
         let source = source_ip(common, i);
         let bar = bar.clone();
-        tasks.push(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await.expect("semaphore open");
+        let keep_this = keep.clone();
+        let (done, joined) = tokio::sync::oneshot::channel();
+        tasks.push(joined);
+        let task = tokio::spawn(async move {
+            let permit = sem.acquire_owned().await.expect("semaphore open");
             let r = tokio::time::timeout(Duration::from_secs(30), join_one(&target, &room, source))
                 .await
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out connecting and joining")));
+            drop(permit);
             bar.inc(1);
-            r
-        }));
+            match (r, keep_this) {
+                (Ok(m), Some(stop)) => {
+                    let _ = done.send(Ok(None));
+                    hold(m, target.proto, stop).await
+                }
+                (r, _) => {
+                    let _ = done.send(r.map(Some));
+                    false
+                }
+            }
+        });
+        if keep.is_some() {
+            holders.push(task);
+        }
     }
     let mut members = Vec::with_capacity(n);
     let mut failures = Vec::new();
@@ -292,10 +347,10 @@ async fn connect_members(
         match t.await {
             Ok(Ok(m)) => members.push(m),
             Ok(Err(e)) => failures.push(format!("{e:#}")),
-            Err(e) => failures.push(e.to_string()),
+            Err(_) => failures.push("connect task ended".to_string()),
         }
     }
-    (members, failures, started.elapsed())
+    (members, failures, started.elapsed(), holders)
 }
 
 async fn join_one(target: &Target, room: &str, source: Option<IpAddr>) -> anyhow::Result<Member> {
@@ -332,28 +387,12 @@ async fn conns(common: &Common, n: usize, hold: f64) -> anyhow::Result<Report> {
     let rss_before = common.pid.and_then(procfs::rss_bytes);
     let cpu_before = common.pid.and_then(procfs::cpu_time);
     let bar = progress(common.quiet, n as u64, "connecting");
-    let (members, failures, took) = connect_members(common, &target, n, &bar).await;
+    let stop = CancellationToken::new();
+    let (joined, failures, took, holders) =
+        connect_members_with(common, &target, n, &bar, Some(stop.clone())).await;
     bar.finish_and_clear();
     let cpu_after = common.pid.and_then(procfs::cpu_time);
-    let stop = CancellationToken::new();
-    let mut holders = Vec::with_capacity(members.len());
-    let held = members.len();
-    for Member { mut tx, mut rx } in members {
-        let stop = stop.clone();
-        let proto = target.proto;
-        holders.push(tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = stop.cancelled() => return true,
-                    r = rx.next(proto) => match r {
-                        Ok(Incoming::Ping) => { let _ = tx.pong().await; }
-                        Ok(Incoming::Frame(_)) => {}
-                        Ok(Incoming::Closed) | Err(_) => return false,
-                    }
-                }
-            }
-        }));
-    }
+    let held = joined.len();
     tokio::time::sleep(Duration::from_secs_f64(hold)).await;
     let rss_after = common.pid.and_then(procfs::rss_bytes);
     stop.cancel();
