@@ -1,11 +1,12 @@
 //! `volna bench` against a real `volna serve`: what its JSON reports, and its
 //! error when nothing listens.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
+
+mod common;
 
 fn volna() -> Command {
     Command::new(env!("CARGO_BIN_EXE_volna"))
@@ -19,30 +20,7 @@ struct Server {
 
 impl Server {
     fn start() -> Server {
-        let mut child = volna()
-            .args([
-                "serve",
-                "--tcp-addr",
-                "127.0.0.1:0",
-                "--http-addr",
-                "127.0.0.1:0",
-                "--log",
-                "warn",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut banner = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut banner)
-            .unwrap();
-        // "volna 0.1.0 serving: tcp://…, http://127.0.0.1:PORT"
-        let http = banner
-            .split("http://")
-            .nth(1)
-            .map(|s| s.trim().to_string())
-            .unwrap_or_else(|| panic!("unexpected banner: {banner}"));
+        let (child, _tcp, http) = common::spawn_serve(Stdio::null());
         Server { child, http }
     }
 

@@ -6,6 +6,8 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
 fn volna() -> Command {
     Command::new(env!("CARGO_BIN_EXE_volna"))
 }
@@ -36,30 +38,7 @@ fn taken_port_is_a_clear_error() {
 
 #[test]
 fn sigterm_says_goodbye_and_exits_promptly() {
-    let mut child = volna()
-        .args([
-            "serve",
-            "--tcp-addr",
-            "127.0.0.1:0",
-            "--http-addr",
-            "127.0.0.1:0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    // "volna 0.1.0 serving: tcp://127.0.0.1:PORT (try: …), http://…"
-    let tcp = first
-        .split("tcp://")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .unwrap_or_else(|| panic!("unexpected banner: {first}"))
-        .to_string();
-    let http = first.split("http://").nth(1).unwrap().trim().to_string();
+    let (mut child, tcp, http) = common::spawn_serve(Stdio::piped());
 
     let mut client = TcpStream::connect(&tcp).unwrap();
     client

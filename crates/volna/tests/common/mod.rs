@@ -136,3 +136,40 @@ pub fn parse_msg(line: &str) -> Msg {
         text: text.to_string(),
     }
 }
+
+/// A `volna serve` process (the built binary) on ephemeral loopback ports,
+/// with its stderr going to `stderr`. Returns it with the TCP and HTTP
+/// addresses its banner (the first line of its stdout, consumed here) names.
+pub fn spawn_serve(stderr: std::process::Stdio) -> (std::process::Child, String, String) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_volna"))
+        .args([
+            "serve",
+            "--tcp-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("volna serve starts");
+    let mut banner = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    // "volna 0.1.0 serving: tcp://127.0.0.1:PORT (try: …), http://…"
+    let tcp = banner
+        .split("tcp://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected banner: {banner}"))
+        .to_string();
+    let http = banner
+        .split("http://")
+        .nth(1)
+        .unwrap_or_else(|| panic!("unexpected banner: {banner}"))
+        .trim()
+        .to_string();
+    (child, tcp, http)
+}
