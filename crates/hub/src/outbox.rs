@@ -326,11 +326,7 @@ impl Outbox {
             return Err(PushError::Full);
         }
         let was_empty = st.frames.is_empty();
-        if let [one] = frames {
-            st.frames.push_back(one.clone());
-        } else {
-            st.frames.extend(frames.iter().cloned());
-        }
+        st.frames.extend(frames.iter().cloned());
         st.bytes += added;
         if st.direct.is_none() {
             drop(st);

@@ -261,34 +261,24 @@ const FRAMES_PER_WRITE: usize = 256;
 /// loopback is about a tenth of a small write. Large batches are written
 /// vectored, without copying the payloads.
 fn try_write_frames(stream: &TcpStream, frames: &[Frame], skip: usize) -> io::Result<usize> {
+    // Wire bytes of a batch small enough to gather (not counted for larger ones).
+    let total = if frames.len() <= 64 {
+        frames.iter().map(frame_wire_len).sum()
+    } else {
+        usize::MAX
+    };
     match frames {
         [] => Ok(0),
-        [one] if frame_wire_len(one) <= SMALL_FRAME => {
-            let mut buf = [0u8; SMALL_FRAME];
-            let n = gather_one(one, &mut buf);
-            if n <= skip {
-                return Ok(0);
-            }
-            send(stream, &buf[skip..n])
-        }
-        _ if frames.len() <= 64 => write_gathered(stream, frames, skip),
+        _ if total <= GATHER_MAX => write_gathered(stream, frames, skip, total),
+        // Large payloads: written from where they are, never copied (a
+        // partial write would copy them again on every retry).
         _ if frames.len() <= 128 => write_frames_with::<128, 256>(stream, frames, skip),
         _ => write_frames_with::<FRAMES_PER_WRITE, { FRAMES_PER_WRITE * 2 }>(stream, frames, skip),
     }
 }
 
-/// The largest frame (header included) written from a stack buffer.
-const SMALL_FRAME: usize = 512;
-
-/// Puts `frame` with its header into `buf` (room for [`SMALL_FRAME`]);
-/// returns the bytes used.
-fn gather_one(frame: &Frame, buf: &mut [u8; SMALL_FRAME]) -> usize {
-    let mut head = [0u8; 10];
-    let h = put_header(opcode_of(frame), frame.len(), &mut head);
-    buf[..h].copy_from_slice(&head[..h]);
-    buf[h..h + frame.len()].copy_from_slice(frame.bytes());
-    h + frame.len()
-}
+/// Batches up to this many wire bytes are gathered on the stack.
+const SMALL_BATCH: usize = 512;
 
 /// Waits until `stream` may be readable. Unlike `TcpStream::readable`,
 /// whose future carries its own waiter (~150 bytes in every idle
@@ -313,10 +303,34 @@ fn send(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
 /// Bytes gathered into one buffer for a write at most.
 const GATHER_MAX: usize = 16 * 1024;
 
-/// [`try_write_frames`] for a handful of frames: copied into one buffer
-/// (up to [`GATHER_MAX`] bytes, or one frame whatever its size) and sent as
-/// one slice.
-fn write_gathered(stream: &TcpStream, frames: &[Frame], skip: usize) -> io::Result<usize> {
+/// Writes every frame, header first, to `out` (a `Vec` or a slice with
+/// room for them all).
+fn gather(frames: &[Frame], mut out: impl io::Write) {
+    let mut head = [0u8; 10];
+    for f in frames {
+        let n = put_header(opcode_of(f), f.len(), &mut head);
+        let _ = out.write_all(&head[..n]);
+        let _ = out.write_all(f.bytes());
+    }
+}
+
+/// [`try_write_frames`] for a batch of at most [`GATHER_MAX`] wire bytes:
+/// copied into one buffer (on the stack when it is small) and sent as one
+/// slice.
+fn write_gathered(
+    stream: &TcpStream,
+    frames: &[Frame],
+    skip: usize,
+    total: usize,
+) -> io::Result<usize> {
+    if total <= skip {
+        return Ok(0);
+    }
+    if total <= SMALL_BATCH {
+        let mut buf = [0u8; SMALL_BATCH];
+        gather(frames, &mut buf[..]);
+        return send(stream, &buf[skip..total]);
+    }
     thread_local! {
         static GATHER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
@@ -325,19 +339,7 @@ fn write_gathered(stream: &TcpStream, frames: &[Frame], skip: usize) -> io::Resu
             return write_frames_with::<64, 128>(stream, frames, skip);
         };
         buf.clear();
-        let mut head = [0u8; 10];
-        for f in frames {
-            let wire = frame_wire_len(f);
-            if buf.len() + wire > GATHER_MAX && !buf.is_empty() {
-                break;
-            }
-            let n = put_header(opcode_of(f), f.len(), &mut head);
-            buf.extend_from_slice(&head[..n]);
-            buf.extend_from_slice(f.bytes());
-        }
-        if buf.len() <= skip {
-            return Ok(0);
-        }
+        gather(frames, &mut *buf);
         let result = send(stream, &buf[skip..]);
         if buf.capacity() > 4 * GATHER_MAX {
             *buf = Vec::new();
@@ -442,7 +444,7 @@ pub struct Flusher {
 const FLUSHES_PER_YIELD: usize = 128;
 
 /// Slots of the hold wheel, one per millisecond: more than the longest hold
-/// (a busy connection is held three times [`MAX_HOLD_MS`]).
+/// (a busy connection is held twice [`MAX_HOLD_MS`]).
 const WHEEL_SLOTS: u32 = 1024;
 
 /// The longest hold accepted, in milliseconds.
@@ -1243,31 +1245,50 @@ mod tests {
 
     #[tokio::test]
     async fn vectored_writes_resume_mid_frame() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let client = tokio::spawn(async move {
-            use tokio::io::AsyncReadExt;
-            let mut c = TcpStream::connect(addr).await.unwrap();
-            let mut all = Vec::new();
-            c.read_to_end(&mut all).await.unwrap();
-            all
-        });
-        let (server, _) = listener.accept().await.unwrap();
-        let ws = WsSocket::new(server);
-        let frames: Vec<Frame> = (0..600)
+        // Many frames (vectored), a handful of small ones (gathered on the
+        // stack), a few kilobytes (gathered in the thread's buffer) and one
+        // large frame among small ones (vectored, not copied); each batch
+        // starts some bytes into its first frame, as after a short write.
+        let many: Vec<Frame> = (0..600)
             .map(|i| Frame::text(format!("m{i}-{}", "x".repeat(i % 300))))
             .collect();
-        // Start 3 bytes into the first frame, as after a short direct write.
-        let mut expected = Vec::new();
-        for f in &frames {
-            let mut h = [0u8; 10];
-            let n = put_header(OP_TEXT, f.len(), &mut h);
-            expected.extend_from_slice(&h[..n]);
-            expected.extend_from_slice(f.bytes());
+        let few: Vec<Frame> = (0..3).map(|i| Frame::text(format!("f{i}"))).collect();
+        let some: Vec<Frame> = (0..10)
+            .map(|i| Frame::text(format!("{i}{}", "s".repeat(700))))
+            .collect();
+        let large = vec![
+            Frame::text("a"),
+            Frame::Binary(Bytes::from(vec![7u8; 200_000])),
+            Frame::text("b"),
+        ];
+        for (frames, skip) in [(many, 3), (few, 1), (some, 5), (large, 2)] {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let client = tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut c = TcpStream::connect(addr).await.unwrap();
+                let mut all = Vec::new();
+                c.read_to_end(&mut all).await.unwrap();
+                all
+            });
+            let (server, _) = listener.accept().await.unwrap();
+            let ws = WsSocket::new(server);
+            let mut expected = Vec::new();
+            for f in &frames {
+                let mut h = [0u8; 10];
+                let n = put_header(opcode_of(f), f.len(), &mut h);
+                expected.extend_from_slice(&h[..n]);
+                expected.extend_from_slice(f.bytes());
+            }
+            ws.write_frames(&frames, skip).await.unwrap();
+            drop(ws);
+            assert_eq!(
+                client.await.unwrap(),
+                expected[skip..],
+                "{} frames",
+                frames.len()
+            );
         }
-        ws.write_frames(&frames, 3).await.unwrap();
-        drop(ws);
-        assert_eq!(client.await.unwrap(), expected[3..]);
     }
 
     fn wheel() -> Wheel {

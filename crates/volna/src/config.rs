@@ -187,7 +187,7 @@ pub struct ServeArgs {
     #[arg(long, env = "VOLNA_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Option<Vec<String>>,
     /// Socket.IO WebSocket broadcast coalescing in ms: a client written to less than this ago gets its next
-    /// broadcasts together when it has passed; replies are never held; tripled for a client that got 8+ frames in its last write; 0 = off, at most 300 [default: 15].
+    /// broadcasts together when it has passed; replies are never held; doubled for a client that got 8+ frames in its last write; 0 = off, at most 300 [default: 15].
     #[arg(long, env = "VOLNA_COALESCE_MS")]
     pub coalesce_ms: Option<u64>,
     /// Threads that make image thumbnails [default: the number of CPUs].
