@@ -13,8 +13,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::event::{Data, Message, Presence};
-use crate::hub::Hub;
+use crate::event::{Data, MemberInfo, Message, Presence};
+use crate::hub::{ConnId, Hub};
 
 /// A boxed future, as [`Adapter`] methods return them.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -51,13 +51,55 @@ pub struct RemoteMembers {
     pub partial: bool,
 }
 
+/// One member in the answer of [`Hub::who_cluster`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WhoMember {
+    /// The connection id, for members on this node; `None` on other nodes
+    /// (their ids are theirs, not comparable with ours).
+    pub id: Option<ConnId>,
+    /// The display name.
+    pub name: Arc<str>,
+}
+
 /// The answer of [`Hub::who_cluster`].
 #[derive(Debug, Clone)]
 pub struct ClusterWho {
-    /// Every member's name, local and remote, sorted.
-    pub names: Vec<Arc<str>>,
+    /// Every member, local and remote, sorted by name.
+    pub members: Vec<WhoMember>,
     /// True when some node did not answer in time: the list may be short.
     pub partial: bool,
+}
+
+impl ClusterWho {
+    /// Merges this node's members of a room (`None`: no such room here) with
+    /// what the other nodes answered (`None`: single node). `None` when
+    /// nobody anywhere is in the room.
+    pub fn merge(local: Option<Vec<MemberInfo>>, remote: Option<RemoteMembers>) -> Option<Self> {
+        let known_here = local.is_some();
+        let mut members: Vec<WhoMember> = local
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| WhoMember {
+                id: Some(m.id),
+                name: m.name,
+            })
+            .collect();
+        let mut partial = false;
+        if let Some(remote) = remote {
+            partial = remote.partial;
+            members.extend(
+                remote
+                    .names
+                    .into_iter()
+                    .map(|name| WhoMember { id: None, name }),
+            );
+        }
+        if !known_here && members.is_empty() && !partial {
+            return None;
+        }
+        members.sort_by(|a, b| a.name.cmp(&b.name));
+        Some(ClusterWho { members, partial })
+    }
 }
 
 /// Connects a hub to other nodes.
@@ -85,21 +127,6 @@ impl Hub {
             Some(adapter) => Some(adapter.who(nsp, room).await),
             None => None,
         };
-        let mut names: Vec<Arc<str>> = local
-            .as_deref()
-            .unwrap_or_default()
-            .iter()
-            .map(|m| m.name.clone())
-            .collect();
-        let mut partial = false;
-        if let Some(remote) = remote {
-            partial = remote.partial;
-            names.extend(remote.names);
-        }
-        if local.is_none() && names.is_empty() && !partial {
-            return None;
-        }
-        names.sort();
-        Some(ClusterWho { names, partial })
+        ClusterWho::merge(local, remote)
     }
 }

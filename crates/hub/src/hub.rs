@@ -1182,7 +1182,9 @@ mod tests {
             "remote events are not forwarded"
         );
         let who = hub.who_cluster("/", "r").await.unwrap();
-        assert_eq!(who.names, vec![Arc::from("a"), Arc::from("zed")]);
+        let names: Vec<&str> = who.members.iter().map(|m| &*m.name).collect();
+        assert_eq!(names, vec!["a", "zed"]);
+        assert!(who.members[0].id.is_some() && who.members[1].id.is_none());
         assert!(who.partial);
     }
 }

@@ -37,7 +37,7 @@ mod hub;
 mod outbox;
 mod stats;
 
-pub use adapter::{Adapter, BoxFuture, ClusterWho, Emit, Outgoing, RemoteMembers};
+pub use adapter::{Adapter, BoxFuture, ClusterWho, Emit, Outgoing, RemoteMembers, WhoMember};
 pub use event::{Codec, Data, Event, MemberInfo, Message, Presence, PresenceKind};
 pub use hub::{Conn, ConnId, Hub, HubConfig, HubError, JoinInfo, RoomInfo, JOIN_SAMPLE};
 pub use outbox::{

@@ -8,20 +8,19 @@ use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use volna_hub::Hub;
 use volna_media::LagMonitor;
 
-use crate::images::ImageService;
+use crate::app::Context;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct HttpState {
-    pub hub: Hub,
+    /// The hub and the image service, as every transport applies
+    /// operations with them.
+    pub app: Context,
     /// Cancelled when the server shuts down: long-lived connections
     /// (WebSocket, long-polling) watch it and close themselves.
     pub shutdown: CancellationToken,
-    /// Image thumbnails (a worker pool); `None` disables image sharing.
-    pub images: Option<ImageService>,
     /// Event-loop lag, measured continuously; reported by `/health`.
     pub lag: Option<LagMonitor>,
 }
@@ -50,10 +49,10 @@ async fn health(
     let mut body = serde_json::Map::new();
     body.insert("status".into(), "ok".into());
     body.insert("version".into(), env!("CARGO_PKG_VERSION").into());
-    for (name, value) in state.hub.stats().snapshot() {
+    for (name, value) in state.app.hub.stats().snapshot() {
         body.insert(name.into(), value.into());
     }
-    if let Some(adapter) = state.hub.adapter() {
+    if let Some(adapter) = state.app.hub.adapter() {
         body.insert("cluster".into(), adapter.health());
     }
     if let Some(lag) = &state.lag {
@@ -70,7 +69,7 @@ async fn health(
             lag.reset();
         }
     }
-    if let Some(images) = &state.images {
+    if let Some(images) = &state.app.images {
         let s = images.pool().stats();
         body.insert(
             "image_pool".into(),

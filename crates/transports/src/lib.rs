@@ -10,6 +10,7 @@
 //! Shutdown is a `CancellationToken`; connection tasks are spawned on a
 //! `TaskTracker` so the server can wait for them to finish.
 
+pub mod app;
 pub mod engineio;
 pub mod http;
 pub mod images;

@@ -19,9 +19,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use volna_hub::{
-    Batch, CloseReason, Codec, Conn, Data, Event, Frame, Hub, HubError, Outbox, OutboxLimits,
-    PresenceKind, Stats,
+    Batch, CloseReason, Codec, Conn, Data, Event, Frame, HubError, Outbox, OutboxLimits,
+    PresenceKind,
 };
+
+use crate::app::{self, Applied, Op, Reply};
 use volna_protocols::line::{self, sanitize_for_line, Command, Item, LineSplitter, Timestamp};
 
 /// Settings of the TCP transport.
@@ -155,7 +157,7 @@ fn render_message(s: &mut String, m: &volna_hub::Message) {
 /// a task tracked by `tracker`.
 pub async fn serve(
     listener: TcpListener,
-    hub: Hub,
+    app: app::Context,
     config: Arc<TcpConfig>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -168,12 +170,12 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
-                let hub = hub.clone();
+                let app = app.clone();
                 let config = config.clone();
                 let codec = codec.clone();
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
-                    if let Err(e) = handle(stream, peer, hub, config, codec, shutdown).await {
+                    if let Err(e) = handle(stream, peer, app, config, codec, shutdown).await {
                         tracing::debug!(%peer, error = %e, "tcp connection ended with an error");
                     }
                 });
@@ -191,14 +193,14 @@ pub async fn serve(
 async fn handle(
     stream: TcpStream,
     peer: SocketAddr,
-    hub: Hub,
+    app: app::Context,
     config: Arc<TcpConfig>,
     codec: Arc<dyn Codec>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
     let outbox = Arc::new(Outbox::new(config.outbox));
-    let conn = hub.register(NAMESPACE, None, outbox.clone(), codec);
+    let conn = app.hub.register(NAMESPACE, None, outbox.clone(), codec);
     tracing::debug!(%peer, id = conn.id(), "tcp client connected");
     let _ = outbox.push_one(Frame::text(format!(
         "welcome volna {}: you are {}. Type /help for commands, /join ROOM to start.\n",
@@ -209,6 +211,7 @@ async fn handle(
     let mut writer = tokio::spawn(write_loop(wr, outbox.clone(), config.close_grace));
     let mut session = Session {
         conn: &conn,
+        app: &app,
         config: &config,
         current: None,
     };
@@ -238,6 +241,7 @@ async fn handle(
 /// Per-connection state of the reader.
 struct Session<'a> {
     conn: &'a Conn,
+    app: &'a app::Context,
     config: &'a TcpConfig,
     /// The room plain lines go to.
     current: Option<Arc<str>>,
@@ -287,20 +291,9 @@ impl Session<'_> {
                     }),
                 };
                 let keep_going = match parsed {
-                    // In a cluster `/who` asks the other nodes: wait for
-                    // them here, so replies keep the order of the commands.
-                    Ok(Command::Who(Some(room))) if self.conn.hub().adapter().is_some() => {
-                        self.who_cluster(&room).await
-                    }
-                    Ok(Command::Who(None))
-                        if self.conn.hub().adapter().is_some() && self.current.is_some() =>
-                    {
-                        let room = self.current.clone().unwrap_or_default();
-                        self.who_cluster(&room).await
-                    }
-                    Ok(cmd) => self.execute(cmd),
+                    Ok(cmd) => self.execute(cmd).await,
                     Err(e) => {
-                        Stats::bump(&self.conn.hub().stats().bad_input);
+                        app::count_bad_input(self.conn.hub());
                         self.reply(format!("error {} {e}", e.code()))
                     }
                 };
@@ -322,131 +315,132 @@ impl Session<'_> {
         self.conn.outbox().push_one(Frame::text(line)).is_ok()
     }
 
-    fn hub_error(&self, e: HubError) -> bool {
-        Stats::bump(&self.conn.hub().stats().bad_input);
-        self.reply(format!("error {} {e}", e.code()))
+    /// `error CODE text`, counted as bad input.
+    fn refuse(&self, code: &'static str, text: &str) -> bool {
+        app::count_bad_input(self.conn.hub());
+        self.reply(format!("error {code} {text}"))
     }
 
     /// Acts on one command; false once the connection should stop reading.
-    fn execute(&mut self, cmd: Command) -> bool {
-        let hub = self.conn.hub();
-        match cmd {
-            Command::Empty => true,
-            Command::Say(text) => match self.current.clone() {
-                Some(room) => self.say(&room, &text),
-                None => {
-                    Stats::bump(&hub.stats().bad_input);
-                    self.reply("error not-in-room join a room first: /join ROOM".into())
-                }
-            },
-            Command::SayTo { room, text } => self.say(&room, &text),
-            Command::Nick(name) => match self.conn.set_name(&name) {
-                Ok(name) => self.reply(format!("ok nick {name}")),
-                Err(e) => self.hub_error(e),
-            },
-            Command::Join(room) => match self.conn.join(&room) {
-                Ok(info) => {
-                    self.current = Some(info.room.clone());
-                    let mut line = format!("ok join {}", info.room);
-                    for m in &info.members {
-                        line.push(' ');
-                        line.push_str(&m.name);
-                    }
-                    self.reply(line)
-                }
-                Err(e) => self.hub_error(e),
-            },
-            Command::Leave(room) => {
-                let Some(room) = room.map(Arc::from).or_else(|| self.current.clone()) else {
-                    return self.hub_error(HubError::NotMember("(none)".into()));
-                };
-                match self.conn.leave(&room) {
-                    Ok(_) => {
-                        if self.current.as_deref() == Some(&*room) {
-                            self.current = self.conn.rooms().last().cloned();
-                        }
-                        match &self.current {
-                            Some(cur) => self.reply(format!("ok leave {room} current={cur}")),
-                            None => self.reply(format!("ok leave {room}")),
-                        }
-                    }
-                    Err(e) => self.hub_error(e),
-                }
-            }
-            Command::Who(room) => {
-                let Some(room) = room.map(Arc::from).or_else(|| self.current.clone()) else {
-                    Stats::bump(&hub.stats().bad_input);
-                    return self.reply("error not-in-room name a room: /who ROOM".into());
-                };
-                match hub.who(NAMESPACE, &room) {
-                    Some(members) => {
-                        let mut line = format!("ok who {room}");
-                        for m in &members {
-                            line.push(' ');
-                            line.push_str(&m.name);
-                        }
-                        self.reply(line)
-                    }
-                    None => self.hub_error(HubError::NoSuchRoom(room.to_string())),
-                }
-            }
-            Command::Rooms => {
-                let mut line = String::from("ok rooms");
-                for r in hub.rooms(NAMESPACE) {
-                    let _ = write!(line, " {}:{}", r.name, r.members);
-                }
-                self.reply(line)
-            }
-            Command::History(n) => {
-                let Some(room) = self.current.clone() else {
-                    Stats::bump(&hub.stats().bad_input);
-                    return self.reply("error not-in-room join a room first: /join ROOM".into());
-                };
-                let n = n.unwrap_or(self.config.history_default);
-                let msgs = hub.history(NAMESPACE, &room, n).unwrap_or_default();
-                let mut out = format!("ok history {room} {}\n", msgs.len());
-                for m in &msgs {
-                    render_message(&mut out, m);
-                }
-                self.reply(out)
-            }
-            Command::Echo(text) => self.reply(format!("ok echo {text}")),
-            Command::Help => self.reply(HELP.to_string()),
+    /// Replies keep the order of the commands: an operation answered later
+    /// (a cluster-wide `/who`) is awaited here.
+    async fn execute(&mut self, cmd: Command) -> bool {
+        let op = match cmd {
+            Command::Empty => return true,
+            Command::Help => return self.reply(HELP.to_string()),
             Command::Quit => {
                 self.conn.close(CloseReason::ClientQuit);
-                false
+                return false;
             }
+            Command::Say(text) => match self.current.clone() {
+                Some(room) => say(&room, &text),
+                None => return self.refuse("not-in-room", "join a room first: /join ROOM"),
+            },
+            Command::SayTo { room, text } => say(&room, &text),
+            Command::Nick(name) => Op::Nick { name },
+            Command::Join(room) => Op::Join { room },
+            Command::Leave(room) => match room.map(Arc::from).or_else(|| self.current.clone()) {
+                Some(room) => Op::Leave {
+                    room: room.to_string(),
+                },
+                None => {
+                    let e = HubError::NotMember("(none)".into());
+                    return self.refuse(e.code(), &e.to_string());
+                }
+            },
+            Command::Who(room) => match room.map(Arc::from).or_else(|| self.current.clone()) {
+                Some(room) => Op::Who {
+                    room: room.to_string(),
+                },
+                None => return self.refuse("not-in-room", "name a room: /who ROOM"),
+            },
+            Command::Rooms => Op::Rooms,
+            Command::History(n) => match self.current.clone() {
+                Some(room) => Op::History {
+                    room: room.to_string(),
+                    limit: n.unwrap_or(self.config.history_default),
+                },
+                None => return self.refuse("not-in-room", "join a room first: /join ROOM"),
+            },
+            Command::Echo(text) => Op::Echo {
+                data: Data::text(&text),
+            },
+        };
+        let outcome = match op.apply(self.conn, self.app) {
+            Applied::Now(outcome) => outcome,
+            Applied::Later(answer) => answer.await,
+        };
+        match outcome {
+            Ok(reply) => self.render(reply),
+            Err(e) => self.reply(format!("error {} {}", e.code, e.message)),
         }
     }
 
-    /// `/who` across the cluster: `ok who ROOM NAMES…`, then a `note` line
-    /// when some node did not answer in time.
-    async fn who_cluster(&self, room: &str) -> bool {
-        match self.conn.hub().who_cluster(NAMESPACE, room).await {
-            Some(who) => {
-                let mut line = format!("ok who {room}");
-                for name in &who.names {
+    /// Writes a reply as protocol lines.
+    fn render(&mut self, reply: Reply) -> bool {
+        let line = match reply {
+            // The sender receives its own message through the broadcast:
+            // that is its reply, carrying the offset the server assigned.
+            Reply::Published(_) => return true,
+            Reply::Nick { name } => format!("ok nick {name}"),
+            Reply::Join(info) => {
+                self.current = Some(info.room.clone());
+                let mut line = format!("ok join {}", info.room);
+                for m in &info.members {
                     line.push(' ');
-                    line.push_str(name);
+                    line.push_str(&m.name);
+                }
+                line
+            }
+            Reply::Leave { room, .. } => {
+                if self.current.as_deref() == Some(&*room) {
+                    self.current = self.conn.rooms().last().cloned();
+                }
+                match &self.current {
+                    Some(cur) => format!("ok leave {room} current={cur}"),
+                    None => format!("ok leave {room}"),
+                }
+            }
+            Reply::Echo(data) => format!("ok echo {}", data.as_text().unwrap_or_default()),
+            Reply::Who { room, who } => {
+                let mut line = format!("ok who {room}");
+                for m in &who.members {
+                    line.push(' ');
+                    line.push_str(&m.name);
                 }
                 if who.partial {
-                    line.push_str("\nnote who ");
-                    line.push_str(room);
-                    line.push_str(" is partial: some nodes did not answer in time");
+                    let _ = write!(
+                        line,
+                        "\nnote who {room} is partial: some nodes did not answer in time"
+                    );
                 }
-                self.reply(line)
+                line
             }
-            None => self.hub_error(HubError::NoSuchRoom(room.to_string())),
-        }
+            Reply::Rooms(rooms) => {
+                let mut line = String::from("ok rooms");
+                for r in rooms {
+                    let _ = write!(line, " {}:{}", r.name, r.members);
+                }
+                line
+            }
+            Reply::History { room, messages } => {
+                let mut out = format!("ok history {room} {}\n", messages.len());
+                for m in &messages {
+                    render_message(&mut out, m);
+                }
+                out
+            }
+        };
+        self.reply(line)
     }
+}
 
-    fn say(&self, room: &str, text: &str) -> bool {
-        // The sender receives its own message through the broadcast: that is
-        // its reply, carrying the offset the server assigned.
-        match self.conn.publish(room, Data::text(text), true) {
-            Ok(_) => true,
-            Err(e) => self.hub_error(e),
-        }
+/// A text line for `room`.
+fn say(room: &str, text: &str) -> Op {
+    Op::Message {
+        room: room.to_string(),
+        data: Data::text(text),
+        include_self: true,
     }
 }
 

@@ -33,12 +33,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use volna_hub::{
-    Batch, CloseReason, Codec, Conn, Data, Event, Frame, HubError, MemberInfo, Message, Outbox,
-    OutboxLimits, Stats,
+    Batch, CloseReason, Codec, Conn, Data, Event, Frame, MemberInfo, Message, Outbox, OutboxLimits,
+    Stats,
 };
 
+use volna_protocols::socketio::push_json_string;
+
+use crate::app::{Applied, Context, Op, Outcome, Reply};
 use crate::http::HttpState;
-use crate::images;
 pub use crate::tcp::NAMESPACE;
 
 /// Settings of the WebSocket transport.
@@ -167,32 +169,6 @@ async fn echo_handler(State(state): State<WsState>, ws: WebSocketUpgrade) -> Res
 // ---------------------------------------------------------------------------
 // JSON writing
 
-/// Appends `s` as a JSON string literal.
-fn push_json_str(out: &mut String, s: &str) {
-    out.push('"');
-    let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let short = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(&s[start..i]);
-        if short.is_empty() {
-            let _ = write!(out, "\\u{:04x}", b);
-        } else {
-            out.push_str(short);
-        }
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
-    out.push('"');
-}
-
 /// A JSON object written field by field. Keys are static ASCII names that
 /// need no escaping.
 struct Obj {
@@ -219,7 +195,7 @@ impl Obj {
     }
 
     fn str(mut self, k: &str, v: &str) -> Obj {
-        push_json_str(self.key(k), v);
+        push_json_string(self.key(k), v);
         self
     }
 
@@ -247,7 +223,7 @@ impl Obj {
 
 fn member_json(out: &mut String, m: &MemberInfo) {
     let _ = write!(out, "{{\"id\":{},\"name\":", m.id);
-    push_json_str(out, &m.name);
+    push_json_string(out, &m.name);
     out.push('}');
 }
 
@@ -697,9 +673,9 @@ struct Pending {
 /// Per-connection state of the reader.
 struct Session<'a> {
     conn: &'a Conn,
-    cfg: &'a WsConfig,
+    cfg: &'a Arc<WsConfig>,
     pending: Option<Pending>,
-    images: Option<&'a images::ImageService>,
+    app: &'a Context,
 }
 
 fn reply(id: Option<&str>, op: &str) -> Obj {
@@ -740,10 +716,6 @@ impl Session<'_> {
     fn error(&self, id: Option<&str>, op: Option<&str>, code: &str, message: &str) {
         Stats::bump(&self.conn.hub().stats().bad_input);
         self.push(Frame::text(error_json(id, op, code, message, false)));
-    }
-
-    fn hub_error(&self, id: Option<&str>, op: &str, e: HubError) {
-        self.error(id, Some(op), e.code(), &e.to_string());
     }
 
     fn on_text(&mut self, text: &str) {
@@ -832,205 +804,60 @@ impl Session<'_> {
         }
     }
 
+    /// Applies a decoded request; its reply (now, or when a cluster-wide
+    /// `who` or an image is done) carries the request's id.
     fn execute(&self, id: Option<&str>, op: &'static str, action: Action, parts: Vec<Bytes>) {
-        let hub = self.conn.hub();
-        match action {
-            Action::Nick(name) => match self.conn.set_name(&name) {
-                Ok(name) => self.push(Frame::text(reply(id, op).str("name", &name).finish())),
-                Err(e) => self.hub_error(id, op, e),
-            },
-            Action::Join(room) => match self.conn.join(&room) {
-                Ok(info) => self.push(Frame::text(
-                    reply(id, op)
-                        .str("room", &info.room)
-                        .raw("members", &members_json(&info.members))
-                        .num("count", info.count as u64)
-                        .bool("already", info.already)
-                        .finish(),
-                )),
-                Err(e) => self.hub_error(id, op, e),
-            },
-            Action::Leave(room) => match self.conn.leave(&room) {
-                Ok(left) => self.push(Frame::text(
-                    reply(id, op)
-                        .str("room", &room)
-                        .num("members", left as u64)
-                        .finish(),
-                )),
-                Err(e) => self.hub_error(id, op, e),
-            },
+        let op_value = match action {
+            Action::Nick(name) => Op::Nick { name },
+            Action::Join(room) => Op::Join { room },
+            Action::Leave(room) => Op::Leave { room },
+            Action::Who(room) => Op::Who { room },
+            Action::Rooms => Op::Rooms,
+            Action::History { room, limit } => Op::History { room, limit },
             Action::Message {
                 room,
                 data,
                 include_self,
-            } => {
-                let data = Data {
+            } => Op::Message {
+                room,
+                data: Data {
                     json: data,
                     attachments: parts,
-                };
-                match self.conn.publish(&room, data, include_self) {
-                    Ok(m) => self.push(Frame::text(
-                        reply(id, op)
-                            .str("room", &m.room)
-                            .num("offset", m.offset)
-                            .num("ts", m.ts)
-                            .finish(),
-                    )),
-                    Err(e) => self.hub_error(id, op, e),
-                }
-            }
-            Action::Echo(data) => {
-                let mut o = reply(id, op).raw("data", data.get());
-                if !parts.is_empty() {
-                    o = o.num("attachments", parts.len() as u64);
-                }
-                let mut frames = Vec::with_capacity(1 + parts.len());
-                frames.push(Frame::text(o.finish()));
-                frames.extend(parts.into_iter().map(Frame::Binary));
+                },
+                include_self,
+            },
+            Action::Echo(data) => Op::Echo {
+                data: Data {
+                    json: data,
+                    attachments: parts,
+                },
+            },
+            Action::Image { room, name } => Op::Image {
+                room,
+                name,
+                bytes: parts.into_iter().next().unwrap_or_default(),
+            },
+        };
+        match op_value.apply(self.conn, self.app) {
+            Applied::Now(outcome) => {
+                let frames = render(id, op, outcome, self.cfg, self.in_cluster());
                 let _ = self.conn.outbox().push(&frames);
             }
-            Action::Who(room) if hub.adapter().is_some() => {
-                // In a cluster the other nodes are asked too; the reply
-                // comes when they answered (it carries the request's id).
-                let hub = hub.clone();
+            Applied::Later(answer) => {
                 let outbox = self.conn.outbox().clone();
                 let id = id.map(str::to_string);
+                let cfg = self.cfg.clone();
+                let in_cluster = self.in_cluster();
                 tokio::spawn(async move {
-                    let local = hub.who(NAMESPACE, &room);
-                    let remote = match hub.adapter() {
-                        Some(a) => a.who(NAMESPACE, &room).await,
-                        None => Default::default(),
-                    };
-                    let text = if local.is_none() && remote.names.is_empty() && !remote.partial {
-                        Stats::bump(&hub.stats().bad_input);
-                        let e = HubError::NoSuchRoom(room.clone());
-                        error_json(id.as_deref(), Some(op), e.code(), &e.to_string(), false)
-                    } else {
-                        let mut members = members_json(&local.unwrap_or_default());
-                        members.pop();
-                        for name in &remote.names {
-                            if members.len() > 1 {
-                                members.push(',');
-                            }
-                            members.push_str("{\"id\":null,\"name\":");
-                            push_json_str(&mut members, name);
-                            members.push('}');
-                        }
-                        members.push(']');
-                        reply(id.as_deref(), op)
-                            .str("room", &room)
-                            .raw("members", &members)
-                            .bool("partial", remote.partial)
-                            .finish()
-                    };
-                    let _ = outbox.push_one(Frame::text(text));
-                });
-            }
-            Action::Who(room) => match hub.who(NAMESPACE, &room) {
-                Some(members) => self.push(Frame::text(
-                    reply(id, op)
-                        .str("room", &room)
-                        .raw("members", &members_json(&members))
-                        .finish(),
-                )),
-                None => self.hub_error(id, op, HubError::NoSuchRoom(room)),
-            },
-            Action::Rooms => {
-                let mut list = String::from("[");
-                for (i, r) in hub.rooms(NAMESPACE).iter().enumerate() {
-                    if i > 0 {
-                        list.push(',');
-                    }
-                    list.push_str(
-                        &Obj::with_capacity(32 + r.name.len())
-                            .str("name", &r.name)
-                            .num("members", r.members as u64)
-                            .finish(),
-                    );
-                }
-                list.push(']');
-                self.push(Frame::text(reply(id, op).raw("rooms", &list).finish()));
-            }
-            Action::History { room, limit } => match hub.history(NAMESPACE, &room, limit) {
-                Some(msgs) => {
-                    // Keep the newest messages that fit in half the outgoing
-                    // queue, so asking for history never makes the asker a
-                    // slow consumer.
-                    let budget_bytes = self.cfg.outbox.max_bytes / 2;
-                    let budget_frames = self.cfg.outbox.max_frames / 2;
-                    let (mut bytes, mut frames) = (256, 1);
-                    let mut encoded = Vec::with_capacity(msgs.len());
-                    for m in msgs.iter().rev() {
-                        let json = message_json(m);
-                        bytes += json.len() + 1 + m.data.attachment_bytes();
-                        frames += m.data.attachments.len();
-                        if bytes > budget_bytes || frames > budget_frames {
-                            break;
-                        }
-                        encoded.push((json, m));
-                    }
-                    let truncated = encoded.len() < msgs.len();
-                    let mut list = String::with_capacity(bytes);
-                    list.push('[');
-                    let mut bins = Vec::new();
-                    for (i, (json, m)) in encoded.iter().rev().enumerate() {
-                        if i > 0 {
-                            list.push(',');
-                        }
-                        list.push_str(json);
-                        bins.extend(m.data.attachments.iter().cloned().map(Frame::Binary));
-                    }
-                    list.push(']');
-                    let mut o = reply(id, op).str("room", &room).raw("messages", &list);
-                    if !bins.is_empty() {
-                        o = o.num("attachments", bins.len() as u64);
-                    }
-                    if truncated {
-                        o = o.bool("truncated", true);
-                    }
-                    let mut out = Vec::with_capacity(1 + bins.len());
-                    out.push(Frame::text(o.finish()));
-                    out.extend(bins);
-                    let _ = self.conn.outbox().push(&out);
-                }
-                None => self.hub_error(id, op, HubError::NoSuchRoom(room)),
-            },
-            Action::Image { room, name } => {
-                // The thumbnail is made on the worker pool; the reply and the
-                // broadcast follow when it is done, while this connection
-                // goes on reading.
-                let hub = hub.clone();
-                let service = self.images.cloned();
-                let from = self.conn.id();
-                let outbox = self.conn.outbox().clone();
-                let id = id.map(str::to_string);
-                let bytes = parts.into_iter().next().unwrap_or_default();
-                tokio::spawn(async move {
-                    let frame = match images::share(
-                        &hub,
-                        service.as_ref(),
-                        from,
-                        NAMESPACE,
-                        &room,
-                        &name,
-                        bytes,
-                    )
-                    .await
-                    {
-                        Ok(m) => reply(id.as_deref(), op)
-                            .str("room", &m.room)
-                            .num("offset", m.offset)
-                            .num("ts", m.ts)
-                            .finish(),
-                        Err(e) => {
-                            Stats::bump(&hub.stats().bad_input);
-                            error_json(id.as_deref(), Some(op), e.code(), &e.to_string(), false)
-                        }
-                    };
-                    let _ = outbox.push_one(Frame::text(frame));
+                    let frames = render(id.as_deref(), op, answer.await, &cfg, in_cluster);
+                    let _ = outbox.push(&frames);
                 });
             }
         }
+    }
+
+    fn in_cluster(&self) -> bool {
+        self.conn.hub().adapter().is_some()
     }
 
     /// Reads and handles frames while the connection is open. Returns
@@ -1091,6 +918,148 @@ impl Session<'_> {
             }
         }
     }
+}
+
+/// The frames of a reply: the reply (or error) object, then its binary
+/// attachments.
+fn render(
+    id: Option<&str>,
+    op: &'static str,
+    outcome: Outcome,
+    cfg: &WsConfig,
+    in_cluster: bool,
+) -> Vec<Frame> {
+    let reply_value = match outcome {
+        Ok(r) => r,
+        Err(e) => {
+            return vec![Frame::text(error_json(
+                id,
+                Some(op),
+                e.code,
+                &e.message,
+                false,
+            ))];
+        }
+    };
+    let text = match reply_value {
+        Reply::Nick { name } => reply(id, op).str("name", &name).finish(),
+        Reply::Join(info) => reply(id, op)
+            .str("room", &info.room)
+            .raw("members", &members_json(&info.members))
+            .num("count", info.count as u64)
+            .bool("already", info.already)
+            .finish(),
+        Reply::Leave { room, members } => reply(id, op)
+            .str("room", &room)
+            .num("members", members as u64)
+            .finish(),
+        Reply::Published(m) => reply(id, op)
+            .str("room", &m.room)
+            .num("offset", m.offset)
+            .num("ts", m.ts)
+            .finish(),
+        Reply::Echo(data) => {
+            let mut o = reply(id, op).raw("data", data.json.get());
+            if !data.attachments.is_empty() {
+                o = o.num("attachments", data.attachments.len() as u64);
+            }
+            let mut frames = Vec::with_capacity(1 + data.attachments.len());
+            frames.push(Frame::text(o.finish()));
+            frames.extend(data.attachments.into_iter().map(Frame::Binary));
+            return frames;
+        }
+        Reply::Who { room, who } => {
+            let mut members = String::from("[");
+            for (i, m) in who.members.iter().enumerate() {
+                if i > 0 {
+                    members.push(',');
+                }
+                match m.id {
+                    Some(id) => {
+                        let _ = write!(members, "{{\"id\":{id},\"name\":");
+                    }
+                    None => members.push_str("{\"id\":null,\"name\":"),
+                }
+                push_json_string(&mut members, &m.name);
+                members.push('}');
+            }
+            members.push(']');
+            let mut o = reply(id, op).str("room", &room).raw("members", &members);
+            if in_cluster {
+                o = o.bool("partial", who.partial);
+            }
+            o.finish()
+        }
+        Reply::Rooms(rooms) => {
+            let mut list = String::from("[");
+            for (i, r) in rooms.iter().enumerate() {
+                if i > 0 {
+                    list.push(',');
+                }
+                // `room`/`count` as every transport names them; `name` and
+                // `members` as /ws always did.
+                list.push_str(
+                    &Obj::with_capacity(48 + 2 * r.name.len())
+                        .str("room", &r.name)
+                        .num("count", r.members as u64)
+                        .str("name", &r.name)
+                        .num("members", r.members as u64)
+                        .finish(),
+                );
+            }
+            list.push(']');
+            reply(id, op).raw("rooms", &list).finish()
+        }
+        Reply::History { room, messages } => return history_frames(id, op, &room, &messages, cfg),
+    };
+    vec![Frame::text(text)]
+}
+
+/// A history reply: the newest messages that fit in half the outgoing
+/// queue, so asking for history never makes the asker a slow consumer.
+fn history_frames(
+    id: Option<&str>,
+    op: &'static str,
+    room: &str,
+    msgs: &[Arc<Message>],
+    cfg: &WsConfig,
+) -> Vec<Frame> {
+    let budget_bytes = cfg.outbox.max_bytes / 2;
+    let budget_frames = cfg.outbox.max_frames / 2;
+    let (mut bytes, mut frames) = (256, 1);
+    let mut encoded = Vec::with_capacity(msgs.len());
+    for m in msgs.iter().rev() {
+        let json = message_json(m);
+        bytes += json.len() + 1 + m.data.attachment_bytes();
+        frames += m.data.attachments.len();
+        if bytes > budget_bytes || frames > budget_frames {
+            break;
+        }
+        encoded.push((json, m));
+    }
+    let truncated = encoded.len() < msgs.len();
+    let mut list = String::with_capacity(bytes);
+    list.push('[');
+    let mut bins = Vec::new();
+    for (i, (json, m)) in encoded.iter().rev().enumerate() {
+        if i > 0 {
+            list.push(',');
+        }
+        list.push_str(json);
+        bins.extend(m.data.attachments.iter().cloned().map(Frame::Binary));
+    }
+    list.push(']');
+    let mut o = reply(id, op).str("room", room).raw("messages", &list);
+    if !bins.is_empty() {
+        o = o.num("attachments", bins.len() as u64);
+    }
+    if truncated {
+        o = o.bool("truncated", true);
+    }
+    let mut out = Vec::with_capacity(1 + bins.len());
+    out.push(Frame::text(o.finish()));
+    out.extend(bins);
+    out
 }
 
 /// What is left to do with the stream once the connection stops serving.
@@ -1184,7 +1153,7 @@ fn to_ws(frame: Frame) -> Option<WsMessage> {
 
 async fn run_connection(socket: WebSocket, state: WsState, name: Option<String>) {
     let cfg = state.config.clone();
-    let hub = state.http.hub.clone();
+    let hub = state.http.app.hub.clone();
     let (sink, mut stream) = socket.split();
     let outbox = Arc::new(Outbox::new(cfg.outbox));
     let conn = hub.register(
@@ -1206,6 +1175,7 @@ async fn run_connection(socket: WebSocket, state: WsState, name: Option<String>)
             "max_image_bytes",
             state
                 .http
+                .app
                 .images
                 .as_ref()
                 .map_or(0, |i| i.pool().limits().max_bytes as u64),
@@ -1217,7 +1187,7 @@ async fn run_connection(socket: WebSocket, state: WsState, name: Option<String>)
         conn: &conn,
         cfg: &cfg,
         pending: None,
-        images: state.http.images.as_ref(),
+        app: &state.http.app,
     };
     let after = session.read_loop(&mut stream, &state.http.shutdown).await;
     drop(session);
@@ -1438,7 +1408,7 @@ mod tests {
     #[test]
     fn escapes_json_strings() {
         let mut s = String::new();
-        push_json_str(&mut s, "a\"b\\c\nd\u{1}é");
+        push_json_string(&mut s, "a\"b\\c\nd\u{1}é");
         assert_eq!(s, r#""a\"b\\c\nd\u0001é""#);
         let back: String = serde_json::from_str(&s).unwrap();
         assert_eq!(back, "a\"b\\c\nd\u{1}é");

@@ -205,7 +205,7 @@ async fn socketio_over_polling() {
     let ack: Value = serde_json::from_str(packets[0].strip_prefix("431").unwrap()).unwrap();
     assert_eq!(
         ack,
-        json!([{"ok": true, "room": "lobby", "members": ["poller"], "count": 1}])
+        json!([{"ok": true, "room": "lobby", "members": ["poller"], "count": 1, "already": false}])
     );
     assert_eq!(
         packets[1..],
@@ -226,12 +226,12 @@ async fn default_application_rooms_messages_and_acks() {
     ws_send(&mut ann, r#"421["join","lobby"]"#).await;
     assert_eq!(
         expect_json(&mut ann, "431").await,
-        json!([{"ok": true, "room": "lobby", "members": ["ann"], "count": 1}])
+        json!([{"ok": true, "room": "lobby", "members": ["ann"], "count": 1, "already": false}])
     );
     ws_send(&mut bob, r#"421["join","lobby"]"#).await;
     assert_eq!(
         expect_json(&mut bob, "431").await,
-        json!([{"ok": true, "room": "lobby", "members": ["ann", "bob"], "count": 2}])
+        json!([{"ok": true, "room": "lobby", "members": ["ann", "bob"], "count": 2, "already": false}])
     );
     let presence = expect_json(&mut ann, "42").await;
     assert_eq!(presence[0], "presence");
@@ -319,7 +319,7 @@ async fn default_application_rooms_messages_and_acks() {
     ws_send(&mut bob, r#"4210["leave","lobby"]"#).await;
     assert_eq!(
         expect_json(&mut bob, "4310").await,
-        json!([{"ok": true, "room": "lobby"}])
+        json!([{"ok": true, "room": "lobby", "members": 1}])
     );
     let presence = expect_json(&mut ann, "42").await;
     assert_eq!(presence[1]["event"], "leave");

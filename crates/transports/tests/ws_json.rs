@@ -36,17 +36,20 @@ async fn start(cfg: WsConfig) -> TestServer {
     let tcp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http_addr = http_listener.local_addr().unwrap();
     let tcp_addr = tcp_listener.local_addr().unwrap();
+    let app = volna_transports::app::Context {
+        hub: hub.clone(),
+        images: None,
+    };
     tokio::spawn(tcp::serve(
         tcp_listener,
-        hub.clone(),
+        app.clone(),
         Arc::new(TcpConfig::default()),
         shutdown.clone(),
         tracker.clone(),
     ));
     let state = HttpState {
-        hub: hub.clone(),
+        app: app.clone(),
         shutdown: shutdown.clone(),
-        images: None,
         lag: None,
     };
     let router =
@@ -287,7 +290,10 @@ async fn two_ws_clients_join_message_and_see_presence() {
     let r = alice.request(json!({"op":"who","room":"lobby"})).await;
     assert_eq!(names(&r["members"]), ["alice", "bob"]);
     let r = alice.request(json!({"op":"rooms"})).await;
-    assert_eq!(r["rooms"], json!([{"name":"lobby","members":2}]));
+    assert_eq!(
+        r["rooms"],
+        json!([{"room":"lobby","count":2,"name":"lobby","members":2}])
+    );
     let r = alice
         .request(json!({"op":"history","room":"lobby","limit":5}))
         .await;

@@ -135,22 +135,13 @@ impl Server {
         };
         let shutdown = CancellationToken::new();
         let tracker = TaskTracker::new();
-        let tcp_task = tokio::spawn(tcp::serve(
-            tcp_listener,
-            hub.clone(),
-            Arc::new(config.tcp.clone()),
-            shutdown.clone(),
-            tracker.clone(),
-        ));
         // CPU-bound image work runs on its own threads, never on the loop.
         let images = Arc::new(
             volna_media::ImagePool::new(config.images.clone())
                 .map_err(|source| StartError::Workers { source })?,
         );
-        let lag = volna_media::LagMonitor::start(volna_media::LagMonitor::DEFAULT_INTERVAL);
-        let state = http::HttpState {
+        let app = volna_transports::app::Context {
             hub: hub.clone(),
-            shutdown: shutdown.clone(),
             images: Some(if config.images_inline {
                 tracing::warn!(
                     "--images-inline: thumbnails are made ON THE EVENT LOOP (benchmark mode)"
@@ -159,13 +150,25 @@ impl Server {
             } else {
                 ImageService::new(images.clone())
             }),
+        };
+        let tcp_task = tokio::spawn(tcp::serve(
+            tcp_listener,
+            app.clone(),
+            Arc::new(config.tcp.clone()),
+            shutdown.clone(),
+            tracker.clone(),
+        ));
+        let lag = volna_media::LagMonitor::start(volna_media::LagMonitor::DEFAULT_INTERVAL);
+        let state = http::HttpState {
+            app: app.clone(),
+            shutdown: shutdown.clone(),
             lag: Some(lag.clone()),
         };
         let router = http::router(state.clone()).merge(volna_transports::ws::router(
             volna_transports::ws::WsState::new(state.clone(), config.ws.clone(), tracker.clone()),
         ));
         let router = router.merge(socketio::router(
-            hub.clone(),
+            app.clone(),
             shutdown.clone(),
             tracker.clone(),
             config.socketio.clone(),

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use volna_hub::{Codec, Event, Frame};
+use volna_hub::{Codec, Event, Frame, Message};
 use volna_protocols::socketio::{push_json_string, DEFAULT_NAMESPACE};
 
 /// Encodes hub events for the Socket.IO sockets of one namespace.
@@ -51,6 +51,23 @@ impl SioCodec {
     }
 }
 
+/// `{"room":..,"from":..,"id":..,"offset":..,"ts":..,"data":<data>}`: a
+/// message as the `message` event carries it, with `data` given as JSON
+/// text (its own, or with placeholders renumbered to sit among others).
+pub(super) fn write_message_object(s: &mut String, m: &Message, data: &str) {
+    s.push_str("{\"room\":");
+    push_json_string(s, &m.room);
+    s.push_str(",\"from\":");
+    push_json_string(s, &m.from.name);
+    let _ = write!(
+        s,
+        ",\"id\":{},\"offset\":{},\"ts\":{},\"data\":",
+        m.from.id, m.offset, m.ts
+    );
+    s.push_str(data);
+    s.push('}');
+}
+
 impl Codec for SioCodec {
     fn key(&self) -> u64 {
         self.key
@@ -63,17 +80,9 @@ impl Codec for SioCodec {
                 let mut s =
                     String::with_capacity(96 + m.room.len() + m.from.name.len() + data.len());
                 self.header(&mut s, m.data.attachments.len());
-                s.push_str("[\"message\",{\"room\":");
-                push_json_string(&mut s, &m.room);
-                s.push_str(",\"from\":");
-                push_json_string(&mut s, &m.from.name);
-                let _ = write!(
-                    s,
-                    ",\"id\":{},\"offset\":{},\"ts\":{},\"data\":",
-                    m.from.id, m.offset, m.ts
-                );
-                s.push_str(data);
-                s.push_str("}]");
+                s.push_str("[\"message\",");
+                write_message_object(&mut s, m, data);
+                s.push(']');
                 out.push(Frame::Text(Bytes::from(s)));
                 out.extend(m.data.attachments.iter().cloned().map(Frame::Binary));
             }

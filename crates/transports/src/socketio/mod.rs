@@ -14,11 +14,14 @@
 //! `protocol_closes`); a session that joins no namespace within the connect
 //! timeout is closed.
 //!
-//! The events of the default application are described in `app.rs` and in
-//! `docs/socketio.md`.
+//! What a namespace does is an [`Application`] (`application.rs`): the
+//! default chat (`chat.rs`, every operation of [`crate::app`]) or the
+//! conformance profile (`conformance.rs`); see `docs/socketio.md`.
 
-mod app;
+mod application;
+mod chat;
 mod codec;
+mod conformance;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -31,13 +34,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use volna_hub::{CloseReason, Conn, Frame, Hub, Outbox, Stats};
 use volna_protocols::socketio::{
-    self as sio, write_ack, write_connect, write_connect_error, write_event, BinaryAssembler,
-    Packet, PacketKind,
+    write_connect, write_connect_error, BinaryAssembler, Packet, PacketKind,
 };
 
 use crate::engineio::{Engine, EngineConfig, EngineHandler, Incoming, Session, SessionHandler};
 
+pub use application::{Answer, Application, EventCall, SocketRef};
+pub use chat::Chat;
 pub use codec::SioCodec;
+pub use conformance::Conformance;
 
 /// Settings of the Socket.IO server.
 #[derive(Debug, Clone)]
@@ -63,46 +68,45 @@ impl Default for SocketIoConfig {
     }
 }
 
-/// The Socket.IO engine, ready to be mounted with [`Engine::router`].
+/// The Socket.IO engine, ready to be mounted with [`Engine::router`]: the
+/// chat, or the conformance behaviour when `config.conformance` is set.
 pub fn engine(
-    hub: Hub,
+    app: crate::app::Context,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     config: SocketIoConfig,
 ) -> Arc<Engine> {
-    let app = Arc::new(App {
+    let hub = app.hub.clone();
+    let chat = Chat { app };
+    let application: Arc<dyn Application> = if config.conformance {
+        Arc::new(Conformance { chat })
+    } else {
+        Arc::new(chat)
+    };
+    let state = Arc::new(App {
         hub: hub.clone(),
         connect_timeout: config.connect_timeout,
-        conformance: config.conformance,
+        application,
         tracker: tracker.clone(),
     });
-    Engine::new(config.engine, SioHandler(app), hub, shutdown, tracker)
+    Engine::new(config.engine, SioHandler(state), hub, shutdown, tracker)
 }
 
 /// The router serving Socket.IO at the configured path.
 pub fn router(
-    hub: Hub,
+    app: crate::app::Context,
     shutdown: CancellationToken,
     tracker: TaskTracker,
     config: SocketIoConfig,
 ) -> Router {
-    engine(hub, shutdown, tracker, config).router()
+    engine(app, shutdown, tracker, config).router()
 }
-
-/// See [`SioSession::connect`].
-const CONFORMANCE_AUTH_DELAY: Duration = Duration::from_millis(50);
 
 struct App {
     hub: Hub,
     connect_timeout: Duration,
-    conformance: bool,
+    application: Arc<dyn Application>,
     tracker: TaskTracker,
-}
-
-impl App {
-    fn namespace_exists(&self, nsp: &str) -> bool {
-        nsp == sio::DEFAULT_NAMESPACE || (self.conformance && nsp == "/custom")
-    }
 }
 
 struct SioHandler(Arc<App>);
@@ -275,7 +279,7 @@ impl SioSession {
 
     fn connect(&mut self, packet: &Packet) {
         let nsp = packet.nsp.as_str();
-        if !self.app.namespace_exists(nsp) {
+        if !self.app.application.has_namespace(nsp) {
             let mut s = String::from("4");
             write_connect_error(&mut s, nsp, "Invalid namespace");
             self.push(&[Frame::text(s)]);
@@ -301,20 +305,19 @@ impl SioSession {
             self.connected.wake.notify_one();
         }
         self.push(&[Frame::text(s)]);
-        if self.app.conformance {
-            // The suite's helper reads one WebSocket message per event-loop
-            // turn and drops a second one that arrives in the same read, so
-            // `auth` must not share a write with the CONNECT reply. The Node
-            // server sends it after the first write completes; a short delay
-            // gives the same separation even under load.
-            let auth = RawValue::from_string(auth.to_owned()).expect("decoder validated the JSON");
-            let mut s = String::from("4");
-            write_event(&mut s, nsp, None, "auth", &[auth], 0);
-            let outbox = self.outbox.clone();
-            self.app.tracker.spawn(async move {
-                tokio::time::sleep(CONFORMANCE_AUTH_DELAY).await;
-                let _ = outbox.push_one(Frame::text(s));
-            });
+        let auth = RawValue::from_string(auth.to_owned()).expect("decoder validated the JSON");
+        if let Some(socket) = self.socket(nsp) {
+            self.app
+                .application
+                .on_connect(&self.socket_ref(socket), &auth);
+        }
+    }
+
+    fn socket_ref<'a>(&'a self, socket: &'a Socket) -> SocketRef<'a> {
+        SocketRef {
+            conn: &socket.conn,
+            outbox: &self.outbox,
+            tracker: &self.app.tracker,
         }
     }
 
@@ -323,95 +326,23 @@ impl SioSession {
         let _ = self.outbox.push(frames);
     }
 
-    /// Sends an event with its attachments.
-    fn emit(&self, nsp: &str, event: &str, args: &[&RawValue], attachments: &[Bytes]) {
-        let mut s = String::from("4");
-        write_event(&mut s, nsp, None, event, args, attachments.len());
-        self.push_with_attachments(s, attachments);
-    }
-
-    /// Acknowledges with arguments and attachments.
-    fn ack(&self, nsp: &str, id: u64, args: &[&RawValue], attachments: &[Bytes]) {
-        let mut s = String::from("4");
-        write_ack(&mut s, nsp, id, args, attachments.len());
-        self.push_with_attachments(s, attachments);
-    }
-
-    /// Acknowledges with one JSON value, if an ack was requested.
-    fn reply(&self, nsp: &str, id: Option<u64>, value: serde_json::Value) {
-        let Some(id) = id else { return };
-        let raw = serde_json::value::to_raw_value(&value).expect("a JSON value serializes");
-        self.ack(nsp, id, &[&raw], &[]);
-    }
-
-    fn push_with_attachments(&self, text: String, attachments: &[Bytes]) {
-        let mut frames = Vec::with_capacity(1 + attachments.len());
-        frames.push(Frame::text(text));
-        frames.extend(attachments.iter().cloned().map(Frame::Binary));
-        self.push(&frames);
-    }
-
     fn on_event(&mut self, packet: &Packet, attachments: Vec<Bytes>) {
         let Ok(event) = packet.event() else {
             // The decoder only lets well-formed events through.
             Stats::bump(&self.app.hub.stats().bad_input);
             return;
         };
-        let nsp = packet.nsp.as_str();
-        let id = packet.id;
-        if self.app.conformance {
-            match event.name.as_ref() {
-                "message" => {
-                    self.emit(nsp, "message-back", &event.args, &attachments);
-                    return;
-                }
-                "message-with-ack" => {
-                    if let Some(id) = id {
-                        self.ack(nsp, id, &event.args, &attachments);
-                    }
-                    return;
-                }
-                _ => {}
-            }
-        }
-        let Some(socket) = self.socket(nsp) else {
+        let Some(socket) = self.socket(&packet.nsp) else {
             return;
         };
-        let ctx = app::Call {
-            conn: &socket.conn,
-            hub: &self.app.hub,
+        let call = EventCall {
+            name: event.name.as_ref(),
             args: &event.args,
-            attachments: &attachments,
+            attachments,
+            ack: packet.id,
         };
-        match app::handle(event.name.as_ref(), ctx) {
-            app::Outcome::Reply(value) => self.reply(nsp, id, value),
-            app::Outcome::Echo => {
-                if let Some(id) = id {
-                    self.ack(nsp, id, &event.args, &attachments);
-                }
-            }
-            app::Outcome::Later(answer) => {
-                let outbox = self.outbox.clone();
-                let nsp = nsp.to_string();
-                self.app.tracker.spawn(async move {
-                    let value = answer.await;
-                    if let Some(id) = id {
-                        let raw = serde_json::value::to_raw_value(&value)
-                            .expect("a JSON value serializes");
-                        let mut s = String::from("4");
-                        write_ack(&mut s, &nsp, id, &[&*raw], 0);
-                        let _ = outbox.push_one(Frame::text(s));
-                    }
-                });
-            }
-            app::Outcome::Unknown => {
-                Stats::bump(&self.app.hub.stats().bad_input);
-                self.reply(
-                    nsp,
-                    id,
-                    serde_json::json!({"ok": false, "error": "unknown event"}),
-                );
-            }
-        }
+        self.app
+            .application
+            .on_event(&self.socket_ref(socket), call);
     }
 }

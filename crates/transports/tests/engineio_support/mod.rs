@@ -42,9 +42,13 @@ pub async fn start(config: SocketIoConfig) -> TestServer {
     let tcp_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let http = http_listener.local_addr().unwrap();
     let tcp_addr = tcp_listener.local_addr().unwrap();
+    let app = volna_transports::app::Context {
+        hub: hub.clone(),
+        images: None,
+    };
     tokio::spawn(tcp::serve(
         tcp_listener,
-        hub.clone(),
+        app.clone(),
         Arc::new(TcpConfig::default()),
         shutdown.clone(),
         tracker.clone(),
@@ -53,7 +57,7 @@ pub async fn start(config: SocketIoConfig) -> TestServer {
         path: "/engine.io/".into(),
         ..config.engine.clone()
     };
-    let sio = socketio::engine(hub.clone(), shutdown.clone(), tracker.clone(), config);
+    let sio = socketio::engine(app.clone(), shutdown.clone(), tracker.clone(), config);
     let echo = Engine::new(
         echo_config,
         EchoHandler,

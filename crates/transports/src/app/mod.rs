@@ -1,0 +1,125 @@
+//! The application layer: every operation a client can ask for, applied to
+//! the hub in one place, whatever transport carried it.
+//!
+//! A transport only translates: it decodes its wire format into an [`Op`]
+//! (TCP lines in `tcp.rs`, `/ws` JSON in `ws.rs`, Socket.IO events in
+//! `socketio/chat.rs`), calls [`Op::apply`], and renders the [`Reply`] or
+//! [`AppError`] back in its own terms. Refusals are counted here, once, as
+//! bad input. What a transport adds on top is only its framing: which room
+//! a TCP line goes to, a `/ws` request's id, a Socket.IO ack id.
+//!
+//! # Layout
+//! - `op.rs`: [`Op`], the operations (and their table across transports);
+//! - `reply.rs`: [`Reply`] and [`AppError`];
+//! - this file: [`Context`] and [`Op::apply`].
+
+mod op;
+mod reply;
+
+use volna_hub::{BoxFuture, ClusterWho, Conn, Hub, HubError, Stats};
+
+pub use op::{Op, MAX_HISTORY};
+pub use reply::{AppError, Reply};
+
+use crate::images::{self, ImageService};
+
+/// What applying an operation needs besides the connection: shared by every
+/// transport of a server.
+#[derive(Clone)]
+pub struct Context {
+    /// The hub.
+    pub hub: Hub,
+    /// The thumbnail maker; `None` turns image sharing off.
+    pub images: Option<ImageService>,
+}
+
+/// The result of an operation.
+pub type Outcome = Result<Reply, AppError>;
+
+/// An applied operation: answered at once, or later (a cluster-wide `who`
+/// waits for the other nodes, an image for the worker pool).
+pub enum Applied {
+    /// The answer is ready.
+    Now(Outcome),
+    /// The answer comes when this future resolves. It holds no borrow of the
+    /// connection; the transport awaits it or spawns it, as its ordering
+    /// rules require.
+    Later(BoxFuture<Outcome>),
+}
+
+impl Op {
+    /// Applies the operation for `conn`. A refusal is counted as bad input.
+    pub fn apply(self, conn: &Conn, ctx: &Context) -> Applied {
+        let hub = conn.hub();
+        let now = match self {
+            Op::Nick { name } => conn.set_name(&name).map(|name| Reply::Nick { name }),
+            Op::Join { room } => conn.join(&room).map(Reply::Join),
+            Op::Leave { room } => conn
+                .leave(&room)
+                .map(|members| Reply::Leave { room, members }),
+            Op::Message {
+                room,
+                data,
+                include_self,
+            } => conn
+                .publish(&room, data, include_self)
+                .map(Reply::Published),
+            Op::Echo { data } => Ok(Reply::Echo(data)),
+            Op::Who { room } if hub.adapter().is_some() => {
+                let hub = hub.clone();
+                let nsp = conn.nsp().clone();
+                return Applied::Later(Box::pin(async move {
+                    let who = hub.who_cluster(&nsp, &room).await;
+                    counted(&hub, who_reply(room, who))
+                }));
+            }
+            Op::Who { room } => {
+                let who = ClusterWho::merge(hub.who(conn.nsp(), &room), None);
+                return Applied::Now(counted(hub, who_reply(room, who)));
+            }
+            Op::Rooms => Ok(Reply::Rooms(hub.rooms(conn.nsp()))),
+            Op::History { room, limit } => hub
+                .history(conn.nsp(), &room, limit.min(MAX_HISTORY))
+                .map(|messages| Reply::History {
+                    room: room.clone(),
+                    messages,
+                })
+                .ok_or(HubError::NoSuchRoom(room)),
+            Op::Image { room, name, bytes } => {
+                let hub = hub.clone();
+                let nsp = conn.nsp().clone();
+                let from = conn.id();
+                let service = ctx.images.clone();
+                return Applied::Later(Box::pin(async move {
+                    let shared =
+                        images::share(&hub, service.as_ref(), from, &nsp, &room, &name, bytes)
+                            .await
+                            .map(Reply::Published)
+                            .map_err(AppError::from);
+                    counted(&hub, shared)
+                }));
+            }
+        };
+        Applied::Now(counted(hub, now.map_err(AppError::from)))
+    }
+}
+
+fn who_reply(room: String, who: Option<ClusterWho>) -> Outcome {
+    match who {
+        Some(who) => Ok(Reply::Who { room, who }),
+        None => Err(HubError::NoSuchRoom(room).into()),
+    }
+}
+
+/// Counts a refusal as bad input.
+fn counted(hub: &Hub, outcome: Outcome) -> Outcome {
+    if outcome.is_err() {
+        Stats::bump(&hub.stats().bad_input);
+    }
+    outcome
+}
+
+/// Counts a request that could not even be decoded into an [`Op`].
+pub fn count_bad_input(hub: &Hub) {
+    Stats::bump(&hub.stats().bad_input);
+}

@@ -1,0 +1,98 @@
+//! The operations a client can ask for, whatever its transport.
+
+use bytes::Bytes;
+use volna_hub::Data;
+
+/// One operation, decoded from a TCP line, a `/ws` request or a Socket.IO
+/// event. Every field is already checked for its type; what only the hub
+/// can check (does the room exist, is the name free) is checked when the
+/// operation is applied ([`Op::apply`](super::Op::apply)).
+///
+/// | op        | TCP line            | `/ws` request                              | Socket.IO event                   |
+/// |-----------|---------------------|--------------------------------------------|-----------------------------------|
+/// | `Nick`    | `/nick NAME`        | `{"op":"nick","name"}`                     | `nick(name)`                      |
+/// | `Join`    | `/join ROOM`        | `{"op":"join","room"}`                     | `join(room)`                      |
+/// | `Leave`   | `/leave [ROOM]`     | `{"op":"leave","room"}`                    | `leave(room)`                     |
+/// | `Message` | a line, `/msg R T`  | `{"op":"message","room","data","self"?}`   | `message({room, data})`           |
+/// | `Echo`    | `/echo TEXT`        | `{"op":"echo","data"}`                     | `echo(...args)`                   |
+/// | `Who`     | `/who [ROOM]`       | `{"op":"who","room"}`                      | `who(room)`                       |
+/// | `Rooms`   | `/rooms`            | `{"op":"rooms"}`                           | `rooms()`                         |
+/// | `History` | `/history [N]`      | `{"op":"history","room","limit"?}`         | `history(room, n?)`               |
+/// | `Image`   | —  (text only)      | `{"op":"image","room","name"}` + 1 binary  | `image({room, name, data: <bin>})`|
+///
+/// The full table, with replies and error codes, is `docs/operations.md`.
+#[derive(Debug)]
+pub enum Op {
+    /// Take a new display name.
+    Nick {
+        /// The name asked for.
+        name: String,
+    },
+    /// Join (or create) a room.
+    Join {
+        /// The room.
+        room: String,
+    },
+    /// Leave a room.
+    Leave {
+        /// The room.
+        room: String,
+    },
+    /// Publish to a room the sender is in.
+    Message {
+        /// The room.
+        room: String,
+        /// The body, attachments included.
+        data: Data,
+        /// Whether the sender receives its own message too.
+        include_self: bool,
+    },
+    /// Answer the data back.
+    Echo {
+        /// What to answer.
+        data: Data,
+    },
+    /// The members of a room (on every node, in a cluster).
+    Who {
+        /// The room.
+        room: String,
+    },
+    /// Every room with its member count.
+    Rooms,
+    /// The last messages of a room.
+    History {
+        /// The room.
+        room: String,
+        /// At most this many, newest last.
+        limit: usize,
+    },
+    /// Share an image: a thumbnail is made on the worker pool and published.
+    Image {
+        /// The room.
+        room: String,
+        /// The file name shown to others (cleaned before use).
+        name: String,
+        /// The image file's bytes.
+        bytes: Bytes,
+    },
+}
+
+impl Op {
+    /// The operation's name, as every transport spells it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Op::Nick { .. } => "nick",
+            Op::Join { .. } => "join",
+            Op::Leave { .. } => "leave",
+            Op::Message { .. } => "message",
+            Op::Echo { .. } => "echo",
+            Op::Who { .. } => "who",
+            Op::Rooms => "rooms",
+            Op::History { .. } => "history",
+            Op::Image { .. } => "image",
+        }
+    }
+}
+
+/// Most messages one `history` request returns.
+pub const MAX_HISTORY: usize = 10_000;
