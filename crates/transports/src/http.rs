@@ -81,11 +81,11 @@ async fn health(
 
 /// Serves `router` on `listener` until `shutdown` is cancelled.
 ///
-/// With `VOLNA_RAW_WEBSOCKET=0` in the environment this is `axum::serve`;
-/// otherwise hyper's HTTP/1 server driven directly ([`crate::rawws::serve`]),
-/// which lets Engine.IO WebSockets run on the raw socket.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
-    if crate::rawws::enabled() {
+/// With `raw` this is hyper's HTTP/1 server driven directly
+/// ([`crate::rawws::serve`]), which lets Engine.IO WebSockets run on the raw
+/// socket; otherwise `axum::serve`.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken, raw: bool) {
+    if raw {
         return crate::rawws::serve(listener, router, shutdown).await;
     }
     // Real-time traffic: small frames must leave at once, not wait for

@@ -11,6 +11,7 @@
 //! `TaskTracker` so the server can wait for them to finish.
 
 pub mod app;
+pub mod close;
 pub mod engineio;
 pub mod http;
 pub mod images;

@@ -39,16 +39,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use volna_hub::{clock_ms, DirectSink, Frame, Outbox};
 
-/// Whether the raw WebSocket path is on: yes unless the environment says
-/// `VOLNA_RAW_WEBSOCKET=0` (then the HTTP server is `axum::serve` and
-/// Engine.IO WebSockets use axum's tungstenite-based ones).
-pub fn enabled() -> bool {
-    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ON.get_or_init(|| {
-        std::env::var("VOLNA_RAW_WEBSOCKET").map_or(true, |v| v != "0" && v != "false")
-    })
-}
-
 /// Marks a request served by [`serve`]: its upgrade yields a `TcpStream`.
 #[derive(Debug, Clone, Copy)]
 pub struct RawCapable;

@@ -1102,24 +1102,13 @@ fn classify(e: &axum::Error) -> Option<(&'static str, String)> {
 /// plus the error frame that goes before it; `None` when no close frame is
 /// due (the client left, or the socket is gone).
 fn close_for(reason: &CloseReason) -> Option<(u16, String, Option<String>)> {
-    let (code, error) = match reason {
+    let error = match reason {
         CloseReason::ClientQuit | CloseReason::TransportClosed => return None,
-        CloseReason::SlowConsumer { .. } => (1008, Some("slow-consumer")),
-        CloseReason::ServerShutdown => (1001, None),
-        CloseReason::Timeout => (1001, Some("timeout")),
-        CloseReason::ProtocolError(why) => {
-            let code = if why.starts_with("too-large") {
-                1009
-            } else if why.starts_with("bad-utf8") {
-                1007
-            } else if why.starts_with("protocol-error") {
-                1002
-            } else {
-                1008
-            };
-            (code, None)
-        }
+        CloseReason::SlowConsumer { .. } => Some("slow-consumer"),
+        CloseReason::Timeout => Some("timeout"),
+        CloseReason::ServerShutdown | CloseReason::ProtocolError(_) => None,
     };
+    let code = crate::close::websocket_close_code(reason);
     let full = reason.to_string();
     let error = error.map(|c| error_json(None, None, c, &full, true));
     Some((code, truncate_reason(full), error))

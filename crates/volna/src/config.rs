@@ -190,6 +190,10 @@ pub struct ServeArgs {
     /// broadcasts together when it has passed; replies are never held; doubled for a client that got 8+ frames in its last write; 0 = off, at most 300 [default: 15].
     #[arg(long, env = "VOLNA_COALESCE_MS")]
     pub coalesce_ms: Option<u64>,
+    /// Serve Engine.IO WebSockets on volna's lean raw path (`true`) or on axum's tungstenite-based
+    /// WebSocket (`false`, for comparison) [default: true].
+    #[arg(long, env = "VOLNA_RAW_WEBSOCKET", action = clap::ArgAction::Set)]
+    pub raw_websocket: Option<bool>,
     /// Threads that make image thumbnails [default: the number of CPUs].
     #[arg(long, env = "VOLNA_IMAGE_WORKERS")]
     pub image_workers: Option<usize>,
@@ -276,6 +280,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.cors_origins.clone().or(file.cors_origins) {
             sio.engine.cors_origins = v.into_iter().filter(|o| !o.is_empty()).collect();
+        }
+        if let Some(v) = self.raw_websocket {
+            sio.engine.raw_websocket = v;
         }
         if let Some(v) = self.coalesce_ms.or(file.coalesce_ms) {
             let max = u64::from(volna_transports::rawws::MAX_HOLD_MS);

@@ -194,7 +194,8 @@ impl Server {
         } else {
             router
         };
-        let http_task = tokio::spawn(http::serve(http_listener, router, shutdown.clone()));
+        let raw = config.socketio.engine.raw_websocket;
+        let http_task = tokio::spawn(http::serve(http_listener, router, shutdown.clone(), raw));
         tracing::info!(%tcp_addr, %http_addr, "volna {} listening", env!("CARGO_PKG_VERSION"));
         Ok(Server {
             tcp_addr,

@@ -233,6 +233,63 @@ for (const tc of TRANSPORT_CASES) {
       assert.equal(atB.length, 0, `b saw: ${JSON.stringify(atB)}`);
     });
 
+    it("rooms lists each room with its member count", TEST, async () => {
+      const room = uniqueRoom();
+      const a = await conn();
+      const b = await conn();
+      await call(a, "join", room);
+      await call(b, "join", room);
+      const ack = await call(a, "rooms");
+      assert.equal(ack.ok, true, JSON.stringify(ack));
+      const mine = ack.rooms.filter((r) => r.room === room);
+      assert.deepEqual(mine, [{ room, count: 2 }]);
+    });
+
+    it("history acks the last messages as they were delivered, binary included", TEST, async () => {
+      const room = uniqueRoom();
+      const a = await conn();
+      await call(a, "join", room);
+      const blob = Buffer.from([7, 0, 7]);
+      await call(a, "message", { room, data: "first" });
+      await call(a, "message", { room, data: { blob } });
+      await call(a, "message", { room, data: { two: [Buffer.from([1]), Buffer.from([2, 2])] } });
+      const all = await call(a, "history", room);
+      assert.equal(all.ok, true, JSON.stringify(all));
+      assert.equal(all.room, room);
+      assert.deepEqual(all.messages.map((m) => m.offset), [1, 2, 3]);
+      all.messages.forEach((m) => assertMessage(m, room));
+      assert.equal(all.messages[0].data, "first");
+      assert.deepEqual(all.messages[1].data.blob, blob);
+      assert.deepEqual(all.messages[2].data.two, [Buffer.from([1]), Buffer.from([2, 2])]);
+      const last = await call(a, "history", room, 1);
+      assert.deepEqual(last.messages.map((m) => m.offset), [3]);
+      assertErrorAck(await call(a, "history", uniqueRoom("missing")), "no-such-room");
+    });
+
+    it("image shares a thumbnail made on the worker pool", TEST, async () => {
+      const room = uniqueRoom();
+      const a = await conn();
+      const b = await conn();
+      await call(a, "join", room);
+      await call(b, "join", room);
+      // A 1×1 PNG.
+      const png = Buffer.from(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==",
+        "base64",
+      );
+      const got = waitFor(b, "message", (m) => m && m.room === room);
+      const ack = await call(a, "image", { room, name: "dot.png", data: png });
+      assert.equal(ack.ok, true, JSON.stringify(ack));
+      assert.equal(ack.room, room);
+      const m = await got;
+      assert.equal(m.offset, ack.offset);
+      assert.equal(m.data.image.name, "dot.png");
+      assert.equal(m.data.image.format, "png");
+      assert.equal(m.data.image.width, 1);
+      assert.ok(Buffer.isBuffer(m.data.image.thumb) && m.data.image.thumb.length > 0);
+      assertErrorAck(await call(a, "image", { room, name: "junk.png", data: Buffer.from("not an image") }));
+    });
+
     it("leave acks and stops delivery", TEST, async () => {
       const room = uniqueRoom();
       const a = await conn();
@@ -240,7 +297,7 @@ for (const tc of TRANSPORT_CASES) {
       await call(a, "join", room);
       await call(b, "join", room);
       const leave = await call(b, "leave", room);
-      assert.deepEqual(leave, { ok: true, room });
+      assert.deepEqual(leave, { ok: true, room, members: 1 });
       const atB = collect(b, "message");
       const own = waitFor(a, "message", (m) => m && m.room === room);
       await call(a, "message", { room, data: "after leave" });

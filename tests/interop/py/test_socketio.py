@@ -379,12 +379,46 @@ class _TransportCase:
         time.sleep(0.2)
         self.assertEqual(b.drain("message"), [])
 
+    def test_rooms_and_history(self):
+        room = unique_room()
+        a = self.connect()
+        a.call("join", room)
+        a.call("message", {"room": room, "data": "first"})
+        a.call("message", {"room": room, "data": {"blob": b"\x00\x01"}})
+        rooms = a.call("rooms")
+        self.assertTrue(rooms["ok"], rooms)
+        self.assertIn({"room": room, "count": 1}, rooms["rooms"])
+        h = a.call("history", room)
+        self.assertTrue(h["ok"], h)
+        self.assertEqual([m["offset"] for m in h["messages"]], [1, 2])
+        self.assertEqual(h["messages"][0]["data"], "first")
+        self.assertEqual(h["messages"][1]["data"]["blob"], b"\x00\x01")
+        last = a.sio.call("history", (room, 1), timeout=WAIT)
+        self.assertEqual([m["offset"] for m in last["messages"]], [2])
+
+    def test_image_shares_a_thumbnail(self):
+        import base64
+
+        room = unique_room()
+        a, b = self.connect(), self.connect()
+        a.call("join", room)
+        b.call("join", room)
+        png = base64.b64decode(
+            "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+        )
+        ack = a.call("image", {"room": room, "name": "dot.png", "data": png})
+        self.assertTrue(ack["ok"], ack)
+        m = b.next("message", lambda m: m.get("room") == room)
+        self.assertEqual(m["offset"], ack["offset"])
+        self.assertEqual(m["data"]["image"]["format"], "png")
+        self.assertIsInstance(m["data"]["image"]["thumb"], bytes)
+
     def test_leave_acks_and_stops_delivery(self):
         room = unique_room()
         a, b = self.connect(), self.connect()
         a.call("join", room)
         b.call("join", room)
-        self.assertEqual(b.call("leave", room), {"ok": True, "room": room})
+        self.assertEqual(b.call("leave", room), {"ok": True, "room": room, "members": 1})
         a.call("message", {"room": room, "data": "after leave"})
         a.next("message", lambda m: m.get("room") == room)
         time.sleep(0.2)

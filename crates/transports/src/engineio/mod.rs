@@ -71,7 +71,7 @@ pub struct EngineConfig {
     /// Bounds of each session's outgoing queue.
     pub outbox: OutboxLimits,
     /// Serve WebSockets on the raw socket (see `websocket.rs`) when the HTTP
-    /// server allows it. Defaults to on unless `VOLNA_RAW_WEBSOCKET=0`.
+    /// server allows it. Defaults to true.
     pub raw_websocket: bool,
     /// Broadcast coalescing on raw WebSockets: a connection written to less
     /// than this ago gets its next broadcast frames together once this has
@@ -90,7 +90,7 @@ impl Default for EngineConfig {
             upgrade_timeout: Duration::from_secs(10),
             cors_origins: Vec::new(),
             outbox: OutboxLimits::default(),
-            raw_websocket: crate::rawws::enabled(),
+            raw_websocket: true,
             coalesce: Duration::from_millis(15),
         }
     }

@@ -8,7 +8,7 @@
 //!   [`volna_hub::DirectSink`]), its writer task coalescing the rest into
 //!   vectored writes;
 //! - axum's WebSocket (tokio-tungstenite), used when the raw path is off
-//!   (`EngineConfig::raw_websocket`, `VOLNA_RAW_WEBSOCKET=0`) or the
+//!   (`EngineConfig::raw_websocket`; `volna serve --raw-websocket false`) or the
 //!   connection did not come through [`crate::rawws::serve`].
 
 use std::sync::Arc;
@@ -196,15 +196,6 @@ fn close_message(code: u16, reason: &'static str) -> Message {
     }))
 }
 
-fn close_code(reason: &CloseReason) -> u16 {
-    match reason {
-        CloseReason::ServerShutdown => 1001,
-        CloseReason::ProtocolError(_) => 1002,
-        CloseReason::SlowConsumer { .. } => 1008,
-        _ => 1000,
-    }
-}
-
 /// Drains the outbox into the socket, one flush per batch.
 async fn write_loop(session: &Session, tx: &mut Tx) {
     let mut batch = Vec::new();
@@ -229,7 +220,10 @@ async fn write_loop(session: &Session, tx: &mut Tx) {
         }
         if let Batch::Closed(reason) = result {
             let _ = tx
-                .send(close_message(close_code(&reason), reason.code()))
+                .send(close_message(
+                    crate::close::websocket_close_code(&reason),
+                    reason.code(),
+                ))
                 .await;
             return;
         }
@@ -400,7 +394,9 @@ async fn write_loop_raw(session: &Session, sock: &WsSocket) {
             batch = Vec::new();
         }
         if let Batch::Closed(reason) = result {
-            let code = sock.close_code().unwrap_or_else(|| close_code(&reason));
+            let code = sock
+                .close_code()
+                .unwrap_or_else(|| crate::close::websocket_close_code(&reason));
             let _ = Box::pin(sock.write_close(code, reason.code())).await;
             return;
         }

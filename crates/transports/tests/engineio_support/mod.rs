@@ -70,6 +70,7 @@ pub async fn start(config: SocketIoConfig) -> TestServer {
         http_listener,
         router,
         shutdown.clone(),
+        true,
     ));
     TestServer {
         http,
