@@ -336,38 +336,14 @@ struct Envelope<'a> {
     include_self: Option<&'a RawValue>,
 }
 
-/// What a valid request asks for.
-#[derive(Debug)]
-enum Action {
-    Nick(String),
-    Join(String),
-    Leave(String),
-    Message {
-        room: String,
-        data: Box<RawValue>,
-        include_self: bool,
-    },
-    Echo(Box<RawValue>),
-    Who(String),
-    Rooms,
-    History {
-        room: String,
-        limit: usize,
-    },
-    /// Share an image (its bytes are the one attachment) with a room.
-    Image {
-        room: String,
-        name: String,
-    },
-}
-
 /// A parsed request. `id` is the raw JSON of the client's id (a number or a
 /// string), echoed back in the reply.
 #[derive(Debug)]
 struct Request {
     id: Option<String>,
     op: &'static str,
-    action: Action,
+    /// The operation, without its binary parts yet (see [`with_parts`]).
+    action: Op,
     attachments: usize,
 }
 
@@ -533,11 +509,19 @@ fn parse_request(text: &str, cfg: &WsConfig) -> Result<Request, ReqError> {
         ));
     }
     let action = match op {
-        "nick" => Action::Nick(string_field(&id, "name", env.name)?),
-        "join" => Action::Join(string_field(&id, "room", env.room)?),
-        "leave" => Action::Leave(string_field(&id, "room", env.room)?),
-        "who" => Action::Who(string_field(&id, "room", env.room)?),
-        "rooms" => Action::Rooms,
+        "nick" => Op::Nick {
+            name: string_field(&id, "name", env.name)?,
+        },
+        "join" => Op::Join {
+            room: string_field(&id, "room", env.room)?,
+        },
+        "leave" => Op::Leave {
+            room: string_field(&id, "room", env.room)?,
+        },
+        "who" => Op::Who {
+            room: string_field(&id, "room", env.room)?,
+        },
+        "rooms" => Op::Rooms,
         "history" => {
             let room = string_field(&id, "room", env.room)?;
             let limit = match env.limit {
@@ -555,7 +539,7 @@ fn parse_request(text: &str, cfg: &WsConfig) -> Result<Request, ReqError> {
                     }
                 },
             };
-            Action::History { room, limit }
+            Op::History { room, limit }
         }
         "message" => {
             let room = string_field(&id, "room", env.room)?;
@@ -584,9 +568,12 @@ fn parse_request(text: &str, cfg: &WsConfig) -> Result<Request, ReqError> {
                     }
                 },
             };
-            Action::Message {
+            Op::Message {
                 room,
-                data: data.to_owned(),
+                data: Data {
+                    json: data.to_owned(),
+                    attachments: Vec::new(),
+                },
                 include_self,
             }
         }
@@ -601,7 +588,12 @@ fn parse_request(text: &str, cfg: &WsConfig) -> Result<Request, ReqError> {
                     ..bad(id, why)
                 });
             }
-            Action::Echo(data)
+            Op::Echo {
+                data: Data {
+                    json: data,
+                    attachments: Vec::new(),
+                },
+            }
         }
         "image" => {
             let room = string_field(&id, "room", env.room)?;
@@ -609,7 +601,11 @@ fn parse_request(text: &str, cfg: &WsConfig) -> Result<Request, ReqError> {
                 None => "image".to_string(),
                 Some(raw) => string_field(&id, "name", Some(raw))?,
             };
-            Action::Image { room, name }
+            Op::Image {
+                room,
+                name,
+                bytes: Bytes::new(),
+            }
         }
         _ => unreachable!("every op in OPS is handled"),
     };
@@ -663,7 +659,7 @@ struct Pending {
     id: Option<String>,
     op: &'static str,
     /// `None` when the request was refused and its frames are only skipped.
-    action: Option<Action>,
+    action: Option<Op>,
     expected: usize,
     received: usize,
     bytes: usize,
@@ -806,38 +802,8 @@ impl Session<'_> {
 
     /// Applies a decoded request; its reply (now, or when a cluster-wide
     /// `who` or an image is done) carries the request's id.
-    fn execute(&self, id: Option<&str>, op: &'static str, action: Action, parts: Vec<Bytes>) {
-        let op_value = match action {
-            Action::Nick(name) => Op::Nick { name },
-            Action::Join(room) => Op::Join { room },
-            Action::Leave(room) => Op::Leave { room },
-            Action::Who(room) => Op::Who { room },
-            Action::Rooms => Op::Rooms,
-            Action::History { room, limit } => Op::History { room, limit },
-            Action::Message {
-                room,
-                data,
-                include_self,
-            } => Op::Message {
-                room,
-                data: Data {
-                    json: data,
-                    attachments: parts,
-                },
-                include_self,
-            },
-            Action::Echo(data) => Op::Echo {
-                data: Data {
-                    json: data,
-                    attachments: parts,
-                },
-            },
-            Action::Image { room, name } => Op::Image {
-                room,
-                name,
-                bytes: parts.into_iter().next().unwrap_or_default(),
-            },
-        };
+    fn execute(&self, id: Option<&str>, op: &'static str, action: Op, parts: Vec<Bytes>) {
+        let op_value = with_parts(action, parts);
         match op_value.apply(self.conn, self.app) {
             Applied::Now(outcome) => {
                 let frames = render(id, op, outcome, self.cfg, self.in_cluster());
@@ -917,6 +883,36 @@ impl Session<'_> {
                 }
             }
         }
+    }
+}
+
+/// Gives a decoded operation the binary frames that followed its request.
+fn with_parts(op: Op, parts: Vec<Bytes>) -> Op {
+    match op {
+        Op::Message {
+            room,
+            data,
+            include_self,
+        } => Op::Message {
+            room,
+            data: Data {
+                json: data.json,
+                attachments: parts,
+            },
+            include_self,
+        },
+        Op::Echo { data } => Op::Echo {
+            data: Data {
+                json: data.json,
+                attachments: parts,
+            },
+        },
+        Op::Image { room, name, .. } => Op::Image {
+            room,
+            name,
+            bytes: parts.into_iter().next().unwrap_or_default(),
+        },
+        other => other,
     }
 }
 
@@ -1408,7 +1404,7 @@ mod tests {
         let cfg = WsConfig::default();
         let r = parse_request(r#"{"op":"join","room":"lobby","id":7}"#, &cfg).unwrap();
         assert_eq!(r.id.as_deref(), Some("7"));
-        assert!(matches!(r.action, Action::Join(ref room) if room == "lobby"));
+        assert!(matches!(r.action, Op::Join { ref room } if room == "lobby"));
         let e = parse_request("{nope", &cfg).unwrap_err();
         assert_eq!(e.code, "bad-json");
         let e = parse_request("[1]", &cfg).unwrap_err();
