@@ -13,26 +13,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::event::{Data, MemberInfo, Message, Presence};
-use crate::hub::{ConnId, Hub};
+use crate::event::{ConnId, MemberInfo, Message, Presence};
 
 /// A boxed future, as [`Adapter`] methods return them.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// An event from another server that is not one of volna's own kinds, e.g.
-/// `io.to("room").emit("news", x)` on a Node.js Socket.IO server. Socket.IO
-/// clients receive it verbatim; the other transports render it generically.
-#[derive(Debug, Clone)]
-pub struct Emit {
-    pub nsp: Arc<str>,
-    /// The room it was sent to, when exactly one (for display only).
-    pub room: Option<Arc<str>>,
-    /// The event name.
-    pub event: Arc<str>,
-    /// The arguments: `json` is a JSON array whose binary parts are
-    /// Socket.IO placeholders indexing `attachments`.
-    pub args: Data,
-}
 
 /// A room broadcast originated by this node, for the adapter to forward.
 #[derive(Debug, Clone)]
@@ -114,19 +98,5 @@ pub trait Adapter: Send + Sync + 'static {
     /// Figures for `/health`.
     fn health(&self) -> serde_json::Value {
         serde_json::Value::Null
-    }
-}
-
-impl Hub {
-    /// Cluster-aware [`Hub::who`]: the members of `room` on this node and,
-    /// with an adapter, on every other node (waiting for their answers at
-    /// most the adapter's timeout). `None` when nobody anywhere is in it.
-    pub async fn who_cluster(&self, nsp: &str, room: &str) -> Option<ClusterWho> {
-        let local = self.who(nsp, room);
-        let remote = match self.adapter() {
-            Some(adapter) => Some(adapter.who(nsp, room).await),
-            None => None,
-        };
-        ClusterWho::merge(local, remote)
     }
 }

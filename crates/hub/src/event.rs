@@ -5,8 +5,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::value::RawValue;
 
-use crate::hub::ConnId;
 use crate::outbox::Frame;
+
+/// A connection's id, unique for the life of the process.
+pub type ConnId = u64;
 
 /// Who a member is, as other members see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +104,7 @@ pub enum Event<'a> {
     Presence(&'a Presence),
     /// An event from another server, delivered verbatim (see
     /// [`crate::Emit`]).
-    Emit(&'a crate::adapter::Emit),
+    Emit(&'a Emit),
 }
 
 /// Turns hub events into the frames of one wire format.
@@ -118,4 +120,19 @@ pub trait Codec: Send + Sync + 'static {
     /// Appends the frames for `event` to `out`. May append nothing when the
     /// format has no representation for the event.
     fn encode(&self, event: &Event<'_>, out: &mut Vec<Frame>);
+}
+
+/// An event from another server that is not one of volna's own kinds, e.g.
+/// `io.to("room").emit("news", x)` on a Node.js Socket.IO server. Socket.IO
+/// clients receive it verbatim; the other transports render it generically.
+#[derive(Debug, Clone)]
+pub struct Emit {
+    pub nsp: Arc<str>,
+    /// The room it was sent to, when exactly one (for display only).
+    pub room: Option<Arc<str>>,
+    /// The event name.
+    pub event: Arc<str>,
+    /// The arguments: `json` is a JSON array whose binary parts are
+    /// Socket.IO placeholders indexing `attachments`.
+    pub args: Data,
 }

@@ -6,13 +6,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use volna_protocols::line::{validate_name, NameError};
 
-use crate::adapter::{Adapter, Outgoing};
-use crate::event::{Codec, Data, Event, MemberInfo, Message, Presence, PresenceKind};
+use crate::adapter::{Adapter, ClusterWho, Outgoing};
+use crate::event::{Codec, ConnId, Data, Event, MemberInfo, Message, Presence, PresenceKind};
 use crate::outbox::{CloseReason, Frame, Outbox, PushError};
 use crate::stats::Stats;
-
-/// A connection's id, unique for the life of the process.
-pub type ConnId = u64;
 
 /// Settings of the hub.
 #[derive(Debug, Clone)]
@@ -837,6 +834,20 @@ impl std::fmt::Debug for Conn {
             .field("id", &self.id)
             .field("nsp", &self.nsp)
             .finish()
+    }
+}
+
+impl Hub {
+    /// Cluster-aware [`Hub::who`]: the members of `room` on this node and,
+    /// with an adapter, on every other node (waiting for their answers at
+    /// most the adapter's timeout). `None` when nobody anywhere is in it.
+    pub async fn who_cluster(&self, nsp: &str, room: &str) -> Option<ClusterWho> {
+        let local = self.who(nsp, room);
+        let remote = match self.adapter() {
+            Some(adapter) => Some(adapter.who(nsp, room).await),
+            None => None,
+        };
+        ClusterWho::merge(local, remote)
     }
 }
 

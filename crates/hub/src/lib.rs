@@ -13,10 +13,12 @@
 //!
 //! ## Layout
 //! - `outbox.rs`: the bounded per-connection queue and the slow-consumer policy.
-//! - `event.rs`: what the hub broadcasts ([`Message`], [`Presence`]) and the
-//!   [`Codec`] trait.
+//! - `event.rs`: leaf types — connection ids, what the hub broadcasts
+//!   ([`Message`], [`Presence`]) and the [`Codec`] trait.
+//! - `adapter.rs`: the cluster seam ([`Adapter`]) and the shapes it carries
+//!   (no import of `hub.rs`, so the modules form no circle).
 //! - `hub.rs`: the [`Hub`] itself: namespaces, rooms, offsets, presence,
-//!   history, broadcast.
+//!   history, broadcast, cluster-wide `who`.
 //! - `stats.rs`: counters every layer can bump and read.
 //!
 //! ## Ordering and offsets
@@ -37,9 +39,9 @@ mod hub;
 mod outbox;
 mod stats;
 
-pub use adapter::{Adapter, BoxFuture, ClusterWho, Emit, Outgoing, RemoteMembers, WhoMember};
-pub use event::{Codec, Data, Event, MemberInfo, Message, Presence, PresenceKind};
-pub use hub::{Conn, ConnId, Hub, HubConfig, HubError, JoinInfo, RoomInfo, JOIN_SAMPLE};
+pub use adapter::{Adapter, BoxFuture, ClusterWho, Outgoing, RemoteMembers, WhoMember};
+pub use event::{Codec, ConnId, Data, Emit, Event, MemberInfo, Message, Presence, PresenceKind};
+pub use hub::{Conn, Hub, HubConfig, HubError, JoinInfo, RoomInfo, JOIN_SAMPLE};
 pub use outbox::{
     clock_ms, Batch, CloseReason, DirectSink, Frame, Outbox, OutboxLimits, PushError,
 };
