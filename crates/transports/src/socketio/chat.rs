@@ -83,13 +83,21 @@ impl Application for Chat {
     }
 }
 
-/// The first argument as a string.
-fn string_arg(event: &EventCall<'_>, what: &str) -> Result<String, AppError> {
+/// The first argument, read as a `T`; refused as "`<event>` needs `what`".
+fn first_arg<T: serde::de::DeserializeOwned>(
+    event: &EventCall<'_>,
+    what: &str,
+) -> Result<T, AppError> {
     event
         .args
         .first()
-        .and_then(|a| serde_json::from_str::<String>(a.get()).ok())
+        .and_then(|a| serde_json::from_str::<T>(a.get()).ok())
         .ok_or_else(|| AppError::bad_request(format!("{} needs {what}", event.name)))
+}
+
+/// The first argument as a string.
+fn string_arg(event: &EventCall<'_>, what: &str) -> Result<String, AppError> {
+    first_arg(event, what)
 }
 
 #[derive(Deserialize)]
@@ -153,11 +161,7 @@ fn decode(event: &EventCall<'_>) -> Result<Option<Op>, AppError> {
             }
         }
         "message" => {
-            let arg = event
-                .args
-                .first()
-                .and_then(|a| serde_json::from_str::<MessageArg>(a.get()).ok())
-                .ok_or_else(|| AppError::bad_request("message needs {room, data}"))?;
+            let arg: MessageArg = first_arg(event, "{room, data}")?;
             let json = arg
                 .data
                 .unwrap_or_else(|| RawValue::from_string("null".into()).expect("valid JSON"));
@@ -169,11 +173,7 @@ fn decode(event: &EventCall<'_>) -> Result<Option<Op>, AppError> {
             }
         }
         "image" => {
-            let arg = event
-                .args
-                .first()
-                .and_then(|a| serde_json::from_str::<ImageArg>(a.get()).ok())
-                .ok_or_else(|| AppError::bad_request("image needs {room, name, data: <binary>}"))?;
+            let arg: ImageArg = first_arg(event, "{room, name, data: <binary>}")?;
             let bytes = arg
                 .data
                 .as_object()
