@@ -14,5 +14,7 @@
 //! - [`socketio`]: Socket.IO v5 packets, including binary placeholders.
 
 pub mod engineio;
+pub mod json;
 pub mod line;
 pub mod socketio;
+pub mod websocket;

@@ -49,6 +49,9 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use crate::json::push_json_string;
+use crate::json::{self, for_each_placeholder, InvalidPlaceholder};
+
 /// The Socket.IO protocol revision implemented here.
 pub const PROTOCOL_VERSION: u8 = 5;
 
@@ -595,35 +598,6 @@ fn unescape_token(token: &str) -> Result<Cow<'_, str>, Error> {
     }
 }
 
-/// Appends `s` as a JSON string literal (quotes included), escaping like
-/// `JSON.stringify`.
-pub fn push_json_string(out: &mut String, s: &str) {
-    out.push('"');
-    let mut start = 0;
-    for (i, byte) in s.bytes().enumerate() {
-        let escape: &str = match byte {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
-        };
-        out.push_str(&s[start..i]);
-        if escape.is_empty() {
-            let _ = write!(out, "\\u{:04x}", byte);
-        } else {
-            out.push_str(escape);
-        }
-        start = i + 1;
-    }
-    out.push_str(&s[start..]);
-    out.push('"');
-}
-
 /// Writes `<kind>[<attachments>-][<nsp>,][<id>]`.
 fn write_header(
     out: &mut String,
@@ -790,41 +764,6 @@ pub fn encode_disconnect(nsp: &str) -> String {
     out
 }
 
-/// The placeholder standing for attachment `num`:
-/// `{"_placeholder":true,"num":<num>}`.
-pub fn placeholder(num: usize) -> Box<RawValue> {
-    RawValue::from_string(format!("{{\"_placeholder\":true,\"num\":{num}}}"))
-        .expect("placeholder JSON is valid")
-}
-
-/// Calls `f` with the `num` of every placeholder in `value`, in document
-/// order. Fails on a placeholder whose `num` is not a non-negative integer.
-fn for_each_placeholder(
-    value: &Value,
-    mut f: impl FnMut(u64) -> Result<(), Error>,
-) -> Result<(), Error> {
-    // Iterative, so arbitrarily deep values cannot overflow the stack.
-    let mut stack = vec![value];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::Array(items) => stack.extend(items.iter().rev()),
-            Value::Object(map) => {
-                if map.get("_placeholder") == Some(&Value::Bool(true)) {
-                    let num = map
-                        .get("num")
-                        .and_then(Value::as_u64)
-                        .ok_or(Error::InvalidPlaceholder)?;
-                    f(num)?;
-                } else {
-                    stack.extend(map.values().rev());
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 /// Counts the `{"_placeholder":true,"num":N}` objects in `value`.
 ///
 /// Fails with [`Error::InvalidPlaceholder`] on a placeholder whose `num` is
@@ -833,7 +772,7 @@ pub fn count_placeholders(value: &Value) -> Result<usize, Error> {
     let mut count = 0;
     for_each_placeholder(value, |_| {
         count += 1;
-        Ok(())
+        Ok::<(), Error>(())
     })?;
     Ok(count)
 }
@@ -854,7 +793,7 @@ pub fn validate_placeholders(value: &Value, attachments: usize) -> Result<(), Er
             });
         }
         found += 1;
-        Ok(())
+        Ok::<(), Error>(())
     })?;
     if found == attachments {
         Ok(())
@@ -869,7 +808,7 @@ pub fn validate_placeholders(value: &Value, attachments: usize) -> Result<(), Er
 pub fn validate_placeholders_raw(data: &RawValue, attachments: usize) -> Result<(), Error> {
     // Fast path: no placeholder key can be present (not even escaped).
     let text = data.get();
-    if !text.contains("_placeholder") && !text.contains('\\') {
+    if !json::may_hold_placeholders(text) {
         return if attachments == 0 {
             Ok(())
         } else {
@@ -880,6 +819,12 @@ pub fn validate_placeholders_raw(data: &RawValue, attachments: usize) -> Result<
     }
     let value: Value = serde_json::from_str(data.get()).map_err(Error::InvalidJson)?;
     validate_placeholders(&value, attachments)
+}
+
+impl From<InvalidPlaceholder> for Error {
+    fn from(_: InvalidPlaceholder) -> Self {
+        Error::InvalidPlaceholder
+    }
 }
 
 /// Collects the binary attachments that follow a BINARY_EVENT or
@@ -984,6 +929,7 @@ impl BinaryAssembler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::json::placeholder;
 
     fn raw(s: &str) -> Box<RawValue> {
         RawValue::from_string(s.to_owned()).unwrap()
@@ -1321,24 +1267,6 @@ mod tests {
         write_event(&mut out, "/", None, "m", &[&*one], 0);
         assert_eq!(out, r#"42["m",1]"#);
         assert_eq!(encode_connect("/", "a\"b"), r#"0{"sid":"a\"b"}"#);
-    }
-
-    #[test]
-    fn push_json_string_matches_serde() {
-        let samples = [
-            "",
-            "plain",
-            "\u{0}\u{7f}",
-            "tab\there",
-            "ünïcødé 🎉",
-            "\\\"",
-            "\u{1b}[0m",
-        ];
-        for s in samples {
-            let mut out = String::new();
-            push_json_string(&mut out, s);
-            assert_eq!(out, serde_json::to_string(s).unwrap(), "{s:?}");
-        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::value::RawValue;
 use serde_json::Value;
-use volna_protocols::{engineio, socketio};
+use volna_protocols::{engineio, json, socketio};
 
 // ---------------------------------------------------------------- strategies
 
@@ -59,7 +59,7 @@ fn arb_event_name() -> impl Strategy<Value = Value> {
 /// Arguments with `n` placeholders spliced in (some nested in objects).
 fn with_placeholders(mut args: Vec<Value>, n: usize, nest: Vec<bool>) -> Vec<Value> {
     for num in 0..n {
-        let ph: Value = serde_json::from_str(socketio::placeholder(num).get()).unwrap();
+        let ph: Value = serde_json::from_str(json::placeholder(num).get()).unwrap();
         if nest.get(num).copied().unwrap_or(false) {
             args.push(serde_json::json!({ "file": ph, "n": num }));
         } else {
@@ -327,7 +327,7 @@ proptest! {
     #[test]
     fn json_string_escaping_matches_serde(s in any::<String>()) {
         let mut out = String::new();
-        socketio::push_json_string(&mut out, &s);
+        json::push_json_string(&mut out, &s);
         prop_assert_eq!(out, serde_json::to_string(&s).unwrap());
     }
 }

@@ -37,7 +37,7 @@ use volna_hub::{
     Stats,
 };
 
-use volna_protocols::socketio::push_json_string;
+use volna_protocols::json::{self, push_json_string};
 
 use crate::app::{Applied, Context, Op, Outcome, Reply};
 use crate::http::HttpState;
@@ -621,34 +621,27 @@ fn parse_request(text: &str, cfg: &WsConfig) -> Result<Request, ReqError> {
 /// one of the `n` announced attachments, as a Socket.IO receiver requires.
 fn check_placeholders(data: &RawValue, n: usize) -> Result<(), String> {
     let raw = data.get();
-    if n == 0 && !raw.contains("_placeholder") {
+    if n == 0 && !json::may_hold_placeholders(raw) {
         return Ok(());
     }
     let value: serde_json::Value =
         serde_json::from_str(raw).map_err(|e| format!("data could not be read: {e}"))?;
-    walk_placeholders(&value, n)
-}
-
-fn walk_placeholders(v: &serde_json::Value, n: usize) -> Result<(), String> {
-    match v {
-        serde_json::Value::Array(items) => items.iter().try_for_each(|i| walk_placeholders(i, n)),
-        serde_json::Value::Object(map) => {
-            if map.get("_placeholder") == Some(&serde_json::Value::Bool(true)) {
-                return match map.get("num").and_then(serde_json::Value::as_u64) {
-                    Some(i) if (i as usize) < n => Ok(()),
-                    _ if n == 0 => Err(
-                        "data holds a binary placeholder but the request announced no attachments"
-                            .into(),
-                    ),
-                    _ => Err(format!(
-                        "a placeholder's num must be an integer below {n} (the attachments announced)"
-                    )),
-                };
-            }
-            map.values().try_for_each(|i| walk_placeholders(i, n))
+    let invalid = || {
+        if n == 0 {
+            "data holds a binary placeholder but the request announced no attachments".to_string()
+        } else {
+            format!("a placeholder's num must be an integer below {n} (the attachments announced)")
         }
-        _ => Ok(()),
-    }
+    };
+    // An invalid num and one out of range get the same answer.
+    json::for_each_placeholder(&value, |i| {
+        if (i as usize) < n {
+            Ok(())
+        } else {
+            Err(json::InvalidPlaceholder)
+        }
+    })
+    .map_err(|_| invalid())
 }
 
 // ---------------------------------------------------------------------------

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Value};
 use volna_hub::{Data, Message};
+use volna_protocols::json;
 
 use super::application::{Answer, Application, EventCall, SocketRef};
 use super::codec::write_message_object;
@@ -177,7 +178,7 @@ fn decode(event: &EventCall<'_>) -> Result<Option<Op>, AppError> {
             let bytes = arg
                 .data
                 .as_object()
-                .and_then(placeholder_num)
+                .and_then(|map| json::placeholder_num(map).ok().flatten())
                 .and_then(|n| event.attachments.get(n as usize))
                 .cloned()
                 .ok_or_else(|| {
@@ -246,7 +247,7 @@ fn render_reply(outcome: Outcome, in_cluster: bool) -> Answer {
 /// carries it; their attachments follow in order, placeholders renumbered.
 fn history_answer(room: &str, messages: &[std::sync::Arc<Message>]) -> Answer {
     let mut s = String::from("{\"ok\":true,\"room\":");
-    volna_protocols::socketio::push_json_string(&mut s, room);
+    json::push_json_string(&mut s, room);
     s.push_str(",\"messages\":[");
     let mut attachments = Vec::new();
     for (i, m) in messages.iter().enumerate() {
@@ -268,7 +269,7 @@ fn history_answer(room: &str, messages: &[std::sync::Arc<Message>]) -> Answer {
 /// in the order they were referenced. The JSON is kept byte for byte when
 /// its placeholders already are `0..n`.
 pub(super) fn take_attachments(json: Box<RawValue>, all: &[Bytes]) -> Result<Data, String> {
-    if all.is_empty() || !json.get().contains("_placeholder") {
+    if all.is_empty() || !json::may_hold_placeholders(json.get()) {
         return Ok(Data {
             json,
             attachments: Vec::new(),
@@ -276,8 +277,8 @@ pub(super) fn take_attachments(json: Box<RawValue>, all: &[Bytes]) -> Result<Dat
     }
     let mut value: Value =
         serde_json::from_str(json.get()).map_err(|e| format!("invalid data: {e}"))?;
-    let mut nums = Vec::new();
-    collect_placeholders(&value, &mut nums);
+    let nums = json::placeholders(&value)
+        .map_err(|_| "a placeholder's num must be a non-negative integer".to_string())?;
     if nums.iter().any(|&n| n >= all.len() as u64) {
         return Err("placeholder references a missing attachment".into());
     }
@@ -300,7 +301,7 @@ pub(super) fn take_attachments(json: Box<RawValue>, all: &[Bytes]) -> Result<Dat
             attachments.len() as u64 - 1
         });
     }
-    renumber(&mut value, &map);
+    json::renumber_placeholders(&mut value, |n| map[&n]);
     let json = serde_json::value::to_raw_value(&value).map_err(|e| format!("invalid data: {e}"))?;
     Ok(Data { json, attachments })
 }
@@ -313,45 +314,8 @@ fn shift_placeholders(data: &Data, base: usize) -> std::borrow::Cow<'_, str> {
     let Ok(mut value) = serde_json::from_str::<Value>(data.json.get()) else {
         return data.json.get().into();
     };
-    let mut nums = Vec::new();
-    collect_placeholders(&value, &mut nums);
-    let map: BTreeMap<u64, u64> = nums.iter().map(|&n| (n, n + base as u64)).collect();
-    renumber(&mut value, &map);
+    json::renumber_placeholders(&mut value, |n| n + base as u64);
     value.to_string().into()
-}
-
-fn placeholder_num(map: &serde_json::Map<String, Value>) -> Option<u64> {
-    if map.get("_placeholder") == Some(&Value::Bool(true)) {
-        map.get("num").and_then(Value::as_u64)
-    } else {
-        None
-    }
-}
-
-fn collect_placeholders(value: &Value, out: &mut Vec<u64>) {
-    match value {
-        Value::Array(items) => items.iter().for_each(|v| collect_placeholders(v, out)),
-        Value::Object(map) => match placeholder_num(map) {
-            Some(n) => out.push(n),
-            None => map.values().for_each(|v| collect_placeholders(v, out)),
-        },
-        _ => {}
-    }
-}
-
-fn renumber(value: &mut Value, map: &BTreeMap<u64, u64>) {
-    match value {
-        Value::Array(items) => items.iter_mut().for_each(|v| renumber(v, map)),
-        Value::Object(obj) => match placeholder_num(obj) {
-            Some(n) => {
-                if let Some(&new) = map.get(&n) {
-                    obj.insert("num".into(), Value::from(new));
-                }
-            }
-            None => obj.values_mut().for_each(|v| renumber(v, map)),
-        },
-        _ => {}
-    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use volna_hub::{Codec, Event, Frame, Message};
-use volna_protocols::socketio::{push_json_string, DEFAULT_NAMESPACE};
+use volna_protocols::json::push_json_string;
+use volna_protocols::socketio::DEFAULT_NAMESPACE;
 
 /// Encodes hub events for the Socket.IO sockets of one namespace.
 ///
