@@ -14,6 +14,10 @@
 //! events volna's Socket.IO clients see, so a Node.js server in the cluster
 //! forwards them to its sockets unchanged, and a volna node turns them back
 //! into full hub [`Message`]s and [`Presence`]s.
+//!
+//! JSON text is written with `volna_protocols::json`: strings escaped as
+//! `JSON.stringify` does, and placeholders built by its `placeholder`, so
+//! the placeholder shape is defined once for every wire format of volna.
 
 use std::sync::Arc;
 
@@ -21,6 +25,7 @@ use bytes::Bytes;
 use rmpv::Value;
 use serde_json::value::RawValue;
 use volna_hub::{Data, Emit, MemberInfo, Message, Outgoing, Presence, PresenceKind};
+use volna_protocols::json::{placeholder, push_json_string};
 
 /// Socket.IO's EVENT and BINARY_EVENT packet types.
 const EVENT: u64 = 2;
@@ -105,6 +110,11 @@ fn map_get<'v>(map: &'v [(Value, Value)], key: &str) -> Option<&'v Value> {
 
 /// JSON text (with Socket.IO placeholders) to msgpack, the placeholders
 /// replaced by their attachments as `bin`. Map order is kept.
+///
+/// The text is parsed straight into an [`rmpv::Value`] tree, not a
+/// `serde_json::Value` (whose maps would sort their keys), so the
+/// placeholders are found by a walk over msgpack values here rather than
+/// by `volna_protocols::json`'s walks, which read `serde_json` trees.
 pub fn json_to_msgpack(json: &str, attachments: &[Bytes]) -> Value {
     let mut value: Value = serde_json::from_str(json).unwrap_or(Value::Nil);
     if !attachments.is_empty() {
@@ -113,6 +123,9 @@ pub fn json_to_msgpack(json: &str, attachments: &[Bytes]) -> Value {
     value
 }
 
+/// The `num` of a placeholder in msgpack form (`_placeholder: true`,
+/// integer `num`); `None` for any other map, a malformed placeholder
+/// included, which is then kept as an ordinary map.
 fn placeholder_num(map: &[(Value, Value)]) -> Option<usize> {
     if map_get(map, "_placeholder") == Some(&Value::Boolean(true)) {
         map_get(map, "num")
@@ -123,6 +136,8 @@ fn placeholder_num(map: &[(Value, Value)]) -> Option<usize> {
     }
 }
 
+/// Replaces each placeholder whose attachment exists by that attachment as
+/// `bin` (see [`json_to_msgpack`] for why this walks msgpack values).
 fn fill_placeholders(value: &mut Value, attachments: &[Bytes]) {
     match value {
         Value::Array(items) => items
@@ -155,15 +170,11 @@ pub fn msgpack_to_json(value: &Value, out: &mut String, attachments: &mut Vec<By
         Value::F32(f) => push_float(out, f64::from(*f)),
         Value::F64(f) => push_float(out, *f),
         Value::String(st) => match st.as_str() {
-            Some(text) => push_json_str(out, text),
-            None => push_json_str(out, &String::from_utf8_lossy(st.as_bytes())),
+            Some(text) => push_json_string(out, text),
+            None => push_json_string(out, &String::from_utf8_lossy(st.as_bytes())),
         },
         Value::Binary(b) => {
-            let _ = write!(
-                out,
-                "{{\"_placeholder\":true,\"num\":{}}}",
-                attachments.len()
-            );
+            out.push_str(placeholder(attachments.len()).get());
             attachments.push(Bytes::copy_from_slice(b));
         }
         Value::Array(items) => {
@@ -183,12 +194,12 @@ pub fn msgpack_to_json(value: &Value, out: &mut String, attachments: &mut Vec<By
                     out.push(',');
                 }
                 match k.as_str() {
-                    Some(key) => push_json_str(out, key),
+                    Some(key) => push_json_string(out, key),
                     None => {
                         // JSON keys are strings: write other keys as text.
                         let mut tmp = String::new();
                         msgpack_to_json(k, &mut tmp, &mut Vec::new());
-                        push_json_str(out, tmp.trim_matches('"'));
+                        push_json_string(out, tmp.trim_matches('"'));
                     }
                 }
                 out.push(':');
@@ -204,10 +215,6 @@ fn push_float(out: &mut String, f: f64) {
         Some(n) => out.push_str(&n.to_string()),
         None => out.push_str("null"),
     }
-}
-
-fn push_json_str(out: &mut String, text: &str) {
-    out.push_str(&serde_json::to_string(text).expect("a string serializes"));
 }
 
 fn to_data(value: &Value) -> Data {
@@ -542,6 +549,45 @@ mod tests {
             r#"[{"title":"hi"},{"_placeholder":true,"num":0}]"#
         );
         assert_eq!(e.args.attachments, vec![Bytes::from_static(&[9, 9])]);
+    }
+
+    /// Strings are written as `JSON.stringify` writes them (what the Node.js
+    /// adapter and emitter produce and parse): `"` and `\\` escaped, the
+    /// control characters as `\n`-style or lowercase `\u00xx` escapes, and
+    /// everything else (DEL, non-ASCII, U+2028) as is.
+    #[test]
+    fn strings_are_escaped_as_json_stringify_does() {
+        let text = "say \"hi\" \\ / \u{0}\u{1}\u{1f} \n\r\t\u{8}\u{c} \u{7f} é ✓ 🎉 \u{2028}";
+        let escaped = concat!(
+            r#""say \"hi\" \\ / \u0000\u0001\u001f \n\r\t\b\f "#,
+            "\u{7f} é ✓ 🎉 \u{2028}\"",
+        );
+        let value = Value::Map(vec![(s(text), s(text))]);
+        let mut out = String::new();
+        msgpack_to_json(&value, &mut out, &mut Vec::new());
+        assert_eq!(out, format!("{{{escaped}:{escaped}}}"));
+        // The same text serde_json (the previous escaper) writes.
+        assert_eq!(escaped, serde_json::to_string(text).unwrap());
+        let back: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(back[text], text);
+    }
+
+    #[test]
+    fn bin_becomes_the_shared_placeholder() {
+        let value = Value::Array(vec![Value::Binary(vec![1]), Value::Binary(vec![2])]);
+        let mut out = String::new();
+        let mut attachments = Vec::new();
+        msgpack_to_json(&value, &mut out, &mut attachments);
+        assert_eq!(
+            out,
+            format!("[{},{}]", placeholder(0).get(), placeholder(1).get())
+        );
+        assert_eq!(
+            attachments,
+            vec![Bytes::from_static(&[1]), Bytes::from_static(&[2])]
+        );
+        // And back: the placeholders are filled with their attachments.
+        assert_eq!(json_to_msgpack(&out, &attachments), value);
     }
 
     #[test]

@@ -1,0 +1,126 @@
+//! Redis health: the probe that pings both connections and makes the
+//! subscriptions, the health loop that runs it (every 500 ms while Redis is
+//! up, backing off to 5 s while it is down), flips [`Shared::up`] and
+//! queues this node's heartbeat, and the figures `/health` shows.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use serde_json::{json, Value as Json};
+use tokio_util::sync::CancellationToken;
+
+use crate::counters::get;
+use crate::nodes;
+use crate::shared::{Out, Shared};
+
+/// The figures `/health` shows under `cluster`.
+pub(crate) fn report(shared: &Shared) -> Json {
+    let c = &shared.counters;
+    json!({
+        "node": shared.uid,
+        "redis": if shared.up.load(Ordering::Relaxed) { "up" } else { "down" },
+        "prefix": shared.config.prefix,
+        "published": get(&c.published),
+        "publish_dropped": get(&c.publish_dropped),
+        "received": get(&c.received),
+        "decode_errors": get(&c.decode_errors),
+        "redis_outages": get(&c.redis_outages),
+        "who_requests": get(&c.who_requests),
+        "who_partial": get(&c.who_partial),
+        "requests_answered": get(&c.requests_answered),
+        "nodes_expired": get(&c.nodes_expired),
+    })
+}
+
+/// Escapes glob characters for PSUBSCRIBE.
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Pings both connections and subscribes if not yet done.
+pub(crate) async fn probe(
+    shared: &Shared,
+    subscriber: &mut ConnectionManager,
+) -> redis::RedisResult<()> {
+    let mut publisher = shared.publisher.clone();
+    redis::cmd("PING").query_async::<()>(&mut publisher).await?;
+    redis::cmd("PING").query_async::<()>(subscriber).await?;
+    if !shared.subscribed.load(Ordering::Acquire) {
+        let pattern = format!("{}#*", glob_escape(&shared.config.prefix));
+        subscriber.psubscribe(pattern).await?;
+        let mut exact = vec![shared.heartbeat_channel.clone()];
+        for ch in shared.channels.values() {
+            exact.push(ch.request.clone());
+            exact.push(ch.response.clone());
+            exact.push(format!("{}{}#", ch.response, shared.uid));
+        }
+        subscriber.subscribe(exact).await?;
+        shared.subscribed.store(true, Ordering::Release);
+    }
+    Ok(())
+}
+
+/// Probes Redis: every 500 ms while up, with backoff (to 5 s) while down.
+/// Publishes the heartbeat.
+pub(crate) async fn health_loop(
+    shared: Arc<Shared>,
+    mut subscriber: ConnectionManager,
+    shutdown: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(500);
+    let mut last_beat: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(delay) => {}
+        }
+        let probed = tokio::time::timeout(Duration::from_secs(3), probe(&shared, &mut subscriber))
+            .await
+            .unwrap_or_else(|_| {
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "probe timed out",
+                )))
+            });
+        match probed {
+            Ok(()) => {
+                delay = Duration::from_millis(500);
+                if !shared.up.swap(true, Ordering::AcqRel) {
+                    tracing::info!(node = %shared.uid, "redis reachable again: cross-node delivery resumed");
+                }
+                if last_beat.is_none_or(|t| t.elapsed() >= shared.config.heartbeat) {
+                    last_beat = Some(Instant::now());
+                    let _ = shared.tx.try_send(Out::Raw {
+                        channel: shared.heartbeat_channel.clone(),
+                        payload: nodes::heartbeat(&shared.uid).into_bytes(),
+                    });
+                }
+            }
+            Err(e) => {
+                shared.mark_down(&e);
+                tracing::debug!(error = %e, "redis probe failed");
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_escape;
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("socket.io"), "socket.io");
+        assert_eq!(glob_escape(r"a*b?[c]\d"), r"a\*b\?\[c\]\\d");
+    }
+}

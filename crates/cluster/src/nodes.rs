@@ -1,0 +1,179 @@
+//! Membership of the other volna nodes. Every node publishes a heartbeat
+//! (`{"uid": …}`) on `<prefix>-volna#heartbeat#` every
+//! [`ClusterConfig::heartbeat`](crate::ClusterConfig::heartbeat) and a
+//! goodbye (`{"uid": …, "bye": true}`) when it stops. [`Nodes`] remembers,
+//! from the presence events each node broadcast, which of its members are
+//! in which rooms, so that when a node says goodbye, or stays silent for
+//! three heartbeats while this node's own heartbeats keep arriving, the
+//! local members get `leave` presence events for its members.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{json, Value as Json};
+use volna_hub::{ConnId, Event, Hub, MemberInfo, Presence, PresenceKind};
+
+use crate::counters::bump;
+use crate::shared::Shared;
+use crate::wire::{Incoming, IncomingEvent};
+
+/// The channel volna nodes publish their heartbeats on.
+pub(crate) fn heartbeat_channel(prefix: &str) -> String {
+    format!("{prefix}-volna#heartbeat#")
+}
+
+/// The heartbeat node `uid` publishes.
+pub(crate) fn heartbeat(uid: &str) -> String {
+    json!({"uid": uid}).to_string()
+}
+
+/// The goodbye node `uid` publishes when it stops.
+pub(crate) fn goodbye(uid: &str) -> String {
+    json!({"uid": uid, "bye": true}).to_string()
+}
+
+/// What this node knows of another volna node's members, to forget them if
+/// it dies.
+struct Node {
+    last_seen: Instant,
+    rooms: HashMap<RoomKey, HashMap<ConnId, Arc<str>>>,
+}
+
+/// A room of a namespace: `(nsp, room)`.
+type RoomKey = (Arc<str>, Arc<str>);
+
+/// The other volna nodes as the receive loop sees them.
+pub(crate) struct Nodes {
+    shared: Arc<Shared>,
+    hub: Hub,
+    nodes: HashMap<String, Node>,
+    /// When our own heartbeats started arriving without a gap: the
+    /// subscription has been working since then.
+    own_streak: Option<Instant>,
+    own_last: Option<Instant>,
+}
+
+impl Nodes {
+    pub(crate) fn new(shared: Arc<Shared>, hub: Hub) -> Nodes {
+        Nodes {
+            shared,
+            hub,
+            nodes: HashMap::new(),
+            own_streak: None,
+            own_last: None,
+        }
+    }
+
+    /// Notes a broadcast of another server: its sender, if a known volna
+    /// node, is alive, and a presence event updates the sender's members.
+    pub(crate) fn on_broadcast(&mut self, inc: &Incoming) {
+        if let Some(node) = self.nodes.get_mut(&inc.uid) {
+            node.last_seen = Instant::now();
+        }
+        if let IncomingEvent::Presence(p) = &inc.event {
+            let node = self.nodes.entry(inc.uid.clone()).or_insert_with(|| Node {
+                last_seen: Instant::now(),
+                rooms: HashMap::new(),
+            });
+            let key = (p.nsp.clone(), p.room.clone());
+            match p.kind {
+                PresenceKind::Joined => {
+                    node.rooms
+                        .entry(key)
+                        .or_default()
+                        .insert(p.member.id, p.member.name.clone());
+                }
+                PresenceKind::Left => {
+                    if let Some(members) = node.rooms.get_mut(&key) {
+                        members.remove(&p.member.id);
+                        if members.is_empty() {
+                            node.rooms.remove(&key);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A heartbeat or goodbye, ours or another node's.
+    pub(crate) fn on_heartbeat(&mut self, payload: &[u8]) {
+        let Ok(beat) = serde_json::from_slice::<Json>(payload) else {
+            return;
+        };
+        let Some(uid) = beat.get("uid").and_then(Json::as_str) else {
+            return;
+        };
+        let now = Instant::now();
+        if uid == self.shared.uid {
+            let gap = self.shared.config.heartbeat * 2;
+            if self.own_last.is_none_or(|t| now - t > gap) {
+                self.own_streak = Some(now);
+            }
+            self.own_last = Some(now);
+            return;
+        }
+        if beat.get("bye").and_then(Json::as_bool) == Some(true) {
+            if let Some(node) = self.nodes.remove(uid) {
+                self.forget(uid, node);
+            }
+            return;
+        }
+        self.nodes
+            .entry(uid.to_string())
+            .or_insert_with(|| Node {
+                last_seen: now,
+                rooms: HashMap::new(),
+            })
+            .last_seen = now;
+    }
+
+    /// The subscribed connection was lost: our own heartbeats must arrive
+    /// for three periods again before anyone is expired.
+    pub(crate) fn subscription_lost(&mut self) {
+        self.own_streak = None;
+    }
+
+    /// Forgets volna nodes silent for three heartbeats, provided our own
+    /// subscription has been working for that long.
+    pub(crate) fn sweep(&mut self) {
+        let hb = self.shared.config.heartbeat;
+        let now = Instant::now();
+        let healthy = self.own_last.is_some_and(|t| now - t <= hb * 2)
+            && self.own_streak.is_some_and(|t| now - t >= hb * 3);
+        if !healthy {
+            return;
+        }
+        let dead: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| now - n.last_seen > hb * 3)
+            .map(|(uid, _)| uid.clone())
+            .collect();
+        for uid in dead {
+            if let Some(node) = self.nodes.remove(&uid) {
+                bump(&self.shared.counters.nodes_expired);
+                tracing::info!(node = %uid, "cluster: node silent for three heartbeats, forgetting its members");
+                self.forget(&uid, node);
+            }
+        }
+    }
+
+    /// Tells local members that a gone node's members left.
+    fn forget(&self, _uid: &str, node: Node) {
+        for ((nsp, room), members) in node.rooms {
+            for (id, name) in members {
+                let local = self.hub.who(&nsp, &room).map_or(0, |m| m.len());
+                let presence = Presence {
+                    nsp: nsp.clone(),
+                    room: room.clone(),
+                    member: MemberInfo { id, name },
+                    kind: PresenceKind::Left,
+                    members: local,
+                };
+                self.hub
+                    .deliver_remote(&nsp, &[&room], &[], Event::Presence(&presence));
+            }
+        }
+    }
+}

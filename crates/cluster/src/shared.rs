@@ -1,0 +1,84 @@
+//! The state the adapter's tasks and its hub handle share ([`Shared`]), and
+//! the leaf types it holds: the publish queue's item ([`Out`]) and a cluster
+//! request awaiting replies ([`Pending`]). Of the adapter's modules this
+//! imports only the leaves [`crate::config`], [`crate::counters`] and
+//! [`crate::wire`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use rand::Rng;
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, oneshot};
+use volna_hub::Outgoing;
+
+use crate::config::ClusterConfig;
+use crate::counters::{bump, Counters};
+use crate::wire::Channels;
+
+/// What the publish loop (`publish.rs`) sends to Redis.
+pub(crate) enum Out {
+    /// A broadcast this node originated, encoded when published.
+    Event(Outgoing),
+    /// A ready payload: heartbeats, answers to requests.
+    Raw { channel: String, payload: Vec<u8> },
+}
+
+/// A cluster `who` this node asked (`requests.rs`), keyed by request id in
+/// [`Shared::pending`] until the answers are in or the timeout passed.
+pub(crate) struct Pending {
+    /// Answers awaited: the other subscribers of the request channel.
+    pub(crate) expected: usize,
+    pub(crate) got: usize,
+    /// Member names gathered from the answers so far.
+    pub(crate) names: Vec<Arc<str>>,
+    /// Fired when `got` reaches `expected`.
+    pub(crate) done: Option<oneshot::Sender<()>>,
+}
+
+/// One node's adapter state, shared by its tasks and its hub handle.
+pub(crate) struct Shared {
+    /// This node's id in the cluster.
+    pub(crate) uid: String,
+    pub(crate) config: ClusterConfig,
+    /// The channels of each namespace of [`ClusterConfig::namespaces`].
+    pub(crate) channels: HashMap<String, Channels>,
+    /// Where volna nodes publish their heartbeats (`nodes.rs`).
+    pub(crate) heartbeat_channel: String,
+    pub(crate) counters: Counters,
+    /// Both connections answered the last probe and are subscribed.
+    pub(crate) up: AtomicBool,
+    /// The subscriptions are in place (made once; the subscribed connection
+    /// renews them after a reconnect).
+    pub(crate) subscribed: AtomicBool,
+    /// This node's cluster requests awaiting replies, by request id.
+    pub(crate) pending: Mutex<HashMap<String, Pending>>,
+    /// The publishing connection (also used for requests).
+    pub(crate) publisher: ConnectionManager,
+    /// The publish queue.
+    pub(crate) tx: mpsc::Sender<Out>,
+}
+
+impl Shared {
+    /// Notes that Redis is unreachable (counted and logged once per outage).
+    pub(crate) fn mark_down(&self, why: &dyn std::fmt::Display) {
+        if self.up.swap(false, Ordering::AcqRel) {
+            bump(&self.counters.redis_outages);
+            tracing::warn!(
+                node = %self.uid,
+                error = %why,
+                "redis unreachable: serving local clients only, cross-node events are dropped until it is back"
+            );
+        }
+    }
+}
+
+/// A random alphanumeric id (node ids, request ids).
+pub(crate) fn random_id(len: usize) -> String {
+    rand::rng()
+        .sample_iter(&rand::distr::Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
