@@ -12,7 +12,14 @@
 //! clients costs one JSON encoding per message, not ten thousand.
 //!
 //! ## Layout
-//! - `outbox.rs`: the bounded per-connection queue and the slow-consumer policy.
+//! - `outbox/`: a connection's outgoing frames.
+//!   - `mod.rs`: the bounded queue ([`Outbox`]) and the slow-consumer policy.
+//!   - `frame.rs`: what it carries ([`Frame`]) and why a connection closes
+//!     ([`CloseReason`]).
+//!   - `direct.rs`: the direct-write and pacing seam of the raw WebSocket
+//!     path ([`DirectSink`], [`Outbox::push_paced`]).
+//!   - `clock.rs`: the hub's one millisecond clock, on tokio's timeline, that
+//!     pacing deadlines are told in ([`clock_ms`], [`clock_instant`]).
 //! - `event.rs`: leaf types — connection ids, what the hub broadcasts
 //!   ([`Message`], [`Presence`]) and the [`Codec`] trait.
 //! - `adapter.rs`: the cluster seam ([`Adapter`]) and the shapes it carries
@@ -43,7 +50,7 @@ pub use adapter::{Adapter, BoxFuture, ClusterWho, Outgoing, RemoteMembers, WhoMe
 pub use event::{Codec, ConnId, Data, Emit, Event, MemberInfo, Message, Presence, PresenceKind};
 pub use hub::{Conn, Hub, HubConfig, HubError, JoinInfo, RoomInfo, JOIN_SAMPLE};
 pub use outbox::{
-    clock_ms, Batch, CloseReason, DirectSink, Frame, Outbox, OutboxLimits, PushError,
+    clock_instant, clock_ms, Batch, CloseReason, DirectSink, Frame, Outbox, OutboxLimits, PushError,
 };
 pub use stats::Stats;
 

@@ -1,0 +1,94 @@
+//! What an outbox carries ([`Frame`]) and why a connection is closed
+//! ([`CloseReason`]).
+
+use std::fmt;
+
+use bytes::Bytes;
+
+/// One unit a transport writes: a text or a binary frame. For the TCP line
+/// protocol a text frame is one line including its `\n`; for WebSocket
+/// transports it is one WebSocket message; for Engine.IO it is one encoded
+/// Engine.IO packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Text(Bytes),
+    Binary(Bytes),
+}
+
+impl Frame {
+    /// The payload bytes.
+    pub fn bytes(&self) -> &Bytes {
+        match self {
+            Frame::Text(b) | Frame::Binary(b) => b,
+        }
+    }
+
+    /// Payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.bytes().len()
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.bytes().is_empty()
+    }
+
+    /// A text frame from a `String`.
+    pub fn text(s: impl Into<String>) -> Frame {
+        Frame::Text(Bytes::from(s.into()))
+    }
+}
+
+/// Why a connection was closed by the server side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Its outgoing queue overflowed: it does not read fast enough.
+    SlowConsumer { frames: usize, bytes: usize },
+    /// The server is shutting down.
+    ServerShutdown,
+    /// The client asked to leave.
+    ClientQuit,
+    /// The client broke the protocol in a way that cannot be recovered.
+    ProtocolError(String),
+    /// The client stopped answering heartbeats.
+    Timeout,
+    /// The transport moved elsewhere or the peer went away.
+    TransportClosed,
+}
+
+impl CloseReason {
+    /// A short, stable code, e.g. `slow-consumer`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CloseReason::SlowConsumer { .. } => "slow-consumer",
+            CloseReason::ServerShutdown => "server-shutdown",
+            CloseReason::ClientQuit => "client-quit",
+            CloseReason::ProtocolError(_) => "protocol-error",
+            CloseReason::Timeout => "timeout",
+            CloseReason::TransportClosed => "transport-closed",
+        }
+    }
+
+    /// Whether frames still queued are dropped (true) or flushed before the
+    /// connection closes (false).
+    pub fn discards_queue(&self) -> bool {
+        matches!(self, CloseReason::SlowConsumer { .. })
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CloseReason::SlowConsumer { frames, bytes } => write!(
+                f,
+                "slow-consumer: you did not read fast enough and your outgoing queue \
+                 overflowed ({frames} frames, {bytes} bytes queued); disconnected"
+            ),
+            CloseReason::ServerShutdown => f.write_str("server-shutdown: the server is going away"),
+            CloseReason::ClientQuit => f.write_str("client-quit: goodbye"),
+            CloseReason::ProtocolError(why) => write!(f, "protocol-error: {why}"),
+            CloseReason::Timeout => f.write_str("timeout: no heartbeat from the client"),
+            CloseReason::TransportClosed => f.write_str("transport-closed"),
+        }
+    }
+}
