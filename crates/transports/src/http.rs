@@ -1,10 +1,7 @@
 //! The HTTP side: one axum router for every HTTP-borne endpoint.
 
-use std::future::IntoFuture;
-
 use axum::extract::{Query, State};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::{Json, Router};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -79,24 +76,9 @@ async fn health(
     Json(body.into())
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled.
-///
-/// With `raw` this is hyper's HTTP/1 server driven directly
-/// ([`crate::rawws::serve`]), which lets Engine.IO WebSockets run on the raw
-/// socket; otherwise `axum::serve`.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken, raw: bool) {
-    if raw {
-        return crate::rawws::serve(listener, router, shutdown).await;
-    }
-    // Real-time traffic: small frames must leave at once, not wait for
-    // Nagle's algorithm to coalesce them with a later write.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let server = axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .into_future();
-    if let Err(e) = server.await {
-        tracing::error!(error = %e, "http server failed");
-    }
+/// Serves `router` on `listener` until `shutdown` is cancelled, with the
+/// HTTP/1 server whose upgraded connections every WebSocket endpoint runs
+/// on ([`crate::websocket::serve`]).
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+    crate::websocket::serve(listener, router, shutdown).await
 }

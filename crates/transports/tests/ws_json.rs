@@ -54,7 +54,7 @@ async fn start(cfg: WsConfig) -> TestServer {
     };
     let router =
         http::router(state.clone()).merge(ws::router(WsState::new(state, cfg, tracker.clone())));
-    tokio::spawn(http::serve(http_listener, router, shutdown.clone(), true));
+    tokio::spawn(http::serve(http_listener, router, shutdown.clone()));
     TestServer {
         http: http_addr,
         tcp: tcp_addr,

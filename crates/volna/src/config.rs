@@ -186,14 +186,10 @@ pub struct ServeArgs {
     /// Origins allowed to use Socket.IO from a browser (comma-separated, `*` for any) [default: none, no CORS headers].
     #[arg(long, env = "VOLNA_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Option<Vec<String>>,
-    /// Socket.IO WebSocket broadcast coalescing in ms: a client written to less than this ago gets its next
+    /// WebSocket broadcast coalescing (Socket.IO and /ws) in ms: a client written to less than this ago gets its next
     /// broadcasts together when it has passed; replies are never held; doubled for a client that got 8+ frames in its last write; 0 = off, at most 300 [default: 15].
     #[arg(long, env = "VOLNA_COALESCE_MS")]
     pub coalesce_ms: Option<u64>,
-    /// Serve Engine.IO WebSockets on volna's lean raw path (`true`) or on axum's tungstenite-based
-    /// WebSocket (`false`, for comparison) [default: true].
-    #[arg(long, env = "VOLNA_RAW_WEBSOCKET", action = clap::ArgAction::Set)]
-    pub raw_websocket: Option<bool>,
     /// Threads that make image thumbnails [default: the number of CPUs].
     #[arg(long, env = "VOLNA_IMAGE_WORKERS")]
     pub image_workers: Option<usize>,
@@ -281,13 +277,11 @@ impl ServeArgs {
         if let Some(v) = self.cors_origins.clone().or(file.cors_origins) {
             sio.engine.cors_origins = v.into_iter().filter(|o| !o.is_empty()).collect();
         }
-        if let Some(v) = self.raw_websocket {
-            sio.engine.raw_websocket = v;
-        }
         if let Some(v) = self.coalesce_ms.or(file.coalesce_ms) {
-            let max = u64::from(volna_transports::rawws::MAX_HOLD_MS);
+            let max = u64::from(volna_transports::websocket::MAX_HOLD_MS);
             anyhow::ensure!(v <= max, "coalesce_ms must be at most {max}");
             sio.engine.coalesce = Duration::from_millis(v);
+            cfg.ws.coalesce = Duration::from_millis(v);
         }
         if let Some(v) = self.image_workers.or(file.image_workers) {
             anyhow::ensure!(v >= 1, "image_workers must be at least 1");

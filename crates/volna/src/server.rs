@@ -194,8 +194,7 @@ impl Server {
         } else {
             router
         };
-        let raw = config.socketio.engine.raw_websocket;
-        let http_task = tokio::spawn(http::serve(http_listener, router, shutdown.clone(), raw));
+        let http_task = tokio::spawn(http::serve(http_listener, router, shutdown.clone()));
         tracing::info!(%tcp_addr, %http_addr, "volna {} listening", env!("CARGO_PKG_VERSION"));
         Ok(Server {
             tcp_addr,

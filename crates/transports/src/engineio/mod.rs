@@ -37,8 +37,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{FromRequestParts, Query, Request, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -47,6 +46,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use volna_hub::{Frame, Hub, OutboxLimits, Stats};
+
+use crate::websocket::{Refusal, Upgrade};
 
 pub use session::{Incoming, Session, SessionHandler, TransportKind};
 
@@ -70,13 +71,10 @@ pub struct EngineConfig {
     pub cors_origins: Vec<String>,
     /// Bounds of each session's outgoing queue.
     pub outbox: OutboxLimits,
-    /// Serve WebSockets on the raw socket (see `websocket.rs`) when the HTTP
-    /// server allows it. Defaults to true.
-    pub raw_websocket: bool,
     /// Broadcast coalescing on raw WebSockets: a connection written to less
     /// than this ago gets its next broadcast frames together once this has
     /// passed (replies go at once and take held frames along). Zero turns
-    /// it off. Defaults to 15 ms (at most `rawws::MAX_HOLD_MS`).
+    /// it off. Defaults to 15 ms (at most `websocket::MAX_HOLD_MS`).
     pub coalesce: Duration,
 }
 
@@ -90,7 +88,6 @@ impl Default for EngineConfig {
             upgrade_timeout: Duration::from_secs(10),
             cors_origins: Vec::new(),
             outbox: OutboxLimits::default(),
-            raw_websocket: true,
             coalesce: Duration::from_millis(15),
         }
     }
@@ -111,7 +108,7 @@ pub struct Engine {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     /// Writes raw WebSockets' outboxes (see `websocket.rs`).
-    flusher: Arc<crate::rawws::Flusher>,
+    flusher: Arc<crate::websocket::Flusher>,
     /// The task that closes every session at shutdown runs (one for the
     /// engine, instead of a watcher in every session's heartbeat).
     shutdown_watch: std::sync::atomic::AtomicBool,
@@ -170,7 +167,7 @@ impl Engine {
         shutdown: CancellationToken,
         tracker: TaskTracker,
     ) -> Arc<Engine> {
-        let flusher = crate::rawws::Flusher::new(config.coalesce);
+        let flusher = crate::websocket::Flusher::new(config.coalesce);
         Arc::new(Engine {
             config,
             handler: Box::new(handler),
@@ -350,14 +347,15 @@ impl Engine {
 
 /// Every request to the engine's path.
 async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response {
-    let (mut parts, body) = req.into_parts();
+    let (parts, body) = req.into_parts();
     let query: HashMap<String, String> = Query::try_from_uri(&parts.uri)
         .map(|Query(q)| q)
         .unwrap_or_default();
-    let raw = websocket::raw_request(&engine, &parts);
-    let ws = WebSocketUpgrade::from_request_parts(&mut parts, &())
-        .await
-        .ok();
+    let ws = match Upgrade::from_parts(&parts) {
+        Ok(upgrade) => Some(upgrade),
+        Err(Refusal::NotWebSocket) => None,
+        Err(refusal) => return refusal.into_response(),
+    };
     let headers = &parts.headers;
     let transport = match query.get("transport").map(String::as_str) {
         Some("polling") => TransportKind::Polling,
@@ -384,7 +382,7 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response {
             if transport != TransportKind::WebSocket {
                 return engine.error(ErrorCode::BadRequest, headers);
             }
-            return websocket::upgrade(&engine, session, ws, raw);
+            return websocket::upgrade(&engine, session, ws);
         }
         if session.transport() != transport {
             return engine.error(ErrorCode::BadRequest, headers);
@@ -411,7 +409,7 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response {
         return engine.error(ErrorCode::UnsupportedProtocolVersion, headers);
     }
     match ws {
-        Some(ws) => websocket::handshake(&engine, ws, raw),
+        Some(ws) => websocket::handshake(&engine, ws),
         None => {
             let session = engine.create_session(TransportKind::Polling);
             let mut resp = polling::handshake_response(&session);

@@ -70,7 +70,6 @@ pub async fn start(config: SocketIoConfig) -> TestServer {
         http_listener,
         router,
         shutdown.clone(),
-        true,
     ));
     TestServer {
         http,

@@ -1,0 +1,239 @@
+//! The HTTP/1 server that makes upgraded connections reachable as their
+//! `TcpStream`, and the WebSocket opening handshake (RFC 6455 §4).
+//!
+//! [`serve`] replaces `axum::serve`: it drives each connection with hyper's
+//! HTTP/1 server directly so that an upgraded connection can be downcast
+//! back to its `TcpStream` (axum's server wraps the stream in a private
+//! type). Requests it serves carry the [`RawCapable`] extension; a handler
+//! turns one into an [`Upgrade`] and answers with [`Upgrade::accept`].
+
+use std::io;
+use std::time::Duration;
+
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use base64::Engine as _;
+use bytes::Bytes;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use sha1::{Digest, Sha1};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// Marks a request served by [`serve`]: its upgrade yields a `TcpStream`.
+#[derive(Debug, Clone, Copy)]
+pub struct RawCapable;
+
+/// Serves `router` on `listener` with hyper's HTTP/1 server until
+/// `shutdown` is cancelled, then waits for open HTTP exchanges to finish
+/// (upgraded connections are on their own by then).
+pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+    let router = router.layer(axum::Extension(RawCapable));
+    let conns = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.cancelled() => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                // E.g. out of file descriptors: wait instead of spinning.
+                tracing::error!(error = %e, "http accept failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let shutdown = shutdown.clone();
+        conns.spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades();
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::trace!(error = %e, "http connection failed");
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    conns.close();
+    conns.wait().await;
+}
+
+fn is_connection_error(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
+
+// ---------------------------------------------------------------------------
+// The opening handshake
+// ---------------------------------------------------------------------------
+
+/// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`.
+pub fn accept_key(key: &[u8]) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key);
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+}
+
+fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
+    headers.get_all(name).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+/// Checks an HTTP/1.1 WebSocket upgrade request; returns its
+/// `Sec-WebSocket-Key` when valid.
+pub fn check_upgrade(method: &Method, version: Version, headers: &HeaderMap) -> Option<Bytes> {
+    if method != Method::GET || version != Version::HTTP_11 {
+        return None;
+    }
+    if !has_token(headers, header::UPGRADE, "websocket")
+        || !has_token(headers, header::CONNECTION, "upgrade")
+        || headers
+            .get(header::SEC_WEBSOCKET_VERSION)
+            .is_none_or(|v| v.as_bytes().trim_ascii() != b"13")
+    {
+        return None;
+    }
+    let key = headers
+        .get(header::SEC_WEBSOCKET_KEY)?
+        .as_bytes()
+        .trim_ascii();
+    let decoded = base64::engine::general_purpose::STANDARD.decode(key).ok()?;
+    if decoded.len() != 16 {
+        return None;
+    }
+    Some(Bytes::copy_from_slice(key))
+}
+
+/// The `101 Switching Protocols` answer to a valid upgrade request.
+pub fn switching_protocols(key: &[u8]) -> Response {
+    let mut resp = Response::new(axum::body::Body::empty());
+    *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = resp.headers_mut();
+    h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    h.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(v) = HeaderValue::from_str(&accept_key(key)) {
+        h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
+    }
+    resp
+}
+
+/// Waits for hyper to hand over the upgraded connection and takes back its
+/// `TcpStream` and the bytes hyper had already read past the request.
+/// `None` if the upgrade failed or the connection is not a plain TCP one.
+pub async fn take_stream(on_upgrade: hyper::upgrade::OnUpgrade) -> Option<(TcpStream, Bytes)> {
+    let upgraded = match on_upgrade.await {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::debug!(error = %e, "websocket upgrade failed");
+            return None;
+        }
+    };
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => Some((parts.io.into_inner(), parts.read_buf)),
+        Err(_) => {
+            tracing::warn!("upgraded connection is not a TcpStream");
+            None
+        }
+    }
+}
+
+/// A valid WebSocket upgrade request, taken apart.
+pub struct Upgrade {
+    key: Bytes,
+    on_upgrade: hyper::upgrade::OnUpgrade,
+}
+
+/// Why a request cannot be upgraded; its response says so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// Not a valid RFC 6455 upgrade request (400).
+    NotWebSocket,
+    /// The request did not come through [`serve`], so its connection cannot
+    /// be taken over (500: a server set-up error, not the client's).
+    NotServed,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        match self {
+            Refusal::NotWebSocket => (
+                StatusCode::BAD_REQUEST,
+                [(header::SEC_WEBSOCKET_VERSION, "13")],
+                "expected a WebSocket upgrade (RFC 6455, version 13)",
+            )
+                .into_response(),
+            Refusal::NotServed => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "WebSocket upgrades need volna's HTTP server (websocket::serve)",
+            )
+                .into_response(),
+        }
+    }
+}
+
+impl Upgrade {
+    /// Checks the request head; call before anything takes the upgrade out
+    /// of the request's extensions.
+    pub fn from_parts(parts: &Parts) -> Result<Upgrade, Refusal> {
+        let key = check_upgrade(&parts.method, parts.version, &parts.headers)
+            .ok_or(Refusal::NotWebSocket)?;
+        if parts.extensions.get::<RawCapable>().is_none() {
+            return Err(Refusal::NotServed);
+        }
+        let on_upgrade = parts
+            .extensions
+            .get::<hyper::upgrade::OnUpgrade>()
+            .ok_or(Refusal::NotServed)?
+            .clone();
+        Ok(Upgrade { key, on_upgrade })
+    }
+
+    /// The `101` response to send, and the future that yields the stream
+    /// (and any bytes already read past the request) once it is sent.
+    pub fn accept(
+        self,
+    ) -> (
+        Response,
+        impl std::future::Future<Output = Option<(TcpStream, Bytes)>> + Send,
+    ) {
+        (switching_protocols(&self.key), take_stream(self.on_upgrade))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_key_matches_rfc() {
+        assert_eq!(
+            accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        );
+    }
+}
