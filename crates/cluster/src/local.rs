@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use volna_hub::{ConnId, Event, Hub};
 
-use crate::wire::IncomingEvent;
+use crate::wire::RemoteEvent;
 
 /// Delivers a received event to the local members it targets.
 pub(crate) fn deliver(
@@ -15,14 +15,14 @@ pub(crate) fn deliver(
     nsp: &str,
     rooms: &[String],
     except: &[String],
-    event: &IncomingEvent,
+    event: &RemoteEvent,
 ) {
     let rooms: Vec<&str> = rooms.iter().map(String::as_str).collect();
     let except: Vec<&str> = except.iter().map(String::as_str).collect();
     let event = match event {
-        IncomingEvent::Message(m) => Event::Message(m),
-        IncomingEvent::Presence(p) => Event::Presence(p),
-        IncomingEvent::Emit(e) => Event::Emit(e),
+        RemoteEvent::Message(m) => Event::Message(m),
+        RemoteEvent::Presence(p) => Event::Presence(p),
+        RemoteEvent::Emit(e) => Event::Emit(e),
     };
     hub.deliver_remote(nsp, &rooms, &except, event);
 }

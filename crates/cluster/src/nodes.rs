@@ -16,7 +16,7 @@ use volna_hub::{ConnId, Event, Hub, MemberInfo, Presence, PresenceKind};
 
 use crate::counters::bump;
 use crate::shared::Shared;
-use crate::wire::{Incoming, IncomingEvent};
+use crate::wire::{RemoteBroadcast, RemoteEvent};
 
 /// The channel volna nodes publish their heartbeats on.
 pub(crate) fn heartbeat_channel(prefix: &str) -> String {
@@ -67,11 +67,11 @@ impl Nodes {
 
     /// Notes a broadcast of another server: its sender, if a known volna
     /// node, is alive, and a presence event updates the sender's members.
-    pub(crate) fn on_broadcast(&mut self, inc: &Incoming) {
+    pub(crate) fn on_broadcast(&mut self, inc: &RemoteBroadcast) {
         if let Some(node) = self.nodes.get_mut(&inc.uid) {
             node.last_seen = Instant::now();
         }
-        if let IncomingEvent::Presence(p) = &inc.event {
+        if let RemoteEvent::Presence(p) = &inc.event {
             let node = self.nodes.entry(inc.uid.clone()).or_insert_with(|| Node {
                 last_seen: Instant::now(),
                 rooms: HashMap::new(),

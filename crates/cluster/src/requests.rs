@@ -18,7 +18,7 @@ use volna_hub::{Hub, RemoteMembers};
 use crate::counters::bump;
 use crate::local::{deliver, local_members};
 use crate::shared::{random_id, Out, Pending, Shared};
-use crate::wire::{self, IncomingEvent};
+use crate::wire::{self, RemoteEvent};
 
 /// Members of `room` on the other servers: asks them on the request
 /// channel (as `fetchSockets` does) and waits for as many answers as there
@@ -185,9 +185,9 @@ pub(crate) fn on_request(shared: &Shared, hub: &Hub, nsp: &str, payload: &[u8]) 
             if let Some((rooms, except, event)) = wire::decode_request_packet(payload) {
                 let nsp_arc: Arc<str> = Arc::from(nsp);
                 let event = match event {
-                    IncomingEvent::Emit(mut e) => {
+                    RemoteEvent::Emit(mut e) => {
                         e.nsp = nsp_arc;
-                        IncomingEvent::Emit(e)
+                        RemoteEvent::Emit(e)
                     }
                     other => other,
                 };

@@ -72,18 +72,18 @@ impl Channels {
 
 /// A broadcast received from another server.
 #[derive(Debug)]
-pub struct Incoming {
+pub struct RemoteBroadcast {
     /// The sender's node id (`emitter` for the Redis emitter).
     pub uid: String,
     pub nsp: Arc<str>,
     pub rooms: Vec<String>,
     pub except: Vec<String>,
-    pub event: IncomingEvent,
+    pub event: RemoteEvent,
 }
 
 /// What a received broadcast carries.
 #[derive(Debug)]
-pub enum IncomingEvent {
+pub enum RemoteEvent {
     Message(Message),
     Presence(Presence),
     Emit(Emit),
@@ -295,7 +295,7 @@ fn strings(v: Option<&Value>) -> Vec<String> {
 }
 
 /// Reads an adapter broadcast: `[uid, packet, opts]`.
-pub fn decode_broadcast(bytes: &[u8]) -> Result<Incoming, WireError> {
+pub fn decode_broadcast(bytes: &[u8]) -> Result<RemoteBroadcast, WireError> {
     let value =
         rmpv::decode::read_value(&mut &bytes[..]).map_err(|e| WireError::Msgpack(e.to_string()))?;
     let items = value.as_array().ok_or(WireError::Shape("not an array"))?;
@@ -316,20 +316,20 @@ pub fn decode_broadcast(bytes: &[u8]) -> Result<Incoming, WireError> {
         None => Arc::from("/"),
     };
     let event = match event {
-        IncomingEvent::Message(mut m) => {
+        RemoteEvent::Message(mut m) => {
             m.nsp = nsp.clone();
-            IncomingEvent::Message(m)
+            RemoteEvent::Message(m)
         }
-        IncomingEvent::Presence(mut p) => {
+        RemoteEvent::Presence(mut p) => {
             p.nsp = nsp.clone();
-            IncomingEvent::Presence(p)
+            RemoteEvent::Presence(p)
         }
-        IncomingEvent::Emit(mut e) => {
+        RemoteEvent::Emit(mut e) => {
             e.nsp = nsp.clone();
-            IncomingEvent::Emit(e)
+            RemoteEvent::Emit(e)
         }
     };
-    Ok(Incoming {
+    Ok(RemoteBroadcast {
         uid,
         nsp,
         rooms,
@@ -342,7 +342,7 @@ pub fn decode_broadcast(bytes: &[u8]) -> Result<Incoming, WireError> {
 pub fn decode_packet(
     packet: &[(Value, Value)],
     rooms: &[String],
-) -> Result<IncomingEvent, WireError> {
+) -> Result<RemoteEvent, WireError> {
     let kind = map_get(packet, "type").and_then(Value::as_u64);
     if kind != Some(EVENT) && kind != Some(BINARY_EVENT) {
         return Err(WireError::Shape("not an event packet"));
@@ -360,12 +360,12 @@ pub fn decode_packet(
         match name {
             "message" => {
                 if let Some(m) = as_message(arg, &nsp) {
-                    return Ok(IncomingEvent::Message(m));
+                    return Ok(RemoteEvent::Message(m));
                 }
             }
             "presence" => {
                 if let Some(p) = as_presence(arg, &nsp) {
-                    return Ok(IncomingEvent::Presence(p));
+                    return Ok(RemoteEvent::Presence(p));
                 }
             }
             _ => {}
@@ -375,7 +375,7 @@ pub fn decode_packet(
         [room] => Some(Arc::from(room.as_str())),
         _ => None,
     };
-    Ok(IncomingEvent::Emit(Emit {
+    Ok(RemoteEvent::Emit(Emit {
         nsp,
         room,
         event: Arc::from(name),
@@ -439,7 +439,7 @@ pub fn decode_control(bytes: &[u8]) -> Option<(serde_json::Value, Vec<Bytes>)> {
 }
 
 /// Reads the `packet` of a BROADCAST request (msgpack) as a hub event.
-pub fn decode_request_packet(bytes: &[u8]) -> Option<(Vec<String>, Vec<String>, IncomingEvent)> {
+pub fn decode_request_packet(bytes: &[u8]) -> Option<(Vec<String>, Vec<String>, RemoteEvent)> {
     let value = rmpv::decode::read_value(&mut &bytes[..]).ok()?;
     let map = value.as_map()?;
     let packet = map_get(map, "packet")?.as_map()?;
@@ -481,7 +481,7 @@ mod tests {
         let inc = decode_broadcast(&bytes).unwrap();
         assert_eq!(inc.uid, "abc");
         assert_eq!(inc.rooms, vec!["lobby"]);
-        let IncomingEvent::Message(m) = inc.event else {
+        let RemoteEvent::Message(m) = inc.event else {
             panic!("not a message")
         };
         assert_eq!(
@@ -505,7 +505,7 @@ mod tests {
             members: 2,
         });
         let (_, _, bytes) = encode_outgoing("n1", &Outgoing::Presence(p));
-        let IncomingEvent::Presence(q) = decode_broadcast(&bytes).unwrap().event else {
+        let RemoteEvent::Presence(q) = decode_broadcast(&bytes).unwrap().event else {
             panic!("not presence")
         };
         assert_eq!(
@@ -539,7 +539,7 @@ mod tests {
             ]),
         ]);
         let inc = decode_broadcast(&encode(&msg)).unwrap();
-        let IncomingEvent::Emit(e) = inc.event else {
+        let RemoteEvent::Emit(e) = inc.event else {
             panic!("not an emit")
         };
         assert_eq!(&*e.event, "headline");

@@ -282,7 +282,7 @@ impl Eq for Packet {}
 
 /// A decoded event: its name and the arguments after it.
 #[derive(Debug, Clone)]
-pub struct Event<'a> {
+pub struct DecodedEvent<'a> {
     /// The event name; a numeric name is given as its JSON text.
     pub name: Cow<'a, str>,
     /// The raw JSON arguments (placeholders included for binary events).
@@ -447,14 +447,14 @@ impl Packet {
     }
 
     /// Splits an EVENT or BINARY_EVENT payload into name and arguments.
-    pub fn event(&self) -> Result<Event<'_>, Error> {
+    pub fn event(&self) -> Result<DecodedEvent<'_>, Error> {
         if !matches!(self.kind, PacketKind::Event | PacketKind::BinaryEvent) {
             return Err(Error::InvalidPayload(self.kind));
         }
         let name = self.event_name().ok_or(Error::InvalidPayload(self.kind))?;
         let mut args = self.array_items()?;
         args.remove(0);
-        Ok(Event { name, args })
+        Ok(DecodedEvent { name, args })
     }
 }
 

@@ -209,14 +209,14 @@ async fn handle(
     )));
     let (rd, wr) = stream.into_split();
     let mut writer = tokio::spawn(write_loop(wr, outbox.clone(), config.close_grace));
-    let mut session = Session {
+    let mut commands = Commands {
         conn: &conn,
         app: &app,
         config: &config,
         current: None,
     };
     let read_result = tokio::select! {
-        r = session.read_loop(&rd) => r,
+        r = commands.read_loop(&rd) => r,
         _ = outbox.wait_closed() => Ok(()),
         _ = shutdown.cancelled() => {
             outbox.close(CloseReason::ServerShutdown);
@@ -238,8 +238,8 @@ async fn handle(
     read_result
 }
 
-/// Per-connection state of the reader.
-struct Session<'a> {
+/// The commands of one TCP connection: its reader's state.
+struct Commands<'a> {
     conn: &'a Conn,
     app: &'a app::Context,
     config: &'a TcpConfig,
@@ -247,7 +247,7 @@ struct Session<'a> {
     current: Option<Arc<str>>,
 }
 
-impl Session<'_> {
+impl Commands<'_> {
     /// Reads and handles lines until EOF or `/quit`.
     async fn read_loop(&mut self, rd: &OwnedReadHalf) -> io::Result<()> {
         let mut splitter = LineSplitter::new(self.config.max_line);

@@ -49,7 +49,7 @@ use volna_hub::{Frame, Hub, OutboxLimits, Stats};
 
 use crate::websocket::{Refusal, Upgrade};
 
-pub use session::{Incoming, Session, SessionHandler, TransportKind};
+pub use session::{EngineMessage, Session, SessionHandler, TransportKind};
 
 /// Settings of an Engine.IO server.
 #[derive(Debug, Clone)]
@@ -436,18 +436,18 @@ impl EngineHandler for EchoHandler {
 }
 
 impl SessionHandler for EchoSession {
-    fn on_message(&mut self, msg: Incoming) -> Result<(), volna_hub::CloseReason> {
+    fn on_message(&mut self, msg: EngineMessage) -> Result<(), volna_hub::CloseReason> {
         let Some(session) = self.session.upgrade() else {
             return Ok(());
         };
         let frame = match msg {
-            Incoming::Text(text) => {
+            EngineMessage::Text(text) => {
                 let mut b = BytesMut::with_capacity(text.len() + 1);
                 b.put_u8(b'4');
                 b.extend_from_slice(&text);
                 Frame::Text(b.freeze())
             }
-            Incoming::Binary(data) => Frame::Binary(data),
+            EngineMessage::Binary(data) => Frame::Binary(data),
         };
         let _ = session.outbox().push_one(frame);
         Ok(())

@@ -20,7 +20,7 @@ pub enum TransportKind {
 
 /// A message from the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Incoming {
+pub enum EngineMessage {
     /// A text message (valid UTF-8), without the Engine.IO `4`.
     Text(Bytes),
     /// A binary message.
@@ -32,7 +32,7 @@ pub enum Incoming {
 pub trait SessionHandler: Send + 'static {
     /// A message arrived. Returning an error closes the session with that
     /// reason.
-    fn on_message(&mut self, msg: Incoming) -> Result<(), CloseReason>;
+    fn on_message(&mut self, msg: EngineMessage) -> Result<(), CloseReason>;
 
     /// The session is closed; called once.
     fn on_close(&mut self, reason: &CloseReason);
@@ -236,8 +236,8 @@ impl Session {
                 self.engine.bump_bad_input();
                 self.protocol_error("invalid heartbeat direction");
             }
-            Packet::Message(text) => self.deliver(Incoming::Text(text)),
-            Packet::Binary(data) => self.deliver(Incoming::Binary(data)),
+            Packet::Message(text) => self.deliver(EngineMessage::Text(text)),
+            Packet::Binary(data) => self.deliver(EngineMessage::Binary(data)),
             Packet::Open(_) | Packet::Upgrade | Packet::Noop => {}
         }
     }
@@ -264,7 +264,7 @@ impl Session {
         !st.finished && Instant::now() >= st.pong_due
     }
 
-    fn deliver(&self, msg: Incoming) {
+    fn deliver(&self, msg: EngineMessage) {
         let result = {
             let mut guard = self.handler.lock().unwrap();
             match guard.as_mut() {

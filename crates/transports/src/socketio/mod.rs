@@ -37,7 +37,9 @@ use volna_protocols::socketio::{
     write_connect, write_connect_error, BinaryAssembler, Packet, PacketKind,
 };
 
-use crate::engineio::{Engine, EngineConfig, EngineHandler, Incoming, Session, SessionHandler};
+use crate::engineio::{
+    Engine, EngineConfig, EngineHandler, EngineMessage, Session, SessionHandler,
+};
 
 pub use application::{Answer, Application, EventCall, SocketRef};
 pub use chat::Chat;
@@ -176,7 +178,7 @@ fn protocol_error(why: impl Into<String>) -> CloseReason {
 }
 
 impl SessionHandler for SioSession {
-    fn on_message(&mut self, msg: Incoming) -> Result<(), CloseReason> {
+    fn on_message(&mut self, msg: EngineMessage) -> Result<(), CloseReason> {
         let result = self.receive(msg);
         if result.is_err() {
             Stats::bump(&self.app.hub.stats().bad_input);
@@ -200,9 +202,9 @@ impl SioSession {
             .map(|(_, s)| s)
     }
 
-    fn receive(&mut self, msg: Incoming) -> Result<(), CloseReason> {
+    fn receive(&mut self, msg: EngineMessage) -> Result<(), CloseReason> {
         match msg {
-            Incoming::Text(text) => {
+            EngineMessage::Text(text) => {
                 if self.pending.is_some() {
                     return Err(protocol_error(
                         "got plaintext data when reconstructing a packet",
@@ -224,7 +226,7 @@ impl SioSession {
                     self.dispatch(packet, Vec::new())
                 }
             }
-            Incoming::Binary(data) => {
+            EngineMessage::Binary(data) => {
                 let Some(asm) = self.pending.as_mut() else {
                     return Err(protocol_error(
                         "got binary data when not reconstructing a packet",
