@@ -15,10 +15,11 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::WebSocketStream;
+use volna_protocols::json::json_string;
 
 /// What a target speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Proto {
+pub(super) enum Proto {
     /// Socket.IO v4 (Engine.IO v4, WebSocket transport), namespace `/`.
     SocketIo,
     /// volna's `/ws` JSON protocol.
@@ -29,18 +30,18 @@ pub enum Proto {
 
 /// A parsed `--url`.
 #[derive(Debug, Clone)]
-pub struct Target {
-    pub proto: Proto,
-    pub addr: SocketAddr,
+pub(super) struct Target {
+    pub(super) proto: Proto,
+    pub(super) addr: SocketAddr,
     /// HTTP path for WebSocket targets.
-    pub path: String,
-    pub url: String,
+    pub(super) path: String,
+    pub(super) url: String,
 }
 
 impl Target {
     /// `socketio://HOST:PORT[/path/]` or `http://…` (Socket.IO at
     /// `/socket.io/`), `ws://HOST:PORT/ws` (volna JSON) or `tcp://HOST:PORT`.
-    pub fn parse(url: &str) -> anyhow::Result<Target> {
+    pub(super) fn parse(url: &str) -> anyhow::Result<Target> {
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| anyhow::anyhow!("expected SCHEME://HOST:PORT, got {url}"))?;
@@ -76,11 +77,11 @@ impl Target {
 
 /// The marker that starts every payload the load generator sends:
 /// `~vb:SEQ:MICROS:` then padding. Receivers find it in any frame format.
-pub const MARKER: &[u8] = b"~vb:";
+pub(super) const MARKER: &[u8] = b"~vb:";
 
 /// Builds a payload of about `size` bytes carrying a sequence number and a
 /// send time (microseconds since the run's start).
-pub fn payload(seq: u64, micros: u64, size: usize) -> String {
+pub(super) fn payload(seq: u64, micros: u64, size: usize) -> String {
     let mut s = format!("~vb:{seq}:{micros}:");
     while s.len() < size {
         s.push('x');
@@ -90,7 +91,7 @@ pub fn payload(seq: u64, micros: u64, size: usize) -> String {
 
 /// Finds the first marker in `frame` and returns its sequence number and
 /// send time.
-pub fn find_marker(frame: &[u8]) -> Option<(u64, u64)> {
+pub(super) fn find_marker(frame: &[u8]) -> Option<(u64, u64)> {
     let at = memchr::memmem::find(frame, MARKER)?;
     let mut rest = &frame[at + MARKER.len()..];
     let mut read_num = || -> Option<u64> {
@@ -107,19 +108,19 @@ pub fn find_marker(frame: &[u8]) -> Option<(u64, u64)> {
 type Ws = WebSocketStream<TcpStream>;
 
 /// The sending half of a connection.
-pub enum Tx {
+pub(super) enum Tx {
     Ws(SplitSink<Ws, WsMessage>, Proto),
     Tcp(OwnedWriteHalf),
 }
 
 /// The receiving half of a connection.
-pub enum Rx {
+pub(super) enum Rx {
     Ws(SplitStream<Ws>),
     Tcp(BufReader<OwnedReadHalf>),
 }
 
 /// One received frame, as bytes (text frames' UTF-8).
-pub enum Incoming {
+pub(super) enum Incoming {
     Frame(Vec<u8>),
     /// An Engine.IO ping that must be answered.
     Ping,
@@ -152,7 +153,7 @@ async fn tcp_connect(addr: SocketAddr, source: Option<IpAddr>) -> anyhow::Result
 }
 
 /// Connects, completes the protocol's handshake and returns the two halves.
-pub async fn connect(target: &Target, source: Option<IpAddr>) -> anyhow::Result<(Tx, Rx)> {
+pub(super) async fn connect(target: &Target, source: Option<IpAddr>) -> anyhow::Result<(Tx, Rx)> {
     let stream = tcp_connect(target.addr, source).await?;
     match target.proto {
         Proto::Tcp => {
@@ -234,25 +235,21 @@ async fn next_text(rx: &mut SplitStream<Ws>) -> anyhow::Result<String> {
     }
 }
 
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).expect("strings serialize")
-}
-
 impl Tx {
     /// Sends a join request (with ack id `ack` where the protocol has one).
-    pub async fn join(&mut self, room: &str, ack: u64) -> anyhow::Result<()> {
+    pub(super) async fn join(&mut self, room: &str, ack: u64) -> anyhow::Result<()> {
         match self {
             Tx::Ws(tx, Proto::SocketIo) => {
                 tx.send(WsMessage::text(format!(
                     "42{ack}[\"join\",{}]",
-                    json_str(room)
+                    json_string(room)
                 )))
                 .await?
             }
             Tx::Ws(tx, _) => {
                 tx.send(WsMessage::text(format!(
                     "{{\"op\":\"join\",\"room\":{},\"id\":{ack}}}",
-                    json_str(room)
+                    json_string(room)
                 )))
                 .await?
             }
@@ -262,21 +259,21 @@ impl Tx {
     }
 
     /// Publishes `text` to `room`.
-    pub async fn publish(&mut self, room: &str, text: &str) -> anyhow::Result<()> {
+    pub(super) async fn publish(&mut self, room: &str, text: &str) -> anyhow::Result<()> {
         match self {
             Tx::Ws(tx, Proto::SocketIo) => {
                 tx.send(WsMessage::text(format!(
                     "42[\"message\",{{\"room\":{},\"data\":{}}}]",
-                    json_str(room),
-                    json_str(text)
+                    json_string(room),
+                    json_string(text)
                 )))
                 .await?
             }
             Tx::Ws(tx, _) => {
                 tx.send(WsMessage::text(format!(
                     "{{\"op\":\"message\",\"room\":{},\"data\":{}}}",
-                    json_str(room),
-                    json_str(text)
+                    json_string(room),
+                    json_string(text)
                 )))
                 .await?
             }
@@ -289,19 +286,19 @@ impl Tx {
     }
 
     /// Sends an echo request carrying `text`.
-    pub async fn echo(&mut self, text: &str, ack: u64) -> anyhow::Result<()> {
+    pub(super) async fn echo(&mut self, text: &str, ack: u64) -> anyhow::Result<()> {
         match self {
             Tx::Ws(tx, Proto::SocketIo) => {
                 tx.send(WsMessage::text(format!(
                     "42{ack}[\"echo\",{}]",
-                    json_str(text)
+                    json_string(text)
                 )))
                 .await?
             }
             Tx::Ws(tx, _) => {
                 tx.send(WsMessage::text(format!(
                     "{{\"op\":\"echo\",\"data\":{},\"id\":{ack}}}",
-                    json_str(text)
+                    json_string(text)
                 )))
                 .await?
             }
@@ -312,12 +309,12 @@ impl Tx {
 
     /// Shares an image (volna `/ws` only): the `image` op and one binary
     /// frame.
-    pub async fn image(&mut self, room: &str, bytes: &[u8], ack: u64) -> anyhow::Result<()> {
+    pub(super) async fn image(&mut self, room: &str, bytes: &[u8], ack: u64) -> anyhow::Result<()> {
         match self {
             Tx::Ws(tx, Proto::Ws) => {
                 tx.send(WsMessage::text(format!(
                     "{{\"op\":\"image\",\"room\":{},\"name\":\"bench.png\",\"attachments\":1,\"id\":{ack}}}",
-                    json_str(room)
+                    json_string(room)
                 )))
                 .await?;
                 tx.send(WsMessage::binary(bytes.to_vec())).await?;
@@ -328,7 +325,7 @@ impl Tx {
     }
 
     /// Answers an Engine.IO ping.
-    pub async fn pong(&mut self) -> anyhow::Result<()> {
+    pub(super) async fn pong(&mut self) -> anyhow::Result<()> {
         if let Tx::Ws(tx, _) = self {
             tx.send(WsMessage::text("3")).await?;
         }
@@ -338,7 +335,7 @@ impl Tx {
 
 impl Rx {
     /// The next frame.
-    pub async fn next(&mut self, proto: Proto) -> anyhow::Result<Incoming> {
+    pub(super) async fn next(&mut self, proto: Proto) -> anyhow::Result<Incoming> {
         match self {
             Rx::Tcp(r) => {
                 let mut line = Vec::with_capacity(128);
@@ -369,7 +366,7 @@ impl Rx {
 }
 
 /// Whether `frame` is the reply to a join (ack id `ack`).
-pub fn is_join_reply(proto: Proto, frame: &[u8], ack: u64) -> bool {
+pub(super) fn is_join_reply(proto: Proto, frame: &[u8], ack: u64) -> bool {
     match proto {
         Proto::SocketIo => {
             let prefix = format!("43{ack}[");

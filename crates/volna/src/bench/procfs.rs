@@ -6,7 +6,7 @@ use std::time::Duration;
 ///
 /// Reads each thread's `schedstat` (nanosecond precision); falls back to
 /// `stat`'s clock ticks (assumed 100 Hz) when schedstat is unavailable.
-pub fn cpu_time(pid: u32) -> Option<Duration> {
+pub(super) fn cpu_time(pid: u32) -> Option<Duration> {
     let mut total_ns: u64 = 0;
     let mut found = false;
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
@@ -37,7 +37,7 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
 }
 
 /// Resident set size of `pid` in bytes.
-pub fn rss_bytes(pid: u32) -> Option<u64> {
+pub(super) fn rss_bytes(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
