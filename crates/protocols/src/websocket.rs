@@ -145,8 +145,9 @@ pub struct Header {
 }
 
 /// Parses a client frame header from the start of `buf`: `Ok(None)` when
-/// more bytes are needed. Payloads above `max_payload` are refused as soon
-/// as their length is known. Lengths need not be minimally encoded (a
+/// more bytes are needed. Data payloads above `max_payload` are refused as
+/// soon as their length is known (control frames carry up to 125 bytes
+/// whatever `max_payload` is). Lengths need not be minimally encoded (a
 /// tolerant reader; RFC 6455 asks it of senders).
 pub fn parse_header(buf: &[u8], max_payload: usize) -> Result<Option<Header>, Violation> {
     if buf.len() < 2 {
@@ -192,7 +193,9 @@ pub fn parse_header(buf: &[u8], max_payload: usize) -> Result<Option<Header>, Vi
         }
         n => (u64::from(n), 2),
     };
-    if payload > max_payload as u64 {
+    // Control frames are bounded by 125 bytes above, whatever the bound on
+    // messages.
+    if payload > max_payload as u64 && opcode & 0x8 == 0 {
         return Err(Violation::TOO_BIG);
     }
     if buf.len() < at + 4 {

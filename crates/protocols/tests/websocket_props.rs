@@ -556,12 +556,10 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
 
     /// Control frames (payload up to 125 bytes) are not messages: a bound
-    /// on messages below 125 should not refuse them. It does today, with
-    /// 1009, because `Decoder::decode` hands `max_message` to
-    /// `parse_header` for every opcode (e.g. `Decoder::new(1)` and a masked
-    /// close frame carrying code 1000). Run with `--ignored`.
+    /// on messages below 125 does not refuse them (e.g. `Decoder::new(1)`
+    /// and a masked close frame carrying code 1000; refused with 1009 until
+    /// this property found it).
     #[test]
-    #[ignore = "known bug: control frames over max_message are refused with 1009"]
     fn control_frames_ignore_max_message(
         max in 1usize..MAX_CONTROL_PAYLOAD,
         control in arb_control(),
