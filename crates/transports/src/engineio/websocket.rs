@@ -20,55 +20,58 @@ use crate::websocket::{Message, ReadEnd, Reader, Upgrade, WsSocket};
 /// closed.
 const FLUSH_GRACE: Duration = Duration::from_secs(2);
 
-/// A handshake made directly over WebSocket.
-pub(super) fn handshake(engine: &Arc<Engine>, upgrade: Upgrade) -> Response {
+/// Answers the upgrade and, once the socket is ours, runs `then` on it in
+/// a task of the engine.
+fn accept<F, Fut>(engine: &Arc<Engine>, upgrade: Upgrade, then: F) -> Response
+where
+    F: FnOnce(Arc<Engine>, Arc<WsSocket>, Reader) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let (resp, stream) = upgrade.accept();
     let engine2 = engine.clone();
     engine.tracker.spawn(async move {
         let Some((stream, pre)) = stream.await else {
             return;
         };
-        let sock = Arc::new(WsSocket::new(stream));
         let reader = Reader::new(engine2.config.max_payload, pre);
-        let session = engine2.create_session(TransportKind::WebSocket);
-        // Its own task: the handshake's state is not kept beside it.
-        engine2.tracker.spawn(run(session, sock, reader));
+        then(engine2, Arc::new(WsSocket::new(stream)), reader).await;
     });
     resp
+}
+
+/// A handshake made directly over WebSocket.
+pub(super) fn handshake(engine: &Arc<Engine>, upgrade: Upgrade) -> Response {
+    accept(engine, upgrade, |engine, sock, reader| async move {
+        let session = engine.create_session(TransportKind::WebSocket);
+        // Its own task: the handshake's state is not kept beside it.
+        engine.tracker.spawn(run(session, sock, reader));
+    })
 }
 
 /// A WebSocket joining a polling session (`?sid=`): the probe, then the
 /// switch.
 pub(super) fn upgrade(engine: &Arc<Engine>, session: Arc<Session>, upgrade: Upgrade) -> Response {
-    let (resp, stream) = upgrade.accept();
-    let engine2 = engine.clone();
-    engine.tracker.spawn(async move {
-        let Some((stream, pre)) = stream.await else {
-            return;
-        };
-        let sock = Arc::new(WsSocket::new(stream));
-        let mut reader = Reader::new(engine2.config.max_payload, pre);
+    accept(engine, upgrade, |engine, sock, mut reader| async move {
         if !session.begin_upgrade() {
             // Already upgraded or upgrading: the reference server closes
             // the newcomer.
             let _ = sock.write_close(CLOSE_NORMAL, "").await;
             return;
         }
-        if probe(&engine2, &session, &sock, &mut reader).await {
-            engine2.tracker.spawn(run(session, sock, reader));
+        if probe(&engine, &session, &sock, &mut reader).await {
+            engine.tracker.spawn(run(session, sock, reader));
         } else {
             session.abort_upgrade();
             let _ = sock.write_close(CLOSE_NORMAL, "").await;
         }
-    });
-    resp
+    })
 }
 
 /// How long a closing connection waits for the client's close frame (or
 /// EOF) after sending its own.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
 
-/// The upgrade dance over a raw WebSocket; true once `5` arrived and the
+/// The upgrade dance over the new WebSocket; true once `5` arrived and the
 /// session switched.
 async fn probe(
     engine: &Engine,
@@ -120,7 +123,7 @@ async fn probe(
     }
 }
 
-/// Serves a session whose transport is this raw WebSocket until it closes.
+/// Serves a session whose transport is this WebSocket until it closes.
 async fn run(session: Arc<Session>, sock: Arc<WsSocket>, mut reader: Reader) {
     let engine = session.engine();
     engine

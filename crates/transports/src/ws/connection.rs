@@ -63,10 +63,6 @@ pub(super) async fn run(
     let cfg = state.config.clone();
     let app = state.http.app.clone();
     let outbox = Arc::new(Outbox::new(cfg.outbox));
-    state
-        .flusher
-        .start(&state.tracker, state.http.shutdown.clone());
-    sock.install(&outbox, state.flusher.clone());
     let conn = app.hub.register(
         NAMESPACE,
         name.as_deref(),
@@ -90,7 +86,6 @@ pub(super) async fn run(
         )
         .finish();
     let _ = outbox.push_one(Frame::text(welcome));
-    let hub = app.hub.clone();
     let mut requests = Requests::new(conn, cfg.clone(), app);
     // Dropping it (once the connection stops serving) leaves the rooms, so
     // others see the leave at once, not after the closing handshake.
@@ -107,18 +102,7 @@ pub(super) async fn run(
         }
         true
     };
-    let shutdown = state.http.shutdown.clone();
-    drive(
-        &sock,
-        &mut reader,
-        &outbox,
-        &cfg,
-        &shutdown,
-        hub.stats(),
-        Endpoint::Json,
-        on,
-    )
-    .await;
+    drive(&sock, &mut reader, &outbox, &state, Endpoint::Json, on).await;
 }
 
 /// `GET /ws/echo`: every text and binary message comes back unchanged.
@@ -131,10 +115,6 @@ pub(super) async fn run_echo(sock: Arc<WsSocket>, mut reader: Reader, state: WsS
         max_frames: defaults.max_frames,
         max_bytes: defaults.max_bytes.max(2 * cfg.echo_max_message_size),
     }));
-    state
-        .flusher
-        .start(&state.tracker, state.http.shutdown.clone());
-    sock.install(&outbox, state.flusher.clone());
     let echo = outbox.clone();
     let on = move |msg: Message| {
         let frame = match msg {
@@ -145,36 +125,26 @@ pub(super) async fn run_echo(sock: Arc<WsSocket>, mut reader: Reader, state: WsS
         let _ = echo.push_one(frame);
         true
     };
-    let hub = state.http.app.hub.clone();
-    let shutdown = state.http.shutdown.clone();
-    drive(
-        &sock,
-        &mut reader,
-        &outbox,
-        &cfg,
-        &shutdown,
-        hub.stats(),
-        Endpoint::Echo,
-        on,
-    )
-    .await;
+    drive(&sock, &mut reader, &outbox, &state, Endpoint::Echo, on).await;
 }
 
-/// Reads into `on` and writes the outbox until the connection closes, then
-/// finishes the closing handshake within the grace period.
-#[allow(clippy::too_many_arguments)]
+/// Installs the socket as `outbox`'s direct sink, reads into `on` and
+/// writes the outbox until the connection closes, then finishes the closing
+/// handshake within the grace period.
 async fn drive<F>(
-    sock: &WsSocket,
+    sock: &Arc<WsSocket>,
     reader: &mut Reader,
     outbox: &Arc<Outbox>,
-    cfg: &WsConfig,
-    shutdown: &CancellationToken,
-    stats: &Stats,
+    state: &WsState,
     endpoint: Endpoint,
     mut on: F,
 ) where
     F: FnMut(Message) -> bool + Send,
 {
+    let (cfg, shutdown) = (&*state.config, &state.http.shutdown);
+    let stats = state.http.app.hub.stats();
+    state.flusher.start(&state.tracker, shutdown.clone());
+    sock.install(outbox, state.flusher.clone());
     let writer = write_loop(sock, outbox, endpoint);
     tokio::pin!(writer);
     let mut writer_done = false;
