@@ -71,10 +71,15 @@ pub const MAX_NAME_CHARS: usize = 120;
 /// Why an image was not shared.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ShareError {
+    /// The room does not exist, the sender is not a member of it, or the
+    /// hub refused the message.
     #[error(transparent)]
     Hub(#[from] HubError),
+    /// The thumbnail could not be made: not an accepted image, over the
+    /// pool's limits, or the pool is busy or shutting down.
     #[error(transparent)]
     Image(#[from] ImageError),
+    /// The server runs without an image service.
     #[error("image sharing is disabled on this server")]
     Disabled,
 }
@@ -151,10 +156,15 @@ pub async fn share(
 /// The image a message carries, if it is an image message.
 #[derive(Debug, serde::Deserialize)]
 pub struct ImageInfo {
+    /// The cleaned file name (see [`clean_name`]).
     pub name: String,
+    /// Format of the upload: `png`, `jpeg`, `gif` or `webp`.
     pub format: String,
+    /// Width of the original image in pixels, as displayed.
     pub width: u32,
+    /// Height of the original image in pixels, as displayed.
     pub height: u32,
+    /// Size of the upload in bytes.
     pub bytes: u64,
 }
 

@@ -2,8 +2,21 @@
 //!
 //! Everything that moves bytes, on one tokio runtime:
 //! - [`tcp`]: the raw TCP line protocol (`nc`-friendly);
-//! - [`http`]: the HTTP server (axum) that later carries Engine.IO,
-//!   Socket.IO and plain WebSocket endpoints, and answers `GET /health`.
+//! - [`http`]: the axum router for `GET /health`, and [`http::serve`], the
+//!   HTTP/1 server every HTTP endpoint (and every WebSocket) runs on;
+//! - [`websocket`]: volna's one server-side WebSocket (RFC 6455), used by
+//!   `/ws` and Engine.IO alike;
+//! - [`ws`]: the plain WebSocket endpoints, the JSON protocol on `GET /ws`
+//!   and the echo on `GET /ws/echo`;
+//! - [`engineio`]: Engine.IO v4 (long-polling, WebSocket, upgrades);
+//! - [`socketio`]: Socket.IO v4 (protocol v5) namespaces on Engine.IO;
+//! - [`web`]: the browser chat page at `GET /`.
+//!
+//! Shared by the transports:
+//! - [`app`]: every client operation ([`app::Op`]), applied to the hub in
+//!   one place;
+//! - [`images`]: image sharing (thumbnails on the worker pool);
+//! - [`close`]: close reason → WebSocket close code.
 //!
 //! Each transport turns its wire format into calls on the shared
 //! [`volna_hub::Hub`] and implements [`volna_hub::Codec`] for the way back.

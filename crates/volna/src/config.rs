@@ -19,6 +19,10 @@
 //! socketio_path = "/socket.io/"
 //! cors_origins = []            # e.g. ["https://example.com"] or ["*"]
 //! coalesce_ms = 15             # hold broadcasts to a busy WebSocket client for up to this long (0: off)
+//! image_workers = 4            # thumbnail threads (default: the number of CPUs)
+//! image_queue = 64             # image jobs that may wait for a worker
+//! image_max_bytes = 8388608
+//! image_max_pixels = 40000000
 //! redis = "redis://127.0.0.1:6379"  # join a cluster (docs/cluster.md); unset: single node
 //! redis_prefix = "socket.io"   # key prefix shared with the Node.js redis adapter
 //! ```
@@ -55,10 +59,12 @@ pub enum Profile {
 pub struct ServerConfig {
     /// Where the TCP line protocol listens. Defaults to `127.0.0.1:7000`.
     pub tcp_addr: String,
-    /// Where HTTP (health, later Socket.IO and WebSocket) listens. Defaults
-    /// to `127.0.0.1:3000`.
+    /// Where HTTP (health, Socket.IO, `/ws`, the chat page) listens.
+    /// Defaults to `127.0.0.1:3000`.
     pub http_addr: String,
+    /// The TCP line protocol.
     pub tcp: TcpConfig,
+    /// Rooms and history.
     pub hub: HubConfig,
     /// Socket.IO (and its Engine.IO layer).
     pub socketio: SocketIoConfig,
@@ -100,30 +106,53 @@ impl Default for ServerConfig {
     }
 }
 
-/// The optional settings file.
+/// The optional settings file. Every key means what the [`ServeArgs`]
+/// flag of the same name means (`tcp_addr` is `--tcp-addr`), and a flag
+/// or its variable beats the key. Unknown keys are an error.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// TCP line protocol address.
     pub tcp_addr: Option<String>,
+    /// HTTP address.
     pub http_addr: Option<String>,
+    /// Log filter.
     pub log: Option<String>,
+    /// Longest TCP line, in bytes (at least 16).
     pub max_line: Option<usize>,
+    /// Most frames queued per connection.
     pub queue_frames: Option<usize>,
+    /// Most bytes queued per connection.
     pub queue_bytes: Option<usize>,
+    /// Messages kept per room.
     pub history: Option<usize>,
+    /// `default` or `conformance`.
     pub profile: Option<Profile>,
+    /// Engine.IO ping interval, in ms.
     pub ping_interval_ms: Option<u64>,
+    /// Engine.IO pong timeout, in ms.
     pub ping_timeout_ms: Option<u64>,
+    /// Largest Engine.IO polling payload or WebSocket message, in bytes.
     pub max_payload: Option<usize>,
+    /// Time a Socket.IO client has to join a namespace, in ms.
     pub connect_timeout_ms: Option<u64>,
+    /// HTTP path of Socket.IO.
     pub socketio_path: Option<String>,
+    /// Origins allowed to use Socket.IO from a browser.
     pub cors_origins: Option<Vec<String>>,
+    /// WebSocket broadcast coalescing, in ms (0: off).
     pub coalesce_ms: Option<u64>,
+    /// Thumbnail worker threads.
     pub image_workers: Option<usize>,
+    /// Image jobs that may wait for a worker.
     pub image_queue: Option<usize>,
+    /// Largest image upload, in bytes.
     pub image_max_bytes: Option<usize>,
+    /// Most pixels an image may declare.
     pub image_max_pixels: Option<u64>,
+    /// Redis URL of the cluster.
     pub redis: Option<String>,
+    /// Redis key prefix of the cluster.
     pub redis_prefix: Option<String>,
 }
 

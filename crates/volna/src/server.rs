@@ -19,14 +19,23 @@ use crate::config::{Profile, ServerConfig};
 pub enum StartError {
     /// A listener could not be bound.
     Bind {
+        /// Which listener, as the message names it: `TCP clients` or `HTTP`.
         what: &'static str,
+        /// The address as configured.
         addr: String,
+        /// Why resolving or binding the address failed.
         source: io::Error,
     },
     /// The image worker threads could not be started.
-    Workers { source: io::Error },
+    Workers {
+        /// The error from spawning a thread.
+        source: io::Error,
+    },
     /// The Redis cluster settings are unusable (e.g. a malformed URL).
-    Cluster { source: volna_cluster::ClusterError },
+    Cluster {
+        /// What is wrong with them.
+        source: volna_cluster::ClusterError,
+    },
 }
 
 impl std::fmt::Display for StartError {

@@ -2,8 +2,8 @@
 //! the hub in one place, whatever transport carried it.
 //!
 //! A transport only translates: it decodes its wire format into an [`Op`]
-//! (TCP lines in `tcp.rs`, `/ws` JSON in `ws.rs`, Socket.IO events in
-//! `socketio/chat.rs`), calls [`Op::apply`], and renders the [`Reply`] or
+//! (TCP lines in `tcp.rs`, `/ws` JSON in `ws/request.rs`, Socket.IO events
+//! in `socketio/chat.rs`), calls [`Op::apply`], and renders the [`Reply`] or
 //! [`AppError`] back in its own terms. Refusals are counted here, once, as
 //! bad input. What a transport adds on top is only its framing: which room
 //! a TCP line goes to, a `/ws` request's id, a Socket.IO ack id.

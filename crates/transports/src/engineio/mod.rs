@@ -71,10 +71,11 @@ pub struct EngineConfig {
     pub cors_origins: Vec<String>,
     /// Bounds of each session's outgoing queue.
     pub outbox: OutboxLimits,
-    /// Broadcast coalescing on raw WebSockets: a connection written to less
+    /// Broadcast coalescing on WebSocket sessions: a connection written to less
     /// than this ago gets its next broadcast frames together once this has
     /// passed (replies go at once and take held frames along). Zero turns
-    /// it off. Defaults to 15 ms (at most `websocket::MAX_HOLD_MS`).
+    /// it off. Defaults to 15 ms (at most
+    /// [`MAX_HOLD_MS`](crate::websocket::MAX_HOLD_MS)).
     pub coalesce: Duration,
 }
 
@@ -107,7 +108,7 @@ pub struct Engine {
     sessions: Mutex<HashMap<Arc<str>, Arc<Session>>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    /// Writes raw WebSockets' outboxes (see `websocket.rs`).
+    /// Writes the outboxes of WebSocket sessions (see `websocket.rs`).
     flusher: Arc<crate::websocket::Flusher>,
     /// The task that closes every session at shutdown runs (one for the
     /// engine, instead of a watcher in every session's heartbeat).
@@ -118,11 +119,19 @@ pub struct Engine {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ErrorCode {
+    /// `transport` is missing or not `polling`/`websocket`.
     UnknownTransport = 0,
+    /// `sid` names no open session.
     UnknownSid = 1,
+    /// A handshake (no `sid`) by anything but `GET`.
     BadHandshakeMethod = 2,
+    /// A request that does not fit the session: the wrong transport or
+    /// method, an overlapping poll or `POST`, an invalid payload.
     BadRequest = 3,
+    /// The reference server's refusal by its `allowRequest` hook; answered
+    /// with HTTP 403. volna has no such hook and never sends it.
     Forbidden = 4,
+    /// `EIO` is not `4`.
     UnsupportedProtocolVersion = 5,
 }
 

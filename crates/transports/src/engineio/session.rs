@@ -14,7 +14,9 @@ use super::Engine;
 /// The transport a session currently uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TransportKind {
+    /// HTTP long-polling: `GET` to receive, `POST` to send.
     Polling,
+    /// One WebSocket carrying both directions.
     WebSocket,
 }
 

@@ -3,9 +3,11 @@
 //! connection. The framing itself is sans-IO, in
 //! [`volna_protocols::websocket`]; this module moves the bytes.
 //!
-//! Why not tungstenite: it keeps a 128 KiB read buffer per connection (and
-//! a write buffer), which makes an idle connection cost ~120 KiB, and every
-//! outgoing message goes through a task wake-up and a `flush`. Here an idle
+//! The server uses no WebSocket library. tungstenite (only the tests and
+//! `volna bench` use it, as a client) keeps a 128 KiB read buffer per
+//! connection (and a write buffer), which makes an idle connection cost
+//! ~120 KiB, and every outgoing message goes through a task wake-up and a
+//! `flush`. Here an idle
 //! connection holds no buffer, and a push to an idle connection's outbox is
 //! written on the spot.
 //!

@@ -4,7 +4,8 @@
 //!
 //! Both run on volna's one WebSocket ([`crate::websocket`]), as Engine.IO
 //! does. Each connection is one task that reads requests and applies them;
-//! replies and broadcasts go through the connection's [`Outbox`], which
+//! replies and broadcasts go through the connection's
+//! [`Outbox`](volna_hub::Outbox), which
 //! writes straight to the socket when nothing is queued, so a client sees
 //! them in the order the server produced them.
 //!

@@ -20,21 +20,21 @@ use volna_transports::engineio::{EchoHandler, Engine, EngineConfig};
 use volna_transports::socketio::{self, SocketIoConfig};
 use volna_transports::tcp::{self, TcpConfig};
 
-pub const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
-pub struct TestServer {
-    pub http: SocketAddr,
-    pub tcp: SocketAddr,
-    pub hub: Hub,
-    pub shutdown: CancellationToken,
-    pub tracker: TaskTracker,
-    pub sio: Arc<Engine>,
-    pub echo: Arc<Engine>,
+pub(crate) struct TestServer {
+    pub(crate) http: SocketAddr,
+    pub(crate) tcp: SocketAddr,
+    pub(crate) hub: Hub,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) tracker: TaskTracker,
+    pub(crate) sio: Arc<Engine>,
+    pub(crate) echo: Arc<Engine>,
 }
 
 /// Socket.IO at `/socket.io/`, an Engine.IO echo server at `/engine.io/`
 /// (same engine settings), and the TCP line protocol.
-pub async fn start(config: SocketIoConfig) -> TestServer {
+pub(crate) async fn start(config: SocketIoConfig) -> TestServer {
     let hub = Hub::new(HubConfig::default());
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -83,7 +83,7 @@ pub async fn start(config: SocketIoConfig) -> TestServer {
 }
 
 /// Conformance settings with the given heartbeat.
-pub fn config(ping_interval_ms: u64, ping_timeout_ms: u64) -> SocketIoConfig {
+pub(crate) fn config(ping_interval_ms: u64, ping_timeout_ms: u64) -> SocketIoConfig {
     let mut c = SocketIoConfig {
         conformance: true,
         connect_timeout: Duration::from_millis(1000),
@@ -96,31 +96,31 @@ pub fn config(ping_interval_ms: u64, ping_timeout_ms: u64) -> SocketIoConfig {
 
 /// A raw HTTP/1.1 response.
 #[derive(Debug)]
-pub struct Response {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
+pub(crate) struct Response {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Response {
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8(self.body.clone()).unwrap()
     }
 
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
 
-    pub fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap()
     }
 }
 
 /// Sends one request on a fresh connection and reads the whole response.
-pub async fn request(
+pub(crate) async fn request(
     addr: SocketAddr,
     method: &str,
     path: &str,
@@ -188,11 +188,11 @@ fn parse_response(raw: &[u8]) -> Response {
     }
 }
 
-pub async fn get(addr: SocketAddr, path: &str) -> Response {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> Response {
     request(addr, "GET", path, &[], b"").await
 }
 
-pub async fn post(addr: SocketAddr, path: &str, body: &[u8]) -> Response {
+pub(crate) async fn post(addr: SocketAddr, path: &str, body: &[u8]) -> Response {
     request(
         addr,
         "POST",
@@ -205,7 +205,7 @@ pub async fn post(addr: SocketAddr, path: &str, body: &[u8]) -> Response {
 
 /// Opens a polling session at `base` (`/engine.io/` or `/socket.io/`);
 /// returns its sid and handshake.
-pub async fn open_polling(addr: SocketAddr, base: &str) -> (String, serde_json::Value) {
+pub(crate) async fn open_polling(addr: SocketAddr, base: &str) -> (String, serde_json::Value) {
     let resp = get(addr, &format!("{base}?EIO=4&transport=polling")).await;
     assert_eq!(resp.status, 200, "{}", resp.text());
     let text = resp.text();
@@ -214,9 +214,9 @@ pub async fn open_polling(addr: SocketAddr, base: &str) -> (String, serde_json::
     (open["sid"].as_str().unwrap().to_string(), open)
 }
 
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-pub async fn ws_connect(addr: SocketAddr, path_and_query: &str) -> Ws {
+pub(crate) async fn ws_connect(addr: SocketAddr, path_and_query: &str) -> Ws {
     let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}{path_and_query}"))
         .await
         .unwrap();
@@ -224,7 +224,7 @@ pub async fn ws_connect(addr: SocketAddr, path_and_query: &str) -> Ws {
 }
 
 /// The next text or binary message; `None` once the socket is closed.
-pub async fn ws_next(ws: &mut Ws) -> Option<Message> {
+pub(crate) async fn ws_next(ws: &mut Ws) -> Option<Message> {
     loop {
         let msg = tokio::time::timeout(WAIT, ws.next())
             .await
@@ -239,7 +239,7 @@ pub async fn ws_next(ws: &mut Ws) -> Option<Message> {
 }
 
 /// The next text message, skipping Engine.IO pings.
-pub async fn ws_text(ws: &mut Ws) -> String {
+pub(crate) async fn ws_text(ws: &mut Ws) -> String {
     loop {
         match ws_next(ws).await {
             Some(Message::Text(t)) if t.as_str() == "2" => continue,
@@ -250,7 +250,7 @@ pub async fn ws_text(ws: &mut Ws) -> String {
 }
 
 /// The next binary message, skipping pings.
-pub async fn ws_binary(ws: &mut Ws) -> Vec<u8> {
+pub(crate) async fn ws_binary(ws: &mut Ws) -> Vec<u8> {
     loop {
         match ws_next(ws).await {
             Some(Message::Text(t)) if t.as_str() == "2" => continue,
@@ -260,21 +260,21 @@ pub async fn ws_binary(ws: &mut Ws) -> Vec<u8> {
     }
 }
 
-pub async fn ws_send(ws: &mut Ws, text: &str) {
+pub(crate) async fn ws_send(ws: &mut Ws, text: &str) {
     ws.send(Message::text(text)).await.unwrap();
 }
 
-pub async fn ws_send_binary(ws: &mut Ws, data: &[u8]) {
+pub(crate) async fn ws_send_binary(ws: &mut Ws, data: &[u8]) {
     ws.send(Message::binary(data.to_vec())).await.unwrap();
 }
 
 /// Waits until the server closes the socket (skipping anything else).
-pub async fn ws_closed(ws: &mut Ws) {
+pub(crate) async fn ws_closed(ws: &mut Ws) {
     while ws_next(ws).await.is_some() {}
 }
 
 /// Polls until `cond` holds (or panics after [`WAIT`]).
-pub async fn eventually(mut cond: impl FnMut() -> bool) {
+pub(crate) async fn eventually(mut cond: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + WAIT;
     while !cond() {
         assert!(

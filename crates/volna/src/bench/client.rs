@@ -119,11 +119,14 @@ pub(super) enum Rx {
     Tcp(BufReader<OwnedReadHalf>),
 }
 
-/// One received frame, as bytes (text frames' UTF-8).
-pub(super) enum Incoming {
+/// What [`Rx::next`] got from the server.
+pub(super) enum Received {
+    /// A frame, as bytes: a text frame's UTF-8, a binary frame, or a TCP
+    /// line with its `\n`.
     Frame(Vec<u8>),
-    /// An Engine.IO ping that must be answered.
+    /// An Engine.IO ping that must be answered (see [`Tx::pong`]).
     Ping,
+    /// The server closed the connection.
     Closed,
 }
 
@@ -334,30 +337,30 @@ impl Tx {
 }
 
 impl Rx {
-    /// The next frame.
-    pub(super) async fn next(&mut self, proto: Proto) -> anyhow::Result<Incoming> {
+    /// The next frame, ping or close; WebSocket pings and pongs are skipped.
+    pub(super) async fn next(&mut self, proto: Proto) -> anyhow::Result<Received> {
         match self {
             Rx::Tcp(r) => {
                 let mut line = Vec::with_capacity(128);
                 let n = r.read_until(b'\n', &mut line).await?;
                 if n == 0 {
-                    return Ok(Incoming::Closed);
+                    return Ok(Received::Closed);
                 }
-                Ok(Incoming::Frame(line))
+                Ok(Received::Frame(line))
             }
             Rx::Ws(rx) => loop {
                 let Some(msg) = rx.next().await else {
-                    return Ok(Incoming::Closed);
+                    return Ok(Received::Closed);
                 };
                 match msg? {
                     WsMessage::Text(t) => {
                         if proto == Proto::SocketIo && t.as_str() == "2" {
-                            return Ok(Incoming::Ping);
+                            return Ok(Received::Ping);
                         }
-                        return Ok(Incoming::Frame(t.as_bytes().to_vec()));
+                        return Ok(Received::Frame(t.as_bytes().to_vec()));
                     }
-                    WsMessage::Binary(b) => return Ok(Incoming::Frame(b.to_vec())),
-                    WsMessage::Close(_) => return Ok(Incoming::Closed),
+                    WsMessage::Binary(b) => return Ok(Received::Frame(b.to_vec())),
+                    WsMessage::Close(_) => return Ok(Received::Closed),
                     _ => continue,
                 }
             },

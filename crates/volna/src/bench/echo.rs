@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::client::{find_marker, payload, Incoming, Target};
+use super::client::{find_marker, payload, Received, Target};
 use super::common::Common;
 use super::members::{connect_members, Member};
 use super::procfs;
@@ -57,13 +57,13 @@ pub(super) async fn run(
                     match tokio::time::timeout(Duration::from_secs(10), rx.next(proto)).await {
                         Err(_) => anyhow::bail!("no echo reply within 10 s"),
                         Ok(r) => match r? {
-                            Incoming::Frame(f) => {
+                            Received::Frame(f) => {
                                 if find_marker(&f).is_some_and(|(seq, _)| seq == k) {
                                     break;
                                 }
                             }
-                            Incoming::Ping => tx.pong().await?,
-                            Incoming::Closed => anyhow::bail!("closed during echo"),
+                            Received::Ping => tx.pong().await?,
+                            Received::Closed => anyhow::bail!("closed during echo"),
                         },
                     }
                 }

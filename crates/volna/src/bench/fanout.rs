@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{find_marker, payload, Incoming, Target};
+use super::client::{find_marker, payload, Received, Target};
 use super::common::Common;
 use super::members::{connect_members, join_one, Member};
 use super::procfs;
@@ -72,7 +72,7 @@ pub(super) async fn run(
                     r = rx.next(proto) => r,
                 };
                 match frame {
-                    Ok(Incoming::Frame(f)) => {
+                    Ok(Received::Frame(f)) => {
                         if let Some((_seq, sent)) = find_marker(&f) {
                             let now = base.elapsed().as_micros() as u64;
                             let _ = hist.record(now.saturating_sub(sent).max(1));
@@ -83,10 +83,10 @@ pub(super) async fn run(
                             }
                         }
                     }
-                    Ok(Incoming::Ping) => {
+                    Ok(Received::Ping) => {
                         let _ = tx.lock().await.pong().await;
                     }
-                    Ok(Incoming::Closed) | Err(_) => break,
+                    Ok(Received::Closed) | Err(_) => break,
                 }
             }
             (hist, got)

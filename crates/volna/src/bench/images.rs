@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::client::{find_marker, payload, Incoming, Proto, Target};
+use super::client::{find_marker, payload, Proto, Received, Target};
 use super::common::Common;
 use super::members::{connect_members, Member};
 use super::progress::progress;
@@ -88,7 +88,7 @@ pub(super) async fn run(
                     let needle = format!("\"id\":{id}");
                     loop {
                         match rx.next(Proto::Ws).await? {
-                            Incoming::Frame(f) => {
+                            Received::Frame(f) => {
                                 if memchr::memmem::find(&f, needle.as_bytes()).is_some() {
                                     if memchr::memmem::find(&f, b"\"ok\":true").is_some() {
                                         ok += 1;
@@ -100,8 +100,8 @@ pub(super) async fn run(
                                     break;
                                 }
                             }
-                            Incoming::Ping => {}
-                            Incoming::Closed => anyhow::bail!("closed while sharing images"),
+                            Received::Ping => {}
+                            Received::Closed => anyhow::bail!("closed while sharing images"),
                         }
                     }
                 }
@@ -118,13 +118,13 @@ pub(super) async fn run(
                         .await?;
                     loop {
                         match rx.next(Proto::Ws).await? {
-                            Incoming::Frame(f) => {
+                            Received::Frame(f) => {
                                 if find_marker(&f).is_some_and(|(seq, _)| seq == k) {
                                     break;
                                 }
                             }
-                            Incoming::Ping => {}
-                            Incoming::Closed => anyhow::bail!("closed during echo"),
+                            Received::Ping => {}
+                            Received::Closed => anyhow::bail!("closed during echo"),
                         }
                     }
                     let _ = hist.record((sent.elapsed().as_micros() as u64).max(1));

@@ -11,7 +11,7 @@ use indicatif::ProgressBar;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use super::client::{connect, is_join_reply, Incoming, Proto, Rx, Target, Tx};
+use super::client::{connect, is_join_reply, Proto, Received, Rx, Target, Tx};
 use super::common::Common;
 
 fn source_ip(common: &Common, i: usize) -> Option<IpAddr> {
@@ -51,9 +51,9 @@ async fn hold(mut m: Member, proto: Proto, stop: CancellationToken) -> bool {
         tokio::select! {
             _ = stop.cancelled() => return true,
             r = m.rx.next(proto) => match r {
-                Ok(Incoming::Ping) => { let _ = m.tx.pong().await; }
-                Ok(Incoming::Frame(_)) => {}
-                Ok(Incoming::Closed) | Err(_) => return false,
+                Ok(Received::Ping) => { let _ = m.tx.pong().await; }
+                Ok(Received::Frame(_)) => {}
+                Ok(Received::Closed) | Err(_) => return false,
             }
         }
     }
@@ -137,13 +137,13 @@ pub(super) async fn join_one(
     tx.join(room, 1).await?;
     loop {
         match rx.next(target.proto).await? {
-            Incoming::Frame(f) if is_join_reply(target.proto, &f, 1) => break,
-            Incoming::Frame(f) if target.proto == Proto::SocketIo && f.starts_with(b"44") => {
+            Received::Frame(f) if is_join_reply(target.proto, &f, 1) => break,
+            Received::Frame(f) if target.proto == Proto::SocketIo && f.starts_with(b"44") => {
                 anyhow::bail!("connect error: {}", String::from_utf8_lossy(&f))
             }
-            Incoming::Frame(_) => {}
-            Incoming::Ping => tx.pong().await?,
-            Incoming::Closed => anyhow::bail!("closed while joining"),
+            Received::Frame(_) => {}
+            Received::Ping => tx.pong().await?,
+            Received::Closed => anyhow::bail!("closed while joining"),
         }
     }
     Ok(Member { tx, rx })

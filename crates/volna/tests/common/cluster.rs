@@ -17,15 +17,15 @@ use volna::server::Server;
 use super::LineClient;
 
 /// A `redis-server` on a free port, killed on drop.
-pub struct Redis {
-    pub port: u16,
+pub(crate) struct Redis {
+    pub(crate) port: u16,
     child: Option<Child>,
 }
 
 impl Redis {
     /// Starts one, or returns `None` (after saying so loudly) when
     /// `redis-server` is not installed.
-    pub fn start() -> Option<Redis> {
+    pub(crate) fn start() -> Option<Redis> {
         if Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -71,17 +71,17 @@ impl Redis {
         }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
     /// The server's process id.
-    pub fn pid(&self) -> Option<u32> {
+    pub(crate) fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
     /// Kills it (SIGKILL): connections drop at once.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
@@ -89,7 +89,7 @@ impl Redis {
     }
 
     /// Starts it again on the same port.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         self.spawn();
     }
@@ -102,7 +102,7 @@ impl Drop for Redis {
 }
 
 /// A random key prefix, so tests sharing nothing never see each other.
-pub fn prefix() -> String {
+pub(crate) fn prefix() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -111,7 +111,7 @@ pub fn prefix() -> String {
 }
 
 /// A node of the cluster on ephemeral ports.
-pub async fn node(redis_url: &str, prefix: &str) -> Server {
+pub(crate) async fn node(redis_url: &str, prefix: &str) -> Server {
     let config = ServerConfig {
         tcp_addr: "127.0.0.1:0".into(),
         http_addr: "127.0.0.1:0".into(),
@@ -138,7 +138,7 @@ pub async fn node(redis_url: &str, prefix: &str) -> Server {
 
 /// What a client saw, whatever its transport.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Seen {
+pub(crate) enum Seen {
     Msg { from: String, text: String },
     Joined { room: String, name: String },
     Left { room: String, name: String },
@@ -149,7 +149,7 @@ pub enum Seen {
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// A client of any of the three transports.
-pub enum Client {
+pub(crate) enum Client {
     Tcp(LineClient),
     Ws(Ws),
     Sio(Ws),
@@ -158,11 +158,11 @@ pub enum Client {
 const WAIT: Duration = Duration::from_secs(10);
 
 impl Client {
-    pub async fn tcp(server: &Server, name: &str, room: &str) -> Client {
+    pub(crate) async fn tcp(server: &Server, name: &str, room: &str) -> Client {
         Client::Tcp(LineClient::named(server, name, &[room]).await)
     }
 
-    pub async fn ws(server: &Server, name: &str, room: &str) -> Client {
+    pub(crate) async fn ws(server: &Server, name: &str, room: &str) -> Client {
         let url = format!("ws://{}/ws?name={name}", server.http_addr);
         let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
         let welcome = next_text(&mut ws).await.unwrap();
@@ -175,7 +175,7 @@ impl Client {
         c
     }
 
-    pub async fn sio(server: &Server, name: &str, room: &str) -> Client {
+    pub(crate) async fn sio(server: &Server, name: &str, room: &str) -> Client {
         let url = format!(
             "ws://{}/socket.io/?EIO=4&transport=websocket",
             server.http_addr
@@ -206,7 +206,7 @@ impl Client {
     }
 
     /// Sends a text message to `room`.
-    pub async fn say(&mut self, room: &str, text: &str) {
+    pub(crate) async fn say(&mut self, room: &str, text: &str) {
         match self {
             Client::Tcp(c) => c.send(&format!("/msg {room} {text}")).await,
             Client::Ws(_) => {
@@ -223,7 +223,7 @@ impl Client {
     }
 
     /// The members of `room` across the cluster, and the partial flag.
-    pub async fn who(&mut self, room: &str) -> (Vec<String>, bool) {
+    pub(crate) async fn who(&mut self, room: &str) -> (Vec<String>, bool) {
         match self {
             Client::Tcp(c) => {
                 c.send(&format!("/who {room}")).await;
@@ -296,7 +296,7 @@ impl Client {
     }
 
     /// The next event this client sees, or `None` after `wait`.
-    pub async fn next(&mut self, wait: Duration) -> Option<Seen> {
+    pub(crate) async fn next(&mut self, wait: Duration) -> Option<Seen> {
         let t = self.raw(wait).await?;
         Some(match self {
             Client::Tcp(_) => parse_line(&t),
@@ -307,7 +307,7 @@ impl Client {
 
     /// Collects messages until `n` arrived (failing after a while), then
     /// checks nothing more comes for `quiet`.
-    pub async fn messages(&mut self, n: usize, quiet: Duration) -> Vec<(String, String)> {
+    pub(crate) async fn messages(&mut self, n: usize, quiet: Duration) -> Vec<(String, String)> {
         let mut out = Vec::new();
         let until = Instant::now() + Duration::from_secs(20);
         while out.len() < n {
@@ -327,7 +327,7 @@ impl Client {
     }
 
     /// Waits for an event matching `want`.
-    pub async fn expect(&mut self, what: &str, want: impl Fn(&Seen) -> bool) -> Seen {
+    pub(crate) async fn expect(&mut self, what: &str, want: impl Fn(&Seen) -> bool) -> Seen {
         let until = Instant::now() + Duration::from_secs(15);
         loop {
             let left = until.saturating_duration_since(Instant::now());
@@ -341,7 +341,7 @@ impl Client {
 }
 
 /// The next line, or `None` after `wait` (no panic).
-pub async fn try_line(c: &mut LineClient, wait: Duration) -> Option<String> {
+pub(crate) async fn try_line(c: &mut LineClient, wait: Duration) -> Option<String> {
     use tokio::io::AsyncBufReadExt;
     let mut buf = String::new();
     match tokio::time::timeout(wait, c.reader.read_line(&mut buf)).await {

@@ -11,28 +11,28 @@ use volna::config::ServerConfig;
 use volna::server::Server;
 
 /// How long a test waits for one expected line before failing.
-pub const WAIT: Duration = Duration::from_secs(10);
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 /// A server on ephemeral loopback ports.
-pub async fn start(mut config: ServerConfig) -> Server {
+pub(crate) async fn start(mut config: ServerConfig) -> Server {
     config.tcp_addr = "127.0.0.1:0".into();
     config.http_addr = "127.0.0.1:0".into();
     Server::start(config).await.expect("server starts")
 }
 
-pub async fn start_default() -> Server {
+pub(crate) async fn start_default() -> Server {
     start(ServerConfig::default()).await
 }
 
 /// A TCP line-protocol client.
-pub struct LineClient {
-    pub reader: BufReader<OwnedReadHalf>,
-    pub writer: OwnedWriteHalf,
+pub(crate) struct LineClient {
+    pub(crate) reader: BufReader<OwnedReadHalf>,
+    pub(crate) writer: OwnedWriteHalf,
 }
 
 impl LineClient {
     /// Connects and consumes the welcome line.
-    pub async fn connect(server: &Server) -> LineClient {
+    pub(crate) async fn connect(server: &Server) -> LineClient {
         let stream = TcpStream::connect(server.tcp_addr).await.unwrap();
         let (r, w) = stream.into_split();
         let mut c = LineClient {
@@ -45,7 +45,7 @@ impl LineClient {
     }
 
     /// Connects, sets a nick and joins rooms, consuming the replies.
-    pub async fn named(server: &Server, nick: &str, rooms: &[&str]) -> LineClient {
+    pub(crate) async fn named(server: &Server, nick: &str, rooms: &[&str]) -> LineClient {
         let mut c = Self::connect(server).await;
         c.send(&format!("/nick {nick}")).await;
         assert_eq!(c.line().await, format!("ok nick {nick}"));
@@ -57,17 +57,17 @@ impl LineClient {
         c
     }
 
-    pub async fn send(&mut self, line: &str) {
+    pub(crate) async fn send(&mut self, line: &str) {
         self.writer.write_all(line.as_bytes()).await.unwrap();
         self.writer.write_all(b"\n").await.unwrap();
     }
 
-    pub async fn send_raw(&mut self, bytes: &[u8]) {
+    pub(crate) async fn send_raw(&mut self, bytes: &[u8]) {
         self.writer.write_all(bytes).await.unwrap();
     }
 
     /// The next line, without its newline; panics after [`WAIT`] or at EOF.
-    pub async fn line(&mut self) -> String {
+    pub(crate) async fn line(&mut self) -> String {
         match self.try_line(WAIT).await {
             Some(l) => l,
             None => panic!("connection closed while a line was expected"),
@@ -75,7 +75,7 @@ impl LineClient {
     }
 
     /// The next line, or `None` at EOF; panics on timeout.
-    pub async fn try_line(&mut self, wait: Duration) -> Option<String> {
+    pub(crate) async fn try_line(&mut self, wait: Duration) -> Option<String> {
         let mut buf = String::new();
         let n = tokio::time::timeout(wait, self.reader.read_line(&mut buf))
             .await
@@ -89,7 +89,7 @@ impl LineClient {
 
     /// Reads lines until one starts with `prefix`, returning it and the
     /// lines skipped before it.
-    pub async fn until(&mut self, prefix: &str) -> (String, Vec<String>) {
+    pub(crate) async fn until(&mut self, prefix: &str) -> (String, Vec<String>) {
         let mut skipped = Vec::new();
         loop {
             let l = self.line().await;
@@ -101,7 +101,7 @@ impl LineClient {
     }
 
     /// Asserts that nothing arrives within `wait`.
-    pub async fn silent(&mut self, wait: Duration) {
+    pub(crate) async fn silent(&mut self, wait: Duration) {
         let mut buf = String::new();
         if let Ok(r) = tokio::time::timeout(wait, self.reader.read_line(&mut buf)).await {
             panic!("expected silence, got {r:?}: {buf:?}");
@@ -111,15 +111,15 @@ impl LineClient {
 
 /// A parsed `msg ROOM OFFSET TS FROM: TEXT` line.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Msg {
-    pub room: String,
-    pub offset: u64,
-    pub ts: String,
-    pub from: String,
-    pub text: String,
+pub(crate) struct Msg {
+    pub(crate) room: String,
+    pub(crate) offset: u64,
+    pub(crate) ts: String,
+    pub(crate) from: String,
+    pub(crate) text: String,
 }
 
-pub fn parse_msg(line: &str) -> Msg {
+pub(crate) fn parse_msg(line: &str) -> Msg {
     let rest = line
         .strip_prefix("msg ")
         .unwrap_or_else(|| panic!("not a msg line: {line}"));
@@ -140,7 +140,7 @@ pub fn parse_msg(line: &str) -> Msg {
 /// A `volna serve` process (the built binary) on ephemeral loopback ports,
 /// with its stderr going to `stderr`. Returns it with the TCP and HTTP
 /// addresses its banner (the first line of its stdout, consumed here) names.
-pub fn spawn_serve(stderr: std::process::Stdio) -> (std::process::Child, String, String) {
+pub(crate) fn spawn_serve(stderr: std::process::Stdio) -> (std::process::Child, String, String) {
     use std::io::BufRead;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_volna"))
         .args([
