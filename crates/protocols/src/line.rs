@@ -30,7 +30,12 @@ pub enum Command {
     Say(String),
     /// `/msg ROOM text`: a message to a room the client is in, without
     /// changing the current room.
-    SayTo { room: String, text: String },
+    SayTo {
+        /// The room to send to; a valid name (see [`validate_name`]).
+        room: String,
+        /// The message, leading blanks trimmed; never empty.
+        text: String,
+    },
     /// `/nick NAME`.
     Nick(String),
     /// `/join ROOM`: join (creating it if needed) and make it current.
@@ -56,21 +61,41 @@ pub enum Command {
 /// Why a line could not be turned into a [`Command`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LineError {
+    /// The line exceeded the splitter's bound (reported by the transport
+    /// from [`Item::TooLong`], not by [`parse`]).
     #[error("line is longer than {limit} bytes")]
-    TooLong { limit: usize },
+    TooLong {
+        /// The bound, in bytes.
+        limit: usize,
+    },
+    /// The line is not UTF-8.
     #[error("line is not valid UTF-8 (byte {valid_up_to})")]
-    InvalidUtf8 { valid_up_to: usize },
+    InvalidUtf8 {
+        /// Byte offset of the first invalid sequence.
+        valid_up_to: usize,
+    },
+    /// `/name` is no known command; holds the name as typed, cut to 32
+    /// characters (with `…` when cut).
     #[error("unknown command /{0} (try /help)")]
     UnknownCommand(String),
+    /// A command was given without the argument it requires.
     #[error("/{command} needs {what}")]
     MissingArgument {
+        /// The command's canonical name, without the slash (`nick`, `join`,
+        /// `msg`).
         command: &'static str,
+        /// What is missing, as a phrase for the message ("a room name").
         what: &'static str,
     },
+    /// A room or nick argument is not a valid name.
     #[error("{0}")]
     BadName(NameError),
+    /// `/history` with something other than a number from 1 to 1000; holds
+    /// the argument as given.
     #[error("/history takes a number from 1 to 1000, not {0:?}")]
     BadCount(String),
+    /// The line holds control characters other than tab (a trailing `\r`
+    /// is stripped first).
     #[error("line contains control characters")]
     ControlCharacters,
 }
@@ -94,10 +119,14 @@ impl LineError {
 /// Why a room or nick name was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NameError {
+    /// The name is empty.
     #[error("name is empty")]
     Empty,
+    /// The name is longer than [`MAX_NAME_LEN`] bytes.
     #[error("name is longer than {MAX_NAME_LEN} bytes")]
     TooLong,
+    /// The name holds a character outside letters, digits and `-_.#@`;
+    /// holds the whole name.
     #[error("name {0:?} may only hold letters, digits and - _ . # @")]
     BadCharacter(String),
 }
