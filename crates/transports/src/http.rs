@@ -1,4 +1,6 @@
-//! The HTTP side: one axum router for every HTTP-borne endpoint.
+//! The HTTP side: the state every HTTP endpoint shares ([`HttpState`]),
+//! `GET /health`, and [`serve`], which runs the router the server merges
+//! from every endpoint's (`/health`, `/ws`, Socket.IO, the chat page).
 
 use axum::extract::{Query, State};
 use axum::routing::get;
@@ -22,7 +24,8 @@ pub struct HttpState {
     pub lag: Option<LagMonitor>,
 }
 
-/// The router: `GET /health` for now.
+/// The router of `GET /health`: counters, cluster state, event-loop lag
+/// and image pool figures as JSON (`?reset_lag=1` starts a new lag window).
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/health", get(health))

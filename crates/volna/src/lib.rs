@@ -2,7 +2,7 @@
 //!
 //! The `volna` binary's library half: configuration ([`config`]), the server
 //! wiring ([`server`]), the interactive client ([`client`]) and the load
-//! generator ([`bench`]). `main.rs`
+//! generator ([`bench`](mod@bench)). `main.rs`
 //! only parses the command line and calls into these, so integration tests
 //! can start a real server in-process on port 0.
 

@@ -8,16 +8,16 @@
 //! conformance profile) and hands it each text or binary message.
 //!
 //! ## Outgoing frames
-//! Each session has one bounded [`Outbox`]. Every packet the server sends
-//! (open, pings, messages, and whatever the handler pushes) goes through it
-//! in order: a [`Frame::Text`] holds one complete Engine.IO text packet
-//! (`2`, `4hello`, `42["x"]`), a [`Frame::Binary`] one binary message. The
-//! WebSocket writer drains it in batches and flushes once per batch; a
-//! long-polling `GET` drains it into one payload (`\x1e`-separated, binary as
-//! `b<base64>`). Only the transport-level replies of the upgrade dance
-//! (`3probe` on the probing WebSocket, the `6` noop that ends a pending poll)
-//! bypass it. When the outbox overflows the session is closed as a slow
-//! consumer.
+//! Each session has one bounded [`Outbox`](volna_hub::Outbox). Every
+//! packet the server sends (open, pings, messages, and whatever the handler
+//! pushes) goes through it in order: a [`Frame::Text`] holds one complete
+//! Engine.IO text packet (`2`, `4hello`, `42["x"]`), a [`Frame::Binary`] one
+//! binary message. On WebSocket a push to an idle outbox is written at once
+//! and the rest in vectored batches (`websocket.rs`); a long-polling `GET`
+//! drains it into one payload (`\x1e`-separated, binary as `b<base64>`).
+//! Only the transport-level replies of the upgrade dance (`3probe` on the
+//! probing WebSocket, the `6` noop that ends a pending poll) bypass it.
+//! When the outbox overflows the session is closed as a slow consumer.
 //!
 //! ## Errors
 //! Bad requests are answered like the Node.js reference server: HTTP 400

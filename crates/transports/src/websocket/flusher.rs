@@ -11,7 +11,7 @@ use volna_hub::{clock_instant, clock_ms, Outbox};
 
 /// Writes the outboxes of many connections in turn, from one task: a push
 /// to an idle connection schedules its outbox here instead of waking the
-/// connection's own writer task (see [`DirectSink`]). While the flusher
+/// connection's own writer task (see [`DirectSink`](volna_hub::DirectSink)). While the flusher
 /// works through a fan-out, later messages pile up behind it, so a busy
 /// server writes several frames per syscall.
 ///

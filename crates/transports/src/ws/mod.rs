@@ -16,10 +16,11 @@
 //! `{"_placeholder":true,"num":i}` objects, exactly as Socket.IO carries
 //! them, so they map 1:1 onto [`volna_hub::Data`].
 //!
-//! - [`request`]: a text frame → an [`Op`](crate::app::Op);
-//! - [`requests`]: one connection's requests, attachments and replies;
-//! - [`render`]: replies, errors and hub events as JSON frames;
-//! - [`connection`]: the read and write loops, pings, timeouts, closing,
+//! - `request.rs`: a text frame → an [`Op`](crate::app::Op);
+//! - `requests.rs`: one connection's requests, attachments and replies;
+//! - `render.rs`: replies, errors and hub events as JSON frames
+//!   ([`JsonCodec`]);
+//! - `connection.rs`: the read and write loops, pings, timeouts, closing,
 //!   and the echo endpoint.
 
 mod connection;
