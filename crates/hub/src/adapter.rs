@@ -35,7 +35,7 @@ pub struct RemoteMembers {
     pub partial: bool,
 }
 
-/// One member in the answer of [`Hub::who_cluster`].
+/// One member in the answer of [`Hub::who_cluster`](crate::Hub::who_cluster).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WhoMember {
     /// The connection id, for members on this node; `None` on other nodes
@@ -45,7 +45,7 @@ pub struct WhoMember {
     pub name: Arc<str>,
 }
 
-/// The answer of [`Hub::who_cluster`].
+/// The answer of [`Hub::who_cluster`](crate::Hub::who_cluster).
 #[derive(Debug, Clone)]
 pub struct ClusterWho {
     /// Every member, local and remote, sorted by name.

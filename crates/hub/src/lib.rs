@@ -23,9 +23,16 @@
 //! - `event.rs`: leaf types — connection ids, what the hub broadcasts
 //!   ([`Message`], [`Presence`]) and the [`Codec`] trait.
 //! - `adapter.rs`: the cluster seam ([`Adapter`]) and the shapes it carries
-//!   (no import of `hub.rs`, so the modules form no circle).
-//! - `hub.rs`: the [`Hub`] itself: namespaces, rooms, offsets, presence,
-//!   history, broadcast, cluster-wide `who`.
+//!   (no import of `hub/`, so the modules form no circle).
+//! - `hub/`: the [`Hub`] itself, one file per concern.
+//!   - `state.rs`: the [`Hub`] handle and the state behind its locks.
+//!   - `config.rs`, `error.rs`: [`HubConfig`], [`HubError`].
+//!   - `conn.rs`: registering, renaming and unregistering connections
+//!     ([`Conn`]).
+//!   - `rooms.rs`: join, leave, presence, listings, history, cluster-wide
+//!     `who`.
+//!   - `publish.rs`: offsets, timestamps and history of messages.
+//!   - `deliver.rs`: fan-out, one encoding per codec key.
 //! - `stats.rs`: counters every layer can bump and read.
 //!
 //! ## Ordering and offsets

@@ -1,0 +1,23 @@
+//! [`HubConfig`]: the hub's settings.
+
+/// Settings of the hub.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Messages kept per room for `history`. Defaults to 100.
+    pub history_len: usize,
+    /// Rooms with more members than this do not announce joins and leaves,
+    /// and join replies list only this many members: in a room of thousands
+    /// a presence event per arrival costs O(members) deliveries each, and
+    /// nobody reads them (large chat channels behave the same way). `who`
+    /// still lists everyone. Defaults to 256.
+    pub presence_limit: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig {
+            history_len: 100,
+            presence_limit: 256,
+        }
+    }
+}

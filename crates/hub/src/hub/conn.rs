@@ -1,0 +1,267 @@
+//! A connection's life in the hub: registering it (with a unique display
+//! name), renaming it, and the [`Conn`] handle whose drop unregisters it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use volna_protocols::line::validate_name;
+
+use super::error::HubError;
+use super::rooms::JoinInfo;
+use super::state::{ConnEntry, Hub, Member};
+use crate::event::{Codec, ConnId, Data, Message};
+use crate::outbox::{CloseReason, Outbox};
+use crate::stats::Stats;
+
+impl Hub {
+    /// Registers a connection in namespace `nsp`.
+    ///
+    /// `name` is the requested display name; if it is missing or invalid the
+    /// connection is called `guest-<id>`, and if it is taken a `-2`, `-3`…
+    /// suffix is added. Dropping the returned [`Conn`] removes it from every
+    /// room (telling the other members) and from the hub.
+    pub fn register(
+        &self,
+        nsp: &str,
+        name: Option<&str>,
+        outbox: Arc<Outbox>,
+        codec: Arc<dyn Codec>,
+    ) -> Conn {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut st = self.inner.state.lock().unwrap();
+        let nsp: Arc<str> = match st.namespaces.get_key_value(nsp) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(nsp),
+        };
+        let ns = st.namespaces.entry(nsp.clone()).or_default();
+        let base = match name {
+            Some(n) if validate_name(n).is_ok() => n.to_string(),
+            _ => format!("guest-{id}"),
+        };
+        let mut candidate = base.clone();
+        let mut n = 2;
+        while ns.names.contains_key(candidate.as_str()) {
+            candidate = format!("{base}-{n}");
+            n += 1;
+        }
+        let name: Arc<str> = Arc::from(candidate);
+        ns.names.insert(name.clone(), id);
+        ns.members.insert(
+            id,
+            Member {
+                name: name.clone(),
+                outbox: outbox.clone(),
+                key: codec.key(),
+                codec,
+            },
+        );
+        st.conns.insert(
+            id,
+            ConnEntry {
+                nsp: nsp.clone(),
+                name,
+                rooms: Vec::new(),
+            },
+        );
+        drop(st);
+        Stats::bump(&self.inner.stats.connections_opened);
+        Conn {
+            hub: self.clone(),
+            id,
+            nsp,
+            outbox,
+        }
+    }
+
+    /// Number of connections registered.
+    pub fn connection_count(&self) -> usize {
+        self.inner.state.lock().unwrap().conns.len()
+    }
+
+    pub(super) fn set_name(&self, id: ConnId, name: &str) -> Result<Arc<str>, HubError> {
+        validate_name(name)?;
+        let mut st = self.inner.state.lock().unwrap();
+        let st = &mut *st;
+        let entry = st.conns.get_mut(&id).ok_or(HubError::Gone)?;
+        if &*entry.name == name {
+            return Ok(entry.name.clone());
+        }
+        let ns = st
+            .namespaces
+            .get_mut(&entry.nsp)
+            .expect("a connection's namespace exists");
+        if ns.names.contains_key(name) {
+            return Err(HubError::NameTaken(name.to_string()));
+        }
+        let new: Arc<str> = Arc::from(name);
+        ns.names.remove(&entry.name);
+        ns.names.insert(new.clone(), id);
+        if let Some(m) = ns.members.get_mut(&id) {
+            m.name = new.clone();
+        }
+        for room in &entry.rooms {
+            if let Some(r) = ns.rooms.get(room) {
+                if let Some(m) = r.state.lock().unwrap().members.get_mut(&id) {
+                    m.name = new.clone();
+                }
+            }
+        }
+        entry.name = new.clone();
+        Ok(new)
+    }
+
+    fn unregister(&self, id: ConnId) {
+        let mut guard = self.inner.state.lock().unwrap();
+        let st = &mut *guard;
+        let Some(entry) = st.conns.remove(&id) else {
+            return;
+        };
+        if let Some(ns) = st.namespaces.get_mut(&entry.nsp) {
+            for room in &entry.rooms {
+                self.remove_from_room(ns, id, room);
+            }
+            ns.names.remove(&entry.name);
+            ns.members.remove(&id);
+            if ns.members.is_empty() && ns.rooms.is_empty() {
+                st.namespaces.remove(&entry.nsp);
+            }
+        }
+        drop(guard);
+        Stats::bump(&self.inner.stats.connections_closed);
+    }
+}
+
+/// A connection registered with the hub. Dropping it unregisters it.
+pub struct Conn {
+    pub(super) hub: Hub,
+    id: ConnId,
+    nsp: Arc<str>,
+    outbox: Arc<Outbox>,
+}
+
+impl Conn {
+    /// The connection's id.
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    /// Its namespace.
+    pub fn nsp(&self) -> &Arc<str> {
+        &self.nsp
+    }
+
+    /// The hub it belongs to.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Its outgoing queue.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// Its current display name.
+    pub fn name(&self) -> Arc<str> {
+        let st = self.hub.inner.state.lock().unwrap();
+        st.conns
+            .get(&self.id)
+            .map(|e| e.name.clone())
+            .unwrap_or_else(|| Arc::from(""))
+    }
+
+    /// The rooms it is in, in the order it joined them.
+    pub fn rooms(&self) -> Vec<Arc<str>> {
+        let st = self.hub.inner.state.lock().unwrap();
+        st.conns
+            .get(&self.id)
+            .map(|e| e.rooms.clone())
+            .unwrap_or_default()
+    }
+
+    /// Whether it is in `room`.
+    pub fn in_room(&self, room: &str) -> bool {
+        let st = self.hub.inner.state.lock().unwrap();
+        st.conns
+            .get(&self.id)
+            .is_some_and(|e| e.rooms.iter().any(|r| &**r == room))
+    }
+
+    /// Changes the display name; it must be valid and free in the namespace.
+    pub fn set_name(&self, name: &str) -> Result<Arc<str>, HubError> {
+        self.hub.set_name(self.id, name)
+    }
+
+    /// Joins a room, creating it if needed. The other members receive a
+    /// [`Presence`](crate::Presence) event.
+    pub fn join(&self, room: &str) -> Result<JoinInfo, HubError> {
+        self.hub.join(self.id, room)
+    }
+
+    /// Leaves a room. The other members receive a [`Presence`](crate::Presence) event.
+    pub fn leave(&self, room: &str) -> Result<usize, HubError> {
+        self.hub.leave(self.id, room)
+    }
+
+    /// Publishes to a room it is a member of. The message gets the room's
+    /// next offset and is queued to every member (the sender too if
+    /// `include_self`).
+    pub fn publish(
+        &self,
+        room: &str,
+        data: Data,
+        include_self: bool,
+    ) -> Result<Arc<Message>, HubError> {
+        self.hub
+            .publish(self.id, &self.nsp, room, data, include_self)
+    }
+
+    /// Closes its outbox, which tells its transport to finish.
+    pub fn close(&self, reason: CloseReason) {
+        self.outbox.close(reason);
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.hub.unregister(self.id);
+    }
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn")
+            .field("id", &self.id)
+            .field("nsp", &self.nsp)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::testing::{codec, conn};
+    use crate::outbox::OutboxLimits;
+    use crate::HubConfig;
+
+    #[test]
+    fn names_are_unique_per_namespace() {
+        let hub = Hub::new(HubConfig::default());
+        let c = codec(1);
+        let a = conn(&hub, "sam", c.clone(), OutboxLimits::default());
+        let b = conn(&hub, "sam", c.clone(), OutboxLimits::default());
+        assert_eq!(&*b.name(), "sam-2");
+        assert_eq!(b.set_name("sam"), Err(HubError::NameTaken("sam".into())));
+        b.set_name("max").unwrap();
+        drop(a);
+        b.set_name("sam").unwrap();
+        let other = hub.register(
+            "/chat",
+            Some("sam"),
+            Arc::new(Outbox::new(OutboxLimits::default())),
+            c.clone(),
+        );
+        assert_eq!(&*other.name(), "sam");
+        let anon = hub.register("/", None, Arc::new(Outbox::new(OutboxLimits::default())), c);
+        assert!(anon.name().starts_with("guest-"));
+    }
+}

@@ -1,0 +1,368 @@
+//! Fan-out: encoding an event once per codec ([`Encoder`]) and queueing
+//! the frames to members, for local broadcasts, for events from other nodes
+//! and at shutdown.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use super::state::{Hub, Member};
+use crate::event::{Codec, ConnId, Event};
+use crate::outbox::{CloseReason, Frame, Outbox, PushError};
+use crate::stats::Stats;
+
+/// Encodes one event at most once per codec key.
+pub(super) struct Encoder<'e> {
+    event: Event<'e>,
+    cache: Vec<(u64, Vec<Frame>)>,
+}
+
+impl<'e> Encoder<'e> {
+    pub(super) fn new(event: Event<'e>) -> Self {
+        Encoder {
+            event,
+            cache: Vec::new(),
+        }
+    }
+
+    pub(super) fn frames(&mut self, key: u64, codec: &dyn Codec) -> &[Frame] {
+        let pos = match self.cache.iter().position(|(k, _)| *k == key) {
+            Some(pos) => pos,
+            None => {
+                let mut frames = Vec::new();
+                codec.encode(&self.event, &mut frames);
+                self.cache.push((key, frames));
+                self.cache.len() - 1
+            }
+        };
+        &self.cache[pos].1
+    }
+}
+
+impl Hub {
+    /// Delivers an event to every connection of a namespace (`room: None`) or
+    /// to the members of one room, optionally skipping one connection.
+    /// Returns the number of receivers.
+    pub fn broadcast(
+        &self,
+        nsp: &str,
+        room: Option<&str>,
+        event: Event<'_>,
+        except: Option<ConnId>,
+    ) -> usize {
+        let mut enc = Encoder::new(event);
+        match room {
+            Some(room) => {
+                let Some(room) = self.room(nsp, room) else {
+                    return 0;
+                };
+                let rs = room.state.lock().unwrap();
+                self.deliver(&mut enc, rs.members.iter(), except)
+            }
+            None => {
+                let members: Vec<(ConnId, Member)> = {
+                    let st = self.inner.state.lock().unwrap();
+                    match st.namespaces.get(nsp) {
+                        Some(ns) => ns.members.iter().map(|(k, v)| (*k, v.clone())).collect(),
+                        None => return 0,
+                    }
+                };
+                self.deliver(&mut enc, members.iter().map(|(k, v)| (k, v)), except)
+            }
+        }
+    }
+
+    /// Delivers an event that came from another node to this node's members
+    /// only; it is never forwarded again. `rooms` empty means every
+    /// connection of the namespace; otherwise the members of any of `rooms`
+    /// (each once), minus the members of any of `except`. Returns the
+    /// number of receivers.
+    pub fn deliver_remote(
+        &self,
+        nsp: &str,
+        rooms: &[&str],
+        except: &[&str],
+        event: Event<'_>,
+    ) -> usize {
+        let mut enc = Encoder::new(event);
+        if let ([room], []) = (rooms, except) {
+            // The common case: one room, delivered under its lock so that
+            // remote and local events of a room keep one order.
+            let Some(room) = self.room(nsp, room) else {
+                return 0;
+            };
+            let rs = room.state.lock().unwrap();
+            return self.deliver(&mut enc, rs.members.iter(), None);
+        }
+        let excluded: HashSet<ConnId> = except
+            .iter()
+            .filter_map(|r| self.room(nsp, r))
+            .flat_map(|r| {
+                let ids: Vec<ConnId> = r.state.lock().unwrap().members.keys().copied().collect();
+                ids
+            })
+            .collect();
+        let members: Vec<(ConnId, Member)> = if rooms.is_empty() {
+            let st = self.inner.state.lock().unwrap();
+            match st.namespaces.get(nsp) {
+                Some(ns) => ns
+                    .members
+                    .iter()
+                    .filter(|(id, _)| !excluded.contains(id))
+                    .map(|(k, v)| (*k, v.clone()))
+                    .collect(),
+                None => return 0,
+            }
+        } else {
+            let mut seen = HashSet::new();
+            let mut out = Vec::new();
+            for room in rooms.iter().filter_map(|r| self.room(nsp, r)) {
+                let rs = room.state.lock().unwrap();
+                for (id, m) in &rs.members {
+                    if !excluded.contains(id) && seen.insert(*id) {
+                        out.push((*id, m.clone()));
+                    }
+                }
+            }
+            out
+        };
+        self.deliver(&mut enc, members.iter().map(|(k, v)| (k, v)), None)
+    }
+
+    /// Closes every connection's outbox with `reason` (used at shutdown).
+    pub fn close_all(&self, reason: CloseReason) {
+        let outboxes: Vec<Arc<Outbox>> = {
+            let st = self.inner.state.lock().unwrap();
+            st.namespaces
+                .values()
+                .flat_map(|ns| ns.members.values().map(|m| m.outbox.clone()))
+                .collect()
+        };
+        for ob in outboxes {
+            ob.close(reason.clone());
+        }
+    }
+
+    pub(super) fn deliver<'m>(
+        &self,
+        enc: &mut Encoder<'_>,
+        members: impl Iterator<Item = (&'m ConnId, &'m Member)>,
+        except: Option<ConnId>,
+    ) -> usize {
+        let mut delivered = 0;
+        for (id, m) in members {
+            if Some(*id) == except {
+                continue;
+            }
+            let frames = enc.frames(m.key, m.codec.as_ref());
+            if frames.is_empty() {
+                continue;
+            }
+            match m.outbox.push_paced(frames) {
+                Ok(()) => delivered += 1,
+                Err(PushError::Full) => {
+                    Stats::bump(&self.inner.stats.slow_consumers);
+                    tracing::info!(conn = id, "slow consumer disconnected: outgoing queue full");
+                }
+                Err(PushError::Closed) => {}
+            }
+        }
+        self.inner
+            .stats
+            .deliveries
+            .fetch_add(delivered as u64, Ordering::Relaxed);
+        delivered
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::adapter::{Adapter, Outgoing};
+    use crate::event::{Data, MemberInfo, Message};
+    use crate::hub::testing::{codec, conn, drain};
+    use crate::outbox::{Batch, OutboxLimits};
+    use crate::{Conn, HubConfig};
+
+    /// Records what the hub forwards.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<String>>);
+
+    impl Adapter for Recorder {
+        fn forward(&self, event: Outgoing) {
+            let s = match event {
+                Outgoing::Message(m) => format!("msg {} {}", m.room, m.offset),
+                Outgoing::Presence(p) => {
+                    format!(
+                        "{} {} {} {}",
+                        p.kind.as_str(),
+                        p.room,
+                        p.member.name,
+                        p.members
+                    )
+                }
+            };
+            self.0.lock().unwrap().push(s);
+        }
+        fn who(&self, _nsp: &str, _room: &str) -> crate::BoxFuture<crate::RemoteMembers> {
+            Box::pin(async {
+                crate::RemoteMembers {
+                    names: vec![Arc::from("zed")],
+                    partial: true,
+                }
+            })
+        }
+    }
+
+    #[test]
+    fn encodes_once_per_codec_key() {
+        let hub = Hub::new(HubConfig::default());
+        let c1 = codec(1);
+        let c2 = codec(2);
+        let conns: Vec<Conn> = (0..10)
+            .map(|i| {
+                let c = if i % 2 == 0 { c1.clone() } else { c2.clone() };
+                let conn = conn(&hub, &format!("u{i}"), c, OutboxLimits::default());
+                conn.join("big").unwrap();
+                conn
+            })
+            .collect();
+        c1.calls.store(0, Ordering::Relaxed);
+        c2.calls.store(0, Ordering::Relaxed);
+        conns[0].publish("big", Data::text("x"), true).unwrap();
+        assert_eq!(c1.calls.load(Ordering::Relaxed), 1);
+        assert_eq!(c2.calls.load(Ordering::Relaxed), 1);
+        let f0 = {
+            let mut v = Vec::new();
+            conns[2].outbox().try_batch(&mut v);
+            v.pop().unwrap()
+        };
+        let f1 = {
+            let mut v = Vec::new();
+            conns[4].outbox().try_batch(&mut v);
+            v.pop().unwrap()
+        };
+        assert_eq!(
+            f0.bytes().as_ptr(),
+            f1.bytes().as_ptr(),
+            "receivers share the same bytes"
+        );
+    }
+
+    #[test]
+    fn slow_consumer_is_closed_not_waited_for() {
+        let hub = Hub::new(HubConfig::default());
+        let c = codec(1);
+        let small = OutboxLimits {
+            max_frames: 3,
+            max_bytes: 1 << 20,
+        };
+        let fast = conn(&hub, "fast", c.clone(), OutboxLimits::default());
+        let slow = conn(&hub, "slow", c.clone(), small);
+        fast.join("r").unwrap();
+        slow.join("r").unwrap();
+        drain(&fast);
+        for i in 0..10 {
+            fast.publish("r", Data::text(&i.to_string()), true).unwrap();
+        }
+        assert_eq!(drain(&fast).len(), 10);
+        let mut out = Vec::new();
+        assert!(matches!(
+            slow.outbox().try_batch(&mut out),
+            Some(Batch::Closed(CloseReason::SlowConsumer { .. }))
+        ));
+        assert_eq!(Stats::get(&hub.stats().slow_consumers), 1);
+    }
+
+    #[test]
+    fn broadcast_to_everyone() {
+        let hub = Hub::new(HubConfig::default());
+        let c = codec(1);
+        let a = conn(&hub, "a", c.clone(), OutboxLimits::default());
+        let b = conn(&hub, "b", c.clone(), OutboxLimits::default());
+        let other_ns = hub.register(
+            "/x",
+            Some("z"),
+            Arc::new(Outbox::new(OutboxLimits::default())),
+            c.clone(),
+        );
+        a.join("r").unwrap();
+        drain(&a);
+        let msg = a.publish("r", Data::text("all"), true).unwrap();
+        drain(&a);
+        let n = hub.broadcast("/", None, Event::Message(&msg), Some(a.id()));
+        assert_eq!(n, 1);
+        assert_eq!(drain(&b), vec!["msg r 1 a all"]);
+        assert!(drain(&a).is_empty());
+        assert!(drain(&other_ns).is_empty());
+    }
+
+    #[tokio::test]
+    async fn adapter_sees_originated_events_and_remote_ones_stay_local() {
+        let hub = Hub::new(HubConfig::default());
+        let rec = Arc::new(Recorder::default());
+        assert!(hub.set_adapter(rec.clone()));
+        let c = codec(1);
+        let a = conn(&hub, "a", c.clone(), OutboxLimits::default());
+        let b = conn(&hub, "b", c.clone(), OutboxLimits::default());
+        let x = conn(&hub, "x", c.clone(), OutboxLimits::default());
+        a.join("r").unwrap();
+        b.join("r").unwrap();
+        x.join("s").unwrap();
+        a.publish("r", Data::text("hi"), true).unwrap();
+        b.leave("r").unwrap();
+        drop(x);
+        assert_eq!(
+            *rec.0.lock().unwrap(),
+            vec![
+                "join r a 1",
+                "join r b 2",
+                "join s x 1",
+                "msg r 1",
+                "leave r b 1",
+                "leave s x 0"
+            ]
+        );
+        drain(&a);
+        drain(&b);
+        let msg = Message {
+            nsp: Arc::from("/"),
+            room: Arc::from("r"),
+            offset: 9,
+            ts: 1,
+            from: MemberInfo {
+                id: 77,
+                name: Arc::from("remote"),
+            },
+            data: Data::text("yo"),
+        };
+        assert_eq!(
+            hub.deliver_remote("/", &["r"], &[], Event::Message(&msg)),
+            1
+        );
+        assert_eq!(drain(&a), vec!["msg r 9 remote yo"]);
+        assert!(drain(&b).is_empty());
+        assert_eq!(
+            hub.deliver_remote("/", &[], &["r"], Event::Message(&msg)),
+            1
+        );
+        assert_eq!(drain(&b), vec!["msg r 9 remote yo"]);
+        assert_eq!(
+            hub.deliver_remote("/", &["nope"], &[], Event::Message(&msg)),
+            0
+        );
+        assert_eq!(
+            rec.0.lock().unwrap().len(),
+            6,
+            "remote events are not forwarded"
+        );
+        let who = hub.who_cluster("/", "r").await.unwrap();
+        let names: Vec<&str> = who.members.iter().map(|m| &*m.name).collect();
+        assert_eq!(names, vec!["a", "zed"]);
+        assert!(who.members[0].id.is_some() && who.members[1].id.is_none());
+        assert!(who.partial);
+    }
+}

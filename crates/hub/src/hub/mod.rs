@@ -1,0 +1,30 @@
+//! The [`Hub`]: namespaces, connections, rooms, presence, history and
+//! broadcast. One file per concern:
+//!
+//! - `state.rs`: the [`Hub`] handle and the state behind its locks (lock
+//!   order: the hub's state before any room's, never the other way).
+//! - `config.rs`: [`HubConfig`].
+//! - `error.rs`: [`HubError`].
+//! - `conn.rs`: registering, renaming and unregistering connections; the
+//!   [`Conn`] handle.
+//! - `rooms.rs`: join, leave and presence; room and member listings
+//!   ([`JoinInfo`], [`RoomInfo`]); history; cluster-wide `who`.
+//! - `publish.rs`: offsets, timestamps and history of published messages.
+//! - `deliver.rs`: fan-out, encoding each event once per codec; broadcasts,
+//!   events from other nodes, shutdown.
+
+mod config;
+mod conn;
+mod deliver;
+mod error;
+mod publish;
+mod rooms;
+mod state;
+#[cfg(test)]
+mod testing;
+
+pub use config::HubConfig;
+pub use conn::Conn;
+pub use error::HubError;
+pub use rooms::{JoinInfo, RoomInfo, JOIN_SAMPLE};
+pub use state::Hub;

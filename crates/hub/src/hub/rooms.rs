@@ -1,0 +1,373 @@
+//! Rooms: joining and leaving (with presence events), listing rooms and
+//! members (here and cluster-wide), and reading a room's history.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use volna_protocols::line::validate_name;
+
+use super::deliver::Encoder;
+use super::error::HubError;
+use super::state::{Hub, Member, Namespace, Room, RoomState};
+use crate::adapter::{ClusterWho, Outgoing};
+use crate::event::{ConnId, Event, MemberInfo, Message, Presence, PresenceKind};
+
+/// The answer to a join.
+#[derive(Debug, Clone)]
+pub struct JoinInfo {
+    pub room: Arc<str>,
+    /// The members after the join, the joiner included, sorted by name; in
+    /// a room larger than [`HubConfig::presence_limit`](crate::HubConfig::presence_limit) a sample of
+    /// [`JOIN_SAMPLE`] of them (`who` lists everyone).
+    pub members: Vec<MemberInfo>,
+    /// How many members the room has after the join.
+    pub count: usize,
+    /// True if the connection was already a member (nothing changed).
+    pub already: bool,
+}
+
+/// A room as listed by [`Hub::rooms`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomInfo {
+    pub name: Arc<str>,
+    pub members: usize,
+}
+
+impl Hub {
+    /// The members of a room, or `None` if it does not exist.
+    pub fn who(&self, nsp: &str, room: &str) -> Option<Vec<MemberInfo>> {
+        let room = self.room(nsp, room)?;
+        let rs = room.state.lock().unwrap();
+        Some(member_list(&rs.members))
+    }
+
+    /// Cluster-aware [`Hub::who`]: the members of `room` on this node and,
+    /// with an adapter, on every other node (waiting for their answers at
+    /// most the adapter's timeout). `None` when nobody anywhere is in it.
+    pub async fn who_cluster(&self, nsp: &str, room: &str) -> Option<ClusterWho> {
+        let local = self.who(nsp, room);
+        let remote = match self.adapter() {
+            Some(adapter) => Some(adapter.who(nsp, room).await),
+            None => None,
+        };
+        ClusterWho::merge(local, remote)
+    }
+
+    /// Every room of a namespace with its member count, sorted by name.
+    pub fn rooms(&self, nsp: &str) -> Vec<RoomInfo> {
+        let rooms: Vec<Arc<Room>> = {
+            let st = self.inner.state.lock().unwrap();
+            match st.namespaces.get(nsp) {
+                Some(ns) => ns.rooms.values().cloned().collect(),
+                None => return Vec::new(),
+            }
+        };
+        let mut out: Vec<RoomInfo> = rooms
+            .iter()
+            .map(|r| RoomInfo {
+                name: r.name.clone(),
+                members: r.state.lock().unwrap().members.len(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// The last `n` messages of a room, oldest first.
+    pub fn history(&self, nsp: &str, room: &str, n: usize) -> Option<Vec<Arc<Message>>> {
+        let room = self.room(nsp, room)?;
+        let rs = room.state.lock().unwrap();
+        let skip = rs.history.len().saturating_sub(n);
+        Some(rs.history.iter().skip(skip).cloned().collect())
+    }
+
+    /// Whether connection `id` is a member of `room`.
+    pub fn is_member(&self, nsp: &str, room: &str, id: ConnId) -> bool {
+        self.room(nsp, room)
+            .is_some_and(|r| r.state.lock().unwrap().members.contains_key(&id))
+    }
+
+    pub(super) fn join(&self, id: ConnId, room_name: &str) -> Result<JoinInfo, HubError> {
+        validate_name(room_name)?;
+        let mut st = self.inner.state.lock().unwrap();
+        let st = &mut *st;
+        let entry = st.conns.get_mut(&id).ok_or(HubError::Gone)?;
+        let ns = st
+            .namespaces
+            .get_mut(&entry.nsp)
+            .expect("a connection's namespace exists");
+        let member = ns.members.get(&id).cloned().ok_or(HubError::Gone)?;
+        let room = ns
+            .rooms
+            .entry(Arc::from(room_name))
+            .or_insert_with_key(|name| {
+                Arc::new(Room {
+                    nsp: entry.nsp.clone(),
+                    name: name.clone(),
+                    state: Mutex::new(RoomState {
+                        members: HashMap::new(),
+                        next_offset: 1,
+                        last_ts: 0,
+                        history: VecDeque::new(),
+                    }),
+                })
+            })
+            .clone();
+        let mut rs = room.state.lock().unwrap();
+        let limit = self.inner.config.presence_limit;
+        if rs.members.contains_key(&id) {
+            return Ok(JoinInfo {
+                room: room.name.clone(),
+                members: join_members(&rs.members, limit),
+                count: rs.members.len(),
+                already: true,
+            });
+        }
+        entry.rooms.push(room.name.clone());
+        let info = MemberInfo {
+            id,
+            name: member.name.clone(),
+        };
+        rs.members.insert(id, member);
+        if rs.members.len() > limit {
+            return Ok(JoinInfo {
+                room: room.name.clone(),
+                members: join_members(&rs.members, limit),
+                count: rs.members.len(),
+                already: false,
+            });
+        }
+        let presence = Presence {
+            nsp: room.nsp.clone(),
+            room: room.name.clone(),
+            member: info,
+            kind: PresenceKind::Joined,
+            members: rs.members.len(),
+        };
+        let mut enc = Encoder::new(Event::Presence(&presence));
+        self.deliver(&mut enc, rs.members.iter(), Some(id));
+        if let Some(adapter) = self.inner.adapter.get() {
+            adapter.forward(Outgoing::Presence(Arc::new(presence)));
+        }
+        Ok(JoinInfo {
+            room: room.name.clone(),
+            members: member_list(&rs.members),
+            count: rs.members.len(),
+            already: false,
+        })
+    }
+
+    pub(super) fn leave(&self, id: ConnId, room_name: &str) -> Result<usize, HubError> {
+        let mut st = self.inner.state.lock().unwrap();
+        let st = &mut *st;
+        let entry = st.conns.get_mut(&id).ok_or(HubError::Gone)?;
+        let Some(pos) = entry.rooms.iter().position(|r| &**r == room_name) else {
+            return Err(HubError::NotMember(room_name.to_string()));
+        };
+        entry.rooms.swap_remove(pos);
+        let ns = st
+            .namespaces
+            .get_mut(&entry.nsp)
+            .expect("a connection's namespace exists");
+        Ok(self.remove_from_room(ns, id, room_name))
+    }
+
+    /// Removes `id` from a room, tells the others, and drops the room once
+    /// empty. Called with the state lock held. Returns the members left.
+    pub(super) fn remove_from_room(
+        &self,
+        ns: &mut Namespace,
+        id: ConnId,
+        room_name: &str,
+    ) -> usize {
+        let Some(room) = ns.rooms.get(room_name).cloned() else {
+            return 0;
+        };
+        let mut rs = room.state.lock().unwrap();
+        let Some(member) = rs.members.remove(&id) else {
+            return rs.members.len();
+        };
+        let left = rs.members.len();
+        if left > 0 && left >= self.inner.config.presence_limit {
+            // A large room: leaves are not announced (see HubConfig).
+            return left;
+        }
+        let presence = Presence {
+            nsp: room.nsp.clone(),
+            room: room.name.clone(),
+            member: MemberInfo {
+                id,
+                name: member.name,
+            },
+            kind: PresenceKind::Left,
+            members: left,
+        };
+        if left == 0 {
+            // Nobody here to tell, but members on other nodes are.
+            if let Some(adapter) = self.inner.adapter.get() {
+                adapter.forward(Outgoing::Presence(Arc::new(presence)));
+            }
+            drop(rs);
+            ns.rooms.remove(room_name);
+            return 0;
+        }
+        let mut enc = Encoder::new(Event::Presence(&presence));
+        self.deliver(&mut enc, rs.members.iter(), None);
+        if let Some(adapter) = self.inner.adapter.get() {
+            adapter.forward(Outgoing::Presence(Arc::new(presence)));
+        }
+        left
+    }
+}
+
+/// Members listed in the answer to a join into a room above the presence
+/// limit. Every join into a crowded room would otherwise carry (and make the
+/// server sort and encode) hundreds of names nobody asked for; `who` still
+/// lists everyone.
+pub const JOIN_SAMPLE: usize = 16;
+
+/// The members a join answer lists: all of a room up to `limit`, else a
+/// sample of [`JOIN_SAMPLE`].
+fn join_members(members: &HashMap<ConnId, Member>, limit: usize) -> Vec<MemberInfo> {
+    if members.len() <= limit {
+        member_list(members)
+    } else {
+        member_sample(members, JOIN_SAMPLE.min(limit))
+    }
+}
+
+/// At most `limit` members, sorted by name: the whole list for a small room,
+/// a sample for a large one (sorting every member on every join would be
+/// quadratic over a room's life).
+fn member_sample(members: &HashMap<ConnId, Member>, limit: usize) -> Vec<MemberInfo> {
+    if members.len() <= limit {
+        return member_list(members);
+    }
+    let mut list: Vec<MemberInfo> = members
+        .iter()
+        .take(limit)
+        .map(|(id, m)| MemberInfo {
+            id: *id,
+            name: m.name.clone(),
+        })
+        .collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    list
+}
+
+fn member_list(members: &HashMap<ConnId, Member>) -> Vec<MemberInfo> {
+    let mut list: Vec<MemberInfo> = members
+        .iter()
+        .map(|(id, m)| MemberInfo {
+            id: *id,
+            name: m.name.clone(),
+        })
+        .collect();
+    list.sort_by(|a, b| a.name.cmp(&b.name));
+    list
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Data;
+    use crate::hub::testing::{codec, conn, drain};
+    use crate::outbox::OutboxLimits;
+    use crate::{Conn, HubConfig};
+
+    #[test]
+    fn rooms_presence_offsets() {
+        let hub = Hub::new(HubConfig::default());
+        let c = codec(1);
+        let a = conn(&hub, "alice", c.clone(), OutboxLimits::default());
+        let b = conn(&hub, "bob", c.clone(), OutboxLimits::default());
+        let x = conn(&hub, "carol", c.clone(), OutboxLimits::default());
+        a.join("r1").unwrap();
+        let info = b.join("r1").unwrap();
+        assert_eq!(info.members.len(), 2);
+        x.join("r2").unwrap();
+        assert_eq!(drain(&a), vec!["join r1 bob"]);
+        let m1 = a.publish("r1", Data::text("hi"), true).unwrap();
+        let m2 = b.publish("r1", Data::text("yo"), false).unwrap();
+        assert_eq!((m1.offset, m2.offset), (1, 2));
+        assert_eq!(drain(&a), vec!["msg r1 1 alice hi", "msg r1 2 bob yo"]);
+        assert_eq!(drain(&b), vec!["msg r1 1 alice hi"]);
+        assert!(drain(&x).is_empty());
+        assert_eq!(
+            x.publish("r1", Data::text("no"), true).unwrap_err(),
+            HubError::NotMember("r1".into())
+        );
+        assert_eq!(hub.history("/", "r1", 10).unwrap().len(), 2);
+        let rooms = hub.rooms("/");
+        assert_eq!(rooms.len(), 2);
+        b.leave("r1").unwrap();
+        assert_eq!(drain(&a), vec!["leave r1 bob"]);
+        drop(a);
+        assert_eq!(hub.rooms("/").len(), 1, "an empty room is removed");
+        assert_eq!(hub.connection_count(), 2);
+    }
+
+    #[test]
+    fn large_rooms_do_not_announce_presence() {
+        let hub = Hub::new(HubConfig {
+            presence_limit: 3,
+            ..HubConfig::default()
+        });
+        let c = codec(1);
+        let mut conns: Vec<Conn> = (0..5)
+            .map(|i| conn(&hub, &format!("m{i}"), c.clone(), OutboxLimits::default()))
+            .collect();
+        for (i, conn) in conns.iter().enumerate() {
+            let info = conn.join("big").unwrap();
+            assert_eq!(info.members.len(), (i + 1).min(3));
+            assert_eq!(info.count, i + 1);
+        }
+        // m0 saw m1 and m2 arrive, not m3 and m4 (the room had grown past 3).
+        assert_eq!(drain(&conns[0]), vec!["join big m1", "join big m2"]);
+        drop(conns.drain(2..).collect::<Vec<_>>());
+        assert_eq!(hub.who("/", "big").unwrap().len(), 2);
+        // Leaves were announced only once the room was small again.
+        assert_eq!(drain(&conns[0]), vec!["leave big m4"]);
+    }
+
+    #[test]
+    fn joins_into_crowded_rooms_list_a_sample_and_the_count() {
+        let limit = JOIN_SAMPLE + 4;
+        let hub = Hub::new(HubConfig {
+            presence_limit: limit,
+            ..HubConfig::default()
+        });
+        let c = codec(1);
+        let conns: Vec<Conn> = (0..limit + 10)
+            .map(|i| {
+                conn(
+                    &hub,
+                    &format!("m{i:02}"),
+                    c.clone(),
+                    OutboxLimits::default(),
+                )
+            })
+            .collect();
+        for (i, conn) in conns.iter().enumerate() {
+            let info = conn.join("crowd").unwrap();
+            assert_eq!(info.count, i + 1);
+            let want = if i < limit { i + 1 } else { JOIN_SAMPLE };
+            assert_eq!(info.members.len(), want, "join #{i}");
+            assert!(
+                info.members.windows(2).all(|w| w[0].name <= w[1].name),
+                "sorted"
+            );
+        }
+        let again = conns[0].join("crowd").unwrap();
+        assert!(again.already);
+        assert_eq!(
+            (again.count, again.members.len()),
+            (limit + 10, JOIN_SAMPLE)
+        );
+        assert_eq!(
+            hub.who("/", "crowd").unwrap().len(),
+            limit + 10,
+            "who lists everyone"
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! The hub's shared state: the [`Hub`] handle and what it holds behind its
+//! locks (namespaces, connections, rooms and their members), plus the
+//! accessors every other part of the hub goes through.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use super::config::HubConfig;
+use crate::adapter::Adapter;
+use crate::event::{Codec, ConnId, Message};
+use crate::outbox::Outbox;
+use crate::stats::Stats;
+
+/// The hub: cheap to clone, shared by every transport.
+#[derive(Clone)]
+pub struct Hub {
+    pub(super) inner: Arc<Inner>,
+}
+
+pub(super) struct Inner {
+    pub(super) config: HubConfig,
+    pub(super) next_id: AtomicU64,
+    pub(super) stats: Stats,
+    /// Lock order: `state` before any room's lock, never the other way.
+    pub(super) state: Mutex<State>,
+    /// The cluster adapter, if any (see [`Hub::set_adapter`]).
+    pub(super) adapter: OnceLock<Arc<dyn Adapter>>,
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) namespaces: HashMap<Arc<str>, Namespace>,
+    pub(super) conns: HashMap<ConnId, ConnEntry>,
+}
+
+#[derive(Default)]
+pub(super) struct Namespace {
+    pub(super) rooms: HashMap<Arc<str>, Arc<Room>>,
+    pub(super) names: HashMap<Arc<str>, ConnId>,
+    pub(super) members: HashMap<ConnId, Member>,
+}
+
+pub(super) struct ConnEntry {
+    pub(super) nsp: Arc<str>,
+    pub(super) name: Arc<str>,
+    pub(super) rooms: Vec<Arc<str>>,
+}
+
+/// What a room (or a namespace) keeps of a member: enough to deliver to it.
+#[derive(Clone)]
+pub(super) struct Member {
+    pub(super) name: Arc<str>,
+    pub(super) outbox: Arc<Outbox>,
+    pub(super) codec: Arc<dyn Codec>,
+    /// `codec.key()`, kept here so a fan-out does not visit every codec.
+    pub(super) key: u64,
+}
+
+pub(super) struct Room {
+    pub(super) nsp: Arc<str>,
+    pub(super) name: Arc<str>,
+    pub(super) state: Mutex<RoomState>,
+}
+
+pub(super) struct RoomState {
+    pub(super) members: HashMap<ConnId, Member>,
+    pub(super) next_offset: u64,
+    pub(super) last_ts: u64,
+    pub(super) history: VecDeque<Arc<Message>>,
+}
+
+impl Hub {
+    /// A new hub.
+    pub fn new(config: HubConfig) -> Hub {
+        Hub {
+            inner: Arc::new(Inner {
+                config,
+                next_id: AtomicU64::new(1),
+                stats: Stats::default(),
+                state: Mutex::new(State::default()),
+                adapter: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The hub's counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Connects this hub to other nodes. Once set, every room broadcast the
+    /// hub originates is also given to the adapter. Returns false (and
+    /// changes nothing) if an adapter was already set.
+    pub fn set_adapter(&self, adapter: Arc<dyn Adapter>) -> bool {
+        self.inner.adapter.set(adapter).is_ok()
+    }
+
+    /// The cluster adapter, if one is set.
+    pub fn adapter(&self) -> Option<&Arc<dyn Adapter>> {
+        self.inner.adapter.get()
+    }
+
+    pub(super) fn room(&self, nsp: &str, room: &str) -> Option<Arc<Room>> {
+        let st = self.inner.state.lock().unwrap();
+        st.namespaces.get(nsp)?.rooms.get(room).cloned()
+    }
+}
