@@ -21,7 +21,9 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 /// A room broadcast originated by this node, for the adapter to forward.
 #[derive(Debug, Clone)]
 pub enum Outgoing {
+    /// A message a local member published.
     Message(Arc<Message>),
+    /// A local member joined or left a room.
     Presence(Arc<Presence>),
 }
 

@@ -13,7 +13,9 @@ pub type ConnId = u64;
 /// Who a member is, as other members see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberInfo {
+    /// Its connection id on the node that holds it.
     pub id: ConnId,
+    /// Its display name, unique in its namespace on that node.
     pub name: Arc<str>,
 }
 
@@ -26,7 +28,9 @@ pub struct MemberInfo {
 /// it reaches other Socket.IO clients unchanged.
 #[derive(Debug, Clone)]
 pub struct Data {
+    /// The JSON value as raw text, placeholders included.
     pub json: Box<RawValue>,
+    /// The binary parts, indexed by placeholder `num`.
     pub attachments: Vec<Bytes>,
 }
 
@@ -59,20 +63,26 @@ impl Data {
 /// A message published to a room.
 #[derive(Debug, Clone)]
 pub struct Message {
+    /// The namespace of the room.
     pub nsp: Arc<str>,
+    /// The room it was published to.
     pub room: Arc<str>,
     /// Position in the room: 1 for its first message, then increasing by one.
     pub offset: u64,
     /// Server time of publication, milliseconds since the Unix epoch.
     pub ts: u64,
+    /// The member who published it.
     pub from: MemberInfo,
+    /// Its body.
     pub data: Data,
 }
 
 /// Whether a member arrived or left.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PresenceKind {
+    /// The member joined the room.
     Joined,
+    /// The member left the room (or disconnected).
     Left,
 }
 
@@ -89,9 +99,13 @@ impl PresenceKind {
 /// A member joined or left a room.
 #[derive(Debug, Clone)]
 pub struct Presence {
+    /// The namespace of the room.
     pub nsp: Arc<str>,
+    /// The room joined or left.
     pub room: Arc<str>,
+    /// Who arrived or left.
     pub member: MemberInfo,
+    /// Which of the two.
     pub kind: PresenceKind,
     /// Members in the room after the change.
     pub members: usize,
@@ -100,7 +114,9 @@ pub struct Presence {
 /// Anything the hub delivers to many connections at once.
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
+    /// A message published to a room.
     Message(&'a Message),
+    /// A member joined or left a room.
     Presence(&'a Presence),
     /// An event from another server, delivered verbatim (see
     /// [`crate::Emit`]).
@@ -127,6 +143,7 @@ pub trait Codec: Send + Sync + 'static {
 /// clients receive it verbatim; the other transports render it generically.
 #[derive(Debug, Clone)]
 pub struct Emit {
+    /// The namespace it was sent in.
     pub nsp: Arc<str>,
     /// The room it was sent to, when exactly one (for display only).
     pub room: Option<Arc<str>>,

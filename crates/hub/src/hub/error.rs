@@ -5,14 +5,21 @@ use volna_protocols::line::NameError;
 /// Why a hub operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HubError {
+    /// The connection is not a member of the room (named) it tried to
+    /// publish to or leave.
     #[error("you are not in room {0}")]
     NotMember(String),
+    /// The room (named) does not exist: nobody is in it.
     #[error("no room named {0}")]
     NoSuchRoom(String),
+    /// Another connection of the namespace already has this display name.
     #[error("the name {0} is taken")]
     NameTaken(String),
+    /// The room or display name breaks the naming rule
+    /// ([`validate_name`](volna_protocols::line::validate_name)).
     #[error("{0}")]
     BadName(#[from] NameError),
+    /// The connection was already unregistered.
     #[error("the connection is closed")]
     Gone,
 }

@@ -15,6 +15,7 @@ use crate::event::{ConnId, Event, MemberInfo, Message, Presence, PresenceKind};
 /// The answer to a join.
 #[derive(Debug, Clone)]
 pub struct JoinInfo {
+    /// The room joined (the hub's shared copy of its name).
     pub room: Arc<str>,
     /// The members after the join, the joiner included, sorted by name; in
     /// a room larger than [`HubConfig::presence_limit`](crate::HubConfig::presence_limit) a sample of
@@ -29,7 +30,9 @@ pub struct JoinInfo {
 /// A room as listed by [`Hub::rooms`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomInfo {
+    /// The room's name.
     pub name: Arc<str>,
+    /// Its members on this node.
     pub members: usize,
 }
 

@@ -11,7 +11,9 @@ use bytes::Bytes;
 /// Engine.IO packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Frame {
+    /// UTF-8 text (the producer guarantees it; it is not checked here).
     Text(Bytes),
+    /// Arbitrary bytes.
     Binary(Bytes),
 }
 
@@ -43,7 +45,12 @@ impl Frame {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CloseReason {
     /// Its outgoing queue overflowed: it does not read fast enough.
-    SlowConsumer { frames: usize, bytes: usize },
+    SlowConsumer {
+        /// Frames queued when the push that overflowed arrived.
+        frames: usize,
+        /// Payload bytes queued at that moment.
+        bytes: usize,
+    },
     /// The server is shutting down.
     ServerShutdown,
     /// The client asked to leave.
