@@ -16,8 +16,9 @@ pub struct Counters {
     pub decode_errors: AtomicU64,
     /// Times Redis became unreachable.
     pub redis_outages: AtomicU64,
-    /// Cluster `who` requests, and those some node did not answer in time.
+    /// Cluster `who` requests this node sent.
     pub who_requests: AtomicU64,
+    /// Of those, the ones some node did not answer in time (a partial list).
     pub who_partial: AtomicU64,
     /// Requests of other servers answered (fetchSockets, allRooms, …).
     pub requests_answered: AtomicU64,

@@ -72,11 +72,15 @@ use wire::Channels;
 /// Why the adapter could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
+    /// The configured Redis URL could not be parsed.
     #[error("invalid Redis URL {url}: {source}")]
     Url {
+        /// The URL as configured.
         url: String,
+        /// What the Redis client found wrong with it.
         source: redis::RedisError,
     },
+    /// [`Hub::set_adapter`] refused: the hub already has an adapter.
     #[error("the hub already has an adapter")]
     AdapterSet,
 }

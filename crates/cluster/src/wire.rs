@@ -31,13 +31,23 @@ use volna_protocols::json::{placeholder, push_json_string};
 const EVENT: u64 = 2;
 const BINARY_EVENT: u64 = 5;
 
-/// Request types of the adapter's request channel.
+/// Request types of the adapter's request channel (the `type` field of a
+/// request, and of the answer to a [`BROADCAST`](request::BROADCAST)).
+/// A subset of the adapter's `RequestType` numbers: those volna sends,
+/// answers or names.
 pub mod request {
+    /// `allSockets()`: the socket ids in some rooms.
     pub const SOCKETS: u64 = 0;
+    /// `allRooms()`: every room of the namespace.
     pub const ALL_ROOMS: u64 = 1;
+    /// `fetchSockets()`: the sockets in some rooms, minus those in others,
+    /// with their rooms and `data` (volna's cluster-wide `who` uses it).
     pub const REMOTE_FETCH: u64 = 5;
+    /// `serverSideEmit()`: an event for the other servers themselves.
     pub const SERVER_SIDE_EMIT: u64 = 6;
+    /// A broadcast that expects acknowledgements.
     pub const BROADCAST: u64 = 7;
+    /// The answer to a [`BROADCAST`]: how many clients will acknowledge.
     pub const BROADCAST_CLIENT_COUNT: u64 = 8;
 }
 
@@ -53,6 +63,8 @@ pub struct Channels {
 }
 
 impl Channels {
+    /// The channels of namespace `nsp` under the key prefix `prefix`
+    /// ([`ClusterConfig::prefix`](crate::ClusterConfig::prefix), `socket.io` by default).
     pub fn new(prefix: &str, nsp: &str) -> Channels {
         Channels {
             broadcast: format!("{prefix}#{nsp}#"),
@@ -75,25 +87,35 @@ impl Channels {
 pub struct RemoteBroadcast {
     /// The sender's node id (`emitter` for the Redis emitter).
     pub uid: String,
+    /// The namespace (`/` when the packet names none).
     pub nsp: Arc<str>,
+    /// Rooms to deliver to; empty means the whole namespace.
     pub rooms: Vec<String>,
+    /// Rooms whose members must not receive it.
     pub except: Vec<String>,
+    /// What it carries.
     pub event: RemoteEvent,
 }
 
 /// What a received broadcast carries.
 #[derive(Debug)]
 pub enum RemoteEvent {
+    /// A volna `message` event, turned back into a hub message.
     Message(Message),
+    /// A volna `presence` event, turned back into a hub presence.
     Presence(Presence),
+    /// Any other event, e.g. from a Node.js server or the Redis emitter.
     Emit(Emit),
 }
 
 /// Why a payload could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
+    /// The bytes are not msgpack; holds the decoder's message.
     #[error("invalid msgpack: {0}")]
     Msgpack(String),
+    /// Valid msgpack, but not the adapter's message shape; says which part
+    /// is missing or wrong.
     #[error("unexpected shape: {0}")]
     Shape(&'static str),
 }
