@@ -9,7 +9,7 @@ use bytes::Bytes;
 use image::{DynamicImage, ImageFormat, RgbImage, RgbaImage};
 
 /// An opaque image with a smooth gradient and some structure (compresses like a photo, not like noise).
-pub fn rgb(width: u32, height: u32) -> DynamicImage {
+pub(crate) fn rgb(width: u32, height: u32) -> DynamicImage {
     DynamicImage::ImageRgb8(RgbImage::from_fn(width, height, |x, y| {
         image::Rgb([
             (x * 255 / width.max(1)) as u8,
@@ -20,7 +20,7 @@ pub fn rgb(width: u32, height: u32) -> DynamicImage {
 }
 
 /// An image whose left half is fully transparent.
-pub fn rgba_with_transparency(width: u32, height: u32) -> DynamicImage {
+pub(crate) fn rgba_with_transparency(width: u32, height: u32) -> DynamicImage {
     DynamicImage::ImageRgba8(RgbaImage::from_fn(width, height, |x, y| {
         let alpha = if x < width / 2 { 0 } else { 255 };
         image::Rgba([(x & 0xFF) as u8, (y & 0xFF) as u8, 128, alpha])
@@ -28,7 +28,7 @@ pub fn rgba_with_transparency(width: u32, height: u32) -> DynamicImage {
 }
 
 /// Pseudo-random pixels: expensive to decode per byte, so a few hundred KiB keep a worker busy.
-pub fn noise(width: u32, height: u32, seed: u32) -> DynamicImage {
+pub(crate) fn noise(width: u32, height: u32, seed: u32) -> DynamicImage {
     let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
     DynamicImage::ImageRgb8(RgbImage::from_fn(width, height, |_, _| {
         state ^= state << 13;
@@ -39,31 +39,33 @@ pub fn noise(width: u32, height: u32, seed: u32) -> DynamicImage {
     }))
 }
 
-pub fn encode(img: &DynamicImage, format: ImageFormat) -> Bytes {
+/// `img` encoded in `format` by the `image` crate.
+pub(crate) fn encode(img: &DynamicImage, format: ImageFormat) -> Bytes {
     let mut out = Cursor::new(Vec::new());
     img.write_to(&mut out, format)
         .unwrap_or_else(|e| panic!("encoding {format:?}: {e}"));
     Bytes::from(out.into_inner())
 }
 
-pub fn png(width: u32, height: u32) -> Bytes {
+/// An [`rgb`] image of `width x height` as PNG; `jpeg`, `gif` and `webp` below likewise.
+pub(crate) fn png(width: u32, height: u32) -> Bytes {
     encode(&rgb(width, height), ImageFormat::Png)
 }
 
-pub fn jpeg(width: u32, height: u32) -> Bytes {
+pub(crate) fn jpeg(width: u32, height: u32) -> Bytes {
     encode(&rgb(width, height), ImageFormat::Jpeg)
 }
 
-pub fn gif(width: u32, height: u32) -> Bytes {
+pub(crate) fn gif(width: u32, height: u32) -> Bytes {
     encode(&rgb(width, height), ImageFormat::Gif)
 }
 
-pub fn webp(width: u32, height: u32) -> Bytes {
+pub(crate) fn webp(width: u32, height: u32) -> Bytes {
     encode(&rgb(width, height), ImageFormat::WebP)
 }
 
 /// Decode a thumbnail's bytes back, checking they are the format its MIME type says.
-pub fn decode_thumb(bytes: &[u8], mime: &str) -> DynamicImage {
+pub(crate) fn decode_thumb(bytes: &[u8], mime: &str) -> DynamicImage {
     let format = match mime {
         "image/jpeg" => ImageFormat::Jpeg,
         "image/png" => ImageFormat::Png,
@@ -98,7 +100,7 @@ fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
 
 /// A well-formed PNG header (valid CRCs) that claims `width x height` RGB pixels, followed by a
 /// tiny IDAT. A decoder that trusted it would allocate `width * height * 3` bytes.
-pub fn png_bomb_header(width: u32, height: u32) -> Bytes {
+pub(crate) fn png_bomb_header(width: u32, height: u32) -> Bytes {
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut ihdr = Vec::new();
     ihdr.extend_from_slice(&width.to_be_bytes());
@@ -115,7 +117,7 @@ pub fn png_bomb_header(width: u32, height: u32) -> Bytes {
 }
 
 /// A GIF whose logical screen is `width x height` (at most 65535 each), holding one 1x1 frame.
-pub fn gif_bomb_header(width: u16, height: u16) -> Bytes {
+pub(crate) fn gif_bomb_header(width: u16, height: u16) -> Bytes {
     let mut out = b"GIF89a".to_vec();
     out.extend_from_slice(&width.to_le_bytes());
     out.extend_from_slice(&height.to_le_bytes());
@@ -129,7 +131,7 @@ pub fn gif_bomb_header(width: u16, height: u16) -> Bytes {
 }
 
 /// A lossless WebP (VP8L) header claiming `width x height` (at most 16383 each), with no image data.
-pub fn webp_bomb_header(width: u32, height: u32) -> Bytes {
+pub(crate) fn webp_bomb_header(width: u32, height: u32) -> Bytes {
     let bits: u32 = (width - 1) | ((height - 1) << 14); // alpha 0, version 0
     let mut vp8l = vec![0x2F];
     vp8l.extend_from_slice(&bits.to_le_bytes());
@@ -145,7 +147,7 @@ pub fn webp_bomb_header(width: u32, height: u32) -> Bytes {
 
 /// A JPEG of `width x height` stored pixels whose EXIF says "rotate 90° clockwise to display"
 /// (orientation 6), as phone cameras write them.
-pub fn jpeg_rotated_90(width: u32, height: u32) -> Bytes {
+pub(crate) fn jpeg_rotated_90(width: u32, height: u32) -> Bytes {
     use image::ImageEncoder;
     // A big-endian TIFF header and one IFD entry: tag 0x0112 (Orientation), SHORT, 1 value, 6.
     let exif = vec![
@@ -165,7 +167,7 @@ pub fn jpeg_rotated_90(width: u32, height: u32) -> Bytes {
 }
 
 /// A pool of `workers` threads and `queue` waiting slots, default limits.
-pub fn pool(workers: usize, queue: usize) -> volna_media::ImagePool {
+pub(crate) fn pool(workers: usize, queue: usize) -> volna_media::ImagePool {
     volna_media::ImagePool::new(volna_media::PoolConfig {
         workers,
         queue,
@@ -176,7 +178,7 @@ pub fn pool(workers: usize, queue: usize) -> volna_media::ImagePool {
 
 /// Occupies one worker until the returned sender is used (or dropped). Returns once the worker is
 /// inside the job, so the queue is empty again.
-pub async fn occupy(
+pub(crate) async fn occupy(
     pool: &volna_media::ImagePool,
 ) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
@@ -197,7 +199,7 @@ pub async fn occupy(
 }
 
 /// Polls `cond` every 10 ms for up to 5 s.
-pub async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     for _ in 0..500 {
         if cond() {
             return;
