@@ -12,6 +12,8 @@
 //! - `publish.rs`: offsets, timestamps and history of published messages.
 //! - `deliver.rs`: fan-out, encoding each event once per codec; broadcasts,
 //!   events from other nodes, shutdown.
+//! - `testing.rs` (tests only): the test codec and helpers the unit tests
+//!   of the files above share.
 
 mod config;
 mod conn;
