@@ -271,7 +271,8 @@ pub fn encode_outgoing(uid: &str, event: &Outgoing) -> (Arc<str>, Arc<str>, Vec<
                     json_to_msgpack(m.data.json.get(), &m.data.attachments),
                 ),
             ]);
-            (m.nsp.clone(), m.room.clone(), "message", arg)
+            let name = m.event.as_deref().unwrap_or("message");
+            (m.nsp.clone(), m.room.clone(), name, arg)
         }
         Outgoing::Presence(p) => {
             let arg = Value::Map(vec![
@@ -380,17 +381,21 @@ pub fn decode_packet(
     let nsp: Arc<str> = Arc::from("/");
     if let [Value::Map(arg)] = args {
         match name {
-            "message" => {
-                if let Some(m) = as_message(arg, &nsp) {
-                    return Ok(RemoteEvent::Message(m));
-                }
-            }
             "presence" => {
                 if let Some(p) = as_presence(arg, &nsp) {
                     return Ok(RemoteEvent::Presence(p));
                 }
             }
-            _ => {}
+            // `message`, or an application's own event in the message
+            // envelope (what a volna node sends for `emit`).
+            _ => {
+                if let Some(mut m) = as_message(arg, &nsp) {
+                    if name != "message" {
+                        m.event = Some(Arc::from(name));
+                    }
+                    return Ok(RemoteEvent::Message(m));
+                }
+            }
         }
     }
     let room = match rooms {
@@ -422,6 +427,7 @@ fn as_message(arg: &[(Value, Value)], nsp: &Arc<str>) -> Option<Message> {
             name: Arc::from(from),
         },
         data: to_data(data),
+        event: None,
     })
 }
 
@@ -497,6 +503,7 @@ mod tests {
                 .unwrap(),
                 attachments: vec![Bytes::from_static(&[0, 1, 2])],
             },
+            event: None,
         });
         let (nsp, room, bytes) = encode_outgoing("abc", &Outgoing::Message(msg.clone()));
         assert_eq!((&*nsp, &*room), ("/", "lobby"));
@@ -512,6 +519,28 @@ mod tests {
         );
         assert_eq!(m.data.json.get(), msg.data.json.get());
         assert_eq!(m.data.attachments, msg.data.attachments);
+    }
+
+    #[test]
+    fn custom_events_travel_under_their_own_name() {
+        let msg = Arc::new(Message {
+            nsp: Arc::from("/"),
+            room: Arc::from("doc:1"),
+            offset: 2,
+            ts: 99,
+            from: MemberInfo {
+                id: 5,
+                name: Arc::from("bo"),
+            },
+            data: Data::text("x"),
+            event: Some(Arc::from("cursor")),
+        });
+        let (_, _, bytes) = encode_outgoing("n1", &Outgoing::Message(msg));
+        let RemoteEvent::Message(m) = decode_broadcast(&bytes).unwrap().event else {
+            panic!("not a message")
+        };
+        assert_eq!(m.event.as_deref(), Some("cursor"));
+        assert_eq!((m.offset, &*m.room), (2, "doc:1"));
     }
 
     #[test]

@@ -75,6 +75,10 @@ pub struct Message {
     pub from: MemberInfo,
     /// Its body.
     pub data: Data,
+    /// The name of the application's own event it carries (`cursor`,
+    /// `stroke`, …); `None` for an ordinary `message`. Either way it takes
+    /// the room's next offset and is kept in the history.
+    pub event: Option<Arc<str>>,
 }
 
 /// Whether a member arrived or left.

@@ -50,6 +50,15 @@ pub enum Command {
     History(Option<usize>),
     /// `/echo text`: the server answers with the same text.
     Echo(String),
+    /// `/emit EVENT JSON`: the application's own event to the current room.
+    /// The name is one word (checked further by the server); the JSON is
+    /// passed on as written (checked by the server).
+    Emit {
+        /// The event's name.
+        event: String,
+        /// Its data, JSON text; never empty.
+        json: String,
+    },
     /// `/help`.
     Help,
     /// `/quit`.
@@ -223,6 +232,18 @@ pub fn parse(line: &[u8]) -> Result<Command, LineError> {
             }
         }
         "echo" => Ok(Command::Echo(args.to_string())),
+        "emit" => {
+            let Some((event, json)) = args.split_once([' ', '\t']) else {
+                return Err(LineError::MissingArgument {
+                    command: "emit",
+                    what: "an event name and its JSON data",
+                });
+            };
+            Ok(Command::Emit {
+                event: event.to_string(),
+                json: json.trim_start().to_string(),
+            })
+        }
         "help" | "?" => Ok(Command::Help),
         "quit" | "exit" | "bye" => Ok(Command::Quit),
         _ => {
@@ -429,6 +450,17 @@ mod tests {
         assert_eq!(parse(b"/quit").unwrap(), Command::Quit);
         assert_eq!(parse(b"   ").unwrap(), Command::Empty);
         assert_eq!(parse(b"hi\r").unwrap(), Command::Say("hi".into()));
+        assert_eq!(
+            parse(b"/emit cursor {\"x\": 1}").unwrap(),
+            Command::Emit {
+                event: "cursor".into(),
+                json: "{\"x\": 1}".into()
+            }
+        );
+        assert!(matches!(
+            parse(b"/emit cursor"),
+            Err(LineError::MissingArgument { command: "emit", .. })
+        ));
         assert_eq!(
             parse(b"/msg room1 hello you").unwrap(),
             Command::SayTo {

@@ -71,6 +71,7 @@ ok help commands:
   /rooms            list every room with its member count
   /history [N]      the last N messages of the current room
   /echo TEXT        the server answers TEXT back
+  /emit EVENT JSON  your application's own event to your current room
   /quit             disconnect
   any other line    a message to your current room (start it with // to send a leading /)
 ";
@@ -103,27 +104,42 @@ impl Codec for LineCodec {
             }
             Event::Emit(e) => {
                 // An event from another server: `event ROOM NAME: ARGS`.
-                let room = e.room.as_deref().unwrap_or("*");
-                let _ = write!(s, "event {room} {}: ", sanitize_for_line(&e.event));
-                s.push_str(&sanitize_for_line(e.args.json.get()));
-                let n = e.args.attachments.len();
-                if n > 0 {
-                    let _ = write!(
-                        s,
-                        " [+{n} binary attachment{}, {} bytes]",
-                        if n == 1 { "" } else { "s" },
-                        e.args.attachment_bytes()
-                    );
-                }
-                s.push('\n');
+                render_event(&mut s, e.room.as_deref().unwrap_or("*"), &e.event, &e.args);
             }
         }
         out.push(Frame::Text(Bytes::from(s)));
     }
 }
 
-/// `msg ROOM OFFSET TIME FROM: TEXT`, and a note for non-text data.
+/// `event ROOM NAME: JSON`, and a note for binary attachments.
+fn render_event(s: &mut String, room: &str, event: &str, data: &Data) {
+    let _ = write!(s, "event {room} {}: ", sanitize_for_line(event));
+    s.push_str(&sanitize_for_line(data.json.get()));
+    attachments_note(s, data);
+    s.push('\n');
+}
+
+/// ` [+N binary attachments, B bytes]` when `data` has any.
+fn attachments_note(s: &mut String, data: &Data) {
+    let n = data.attachments.len();
+    if n > 0 {
+        let _ = write!(
+            s,
+            " [+{n} binary attachment{}, {} bytes]",
+            if n == 1 { "" } else { "s" },
+            data.attachment_bytes()
+        );
+    }
+}
+
+/// `msg ROOM OFFSET TIME FROM: TEXT`, and a note for non-text data; an
+/// application's own event is `event ROOM NAME: JSON`, as events from other
+/// servers are.
 fn render_message(s: &mut String, m: &volna_hub::Message) {
+    if let Some(event) = &m.event {
+        render_event(s, &m.room, event, &m.data);
+        return;
+    }
     let _ = write!(
         s,
         "msg {} {} {} {}: ",
@@ -141,15 +157,7 @@ fn render_message(s: &mut String, m: &volna_hub::Message) {
         Some(text) => s.push_str(&sanitize_for_line(&text)),
         None => s.push_str(&sanitize_for_line(m.data.json.get())),
     }
-    let n = m.data.attachments.len();
-    if n > 0 {
-        let _ = write!(
-            s,
-            " [+{n} binary attachment{}, {} bytes]",
-            if n == 1 { "" } else { "s" },
-            m.data.attachment_bytes()
-        );
-    }
+    attachments_note(s, &m.data);
     s.push('\n');
 }
 
@@ -365,6 +373,27 @@ impl Commands<'_> {
             Command::Echo(text) => Op::Echo {
                 data: Data::text(&text),
             },
+            Command::Emit { event, json } => {
+                let Some(room) = self.current.clone() else {
+                    return self.refuse("not-in-room", "join a room first: /join ROOM");
+                };
+                let event = match app::event_name(&event) {
+                    Ok(event) => event,
+                    Err(e) => return self.refuse(e.code, &e.message),
+                };
+                let Ok(json) = serde_json::value::RawValue::from_string(json) else {
+                    return self.refuse("bad-json", "the data after the event name must be JSON");
+                };
+                Op::Emit {
+                    event,
+                    room: room.to_string(),
+                    data: Data {
+                        json,
+                        attachments: Vec::new(),
+                    },
+                    include_self: true,
+                }
+            }
         };
         let outcome = match op.apply(self.conn, self.app) {
             Applied::Now(outcome) => outcome,

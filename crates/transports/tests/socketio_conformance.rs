@@ -303,12 +303,19 @@ async fn default_application_rooms_messages_and_acks() {
     );
     assert_eq!(ws_binary(&mut ann).await, vec![0xff]);
     let bad_before = Stats::get(&srv.hub.stats().bad_input);
+    // An application's own event needs {room, data}; reserved names are
+    // refused.
     ws_send(&mut ann, r#"428["dance"]"#).await;
+    let refused = expect_json(&mut ann, "438").await;
     assert_eq!(
-        expect_json(&mut ann, "438").await,
-        json!([{"ok": false, "error": "unknown event"}])
+        (refused[0]["ok"].clone(), refused[0]["code"].clone()),
+        (json!(false), json!("bad-request")),
+        "{refused}"
     );
-    assert_eq!(Stats::get(&srv.hub.stats().bad_input), bad_before + 1);
+    ws_send(&mut ann, r#"4240["presence",{"room":"lobby","data":1}]"#).await;
+    let reserved = expect_json(&mut ann, "4340").await;
+    assert_eq!(reserved[0]["code"], "reserved-event", "{reserved}");
+    assert_eq!(Stats::get(&srv.hub.stats().bad_input), bad_before + 2);
     ws_send(&mut ann, r#"429["nick","annie"]"#).await;
     assert_eq!(
         expect_json(&mut ann, "439").await,

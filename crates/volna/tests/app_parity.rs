@@ -282,3 +282,164 @@ async fn every_transport_answers_alike() {
         }
     }
 }
+
+/// Reads text frames until one satisfies `want`.
+async fn until_text(ws: &mut Ws, want: impl Fn(&str) -> bool) -> String {
+    loop {
+        let t = next_text(ws).await;
+        if want(&t) {
+            return t;
+        }
+    }
+}
+
+/// The JSON after a Socket.IO packet's prefix (`42`, `43N`).
+fn sio_json(text: &str, prefix: &str) -> Value {
+    serde_json::from_str(&text[prefix.len()..]).unwrap()
+}
+
+#[tokio::test]
+async fn custom_events_meet_in_one_room_on_every_transport() {
+    let server = start_default().await;
+    let mut tcp = Client::tcp(&server, "ann").await;
+    let mut ws = Client::ws(&server, "bob").await;
+    let mut sio = Client::sio(&server, "cy").await;
+    for c in [&mut tcp, &mut ws, &mut sio] {
+        assert_eq!(c.ask(Ask::Join("doc.1")).await["ok"], true);
+    }
+    let (Client::Tcp(tcp), Client::Ws(ws, _), Client::Sio(sio, _)) = (tcp, ws, sio) else {
+        unreachable!()
+    };
+    let (mut tcp, mut ws, mut sio) = (tcp, ws, sio);
+
+    // Socket.IO emits its own event: acked like a message, relayed under
+    // its own name with the message envelope.
+    sio.send(WsMessage::text(
+        r#"4290["cursor",{"room":"doc.1","data":{"x":3,"y":4}}]"#,
+    ))
+    .await
+    .unwrap();
+    // The sender is a member too: its own event may come before the ack.
+    let (mut ack, mut own) = (Value::Null, Value::Null);
+    while ack.is_null() || own.is_null() {
+        let t = next_text(&mut sio).await;
+        if t.starts_with("4390") {
+            ack = sio_json(&t, "4390");
+        } else if t.starts_with(r#"42["cursor""#) {
+            own = sio_json(&t, "42");
+        }
+    }
+    assert_eq!(
+        (&ack[0]["ok"], &ack[0]["room"]),
+        (&json!(true), &json!("doc.1"))
+    );
+    let offset = ack[0]["offset"].as_u64().unwrap();
+    assert_eq!(own[1]["data"], json!({"x": 3, "y": 4}));
+    assert_eq!(
+        (&own[1]["from"], &own[1]["offset"]),
+        (&json!("cy"), &json!(offset))
+    );
+    let at_ws: Value =
+        serde_json::from_str(&until_text(&mut ws, |t| t.contains(r#""type":"event""#)).await)
+            .unwrap();
+    assert_eq!(
+        (
+            &at_ws["event"],
+            &at_ws["room"],
+            &at_ws["offset"],
+            &at_ws["data"]
+        ),
+        (
+            &json!("cursor"),
+            &json!("doc.1"),
+            &json!(offset),
+            &json!({"x": 3, "y": 4})
+        )
+    );
+    assert_eq!(at_ws["from"]["name"], "cy");
+    let (line, _) = tcp.until("event ").await;
+    assert_eq!(line, r#"event doc.1 cursor: {"x":3,"y":4}"#);
+
+    // /ws and TCP emit too; everyone sees every event, in offset order.
+    ws.send(WsMessage::text(
+        json!({"op": "emit", "event": "stroke", "room": "doc.1", "data": [1, 2], "id": 7})
+            .to_string(),
+    ))
+    .await
+    .unwrap();
+    let reply: Value =
+        serde_json::from_str(&until_text(&mut ws, |t| t.contains(r#""type":"reply""#)).await)
+            .unwrap();
+    assert_eq!(
+        (&reply["ok"], &reply["op"], &reply["offset"]),
+        (&json!(true), &json!("emit"), &json!(offset + 1))
+    );
+    let stroke = sio_json(
+        &until_text(&mut sio, |t| t.starts_with(r#"42["stroke""#)).await,
+        "42",
+    );
+    assert_eq!(
+        (&stroke[1]["data"], &stroke[1]["from"]),
+        (&json!([1, 2]), &json!("bob"))
+    );
+    tcp.send(r#"/emit ping-me {"a":true}"#).await;
+    let ping = sio_json(
+        &until_text(&mut sio, |t| t.starts_with(r#"42["ping-me""#)).await,
+        "42",
+    );
+    assert_eq!(
+        (&ping[1]["data"], &ping[1]["offset"]),
+        (&json!({"a": true}), &json!(offset + 2))
+    );
+
+    // Ordinary events are history: a late reader sees them with their names.
+    ws.send(WsMessage::text(
+        json!({"op": "history", "room": "doc.1", "id": 8}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let history: Value =
+        serde_json::from_str(&until_text(&mut ws, |t| t.contains(r#""id":8"#)).await).unwrap();
+    let names: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["type"] == "event")
+        .map(|m| m["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["cursor", "stroke", "ping-me"]);
+
+    // Reserved and malformed names are refused, on every transport.
+    tcp.send("/emit presence 1").await;
+    let (line, _) = tcp.until("error ").await;
+    assert!(line.starts_with("error reserved-event "), "{line}");
+    tcp.send("/emit cursor {not json").await;
+    let (line, _) = tcp.until("error ").await;
+    assert!(line.starts_with("error bad-json "), "{line}");
+    ws.send(WsMessage::text(
+        json!({"op": "emit", "event": "join", "room": "doc.1", "data": 1, "id": 9}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let err: Value =
+        serde_json::from_str(&until_text(&mut ws, |t| t.contains(r#""type":"error""#)).await)
+            .unwrap();
+    assert_eq!(
+        (&err["code"], &err["id"]),
+        (&json!("reserved-event"), &json!(9))
+    );
+    sio.send(WsMessage::text(format!(
+        r#"4291["{}",{{"room":"doc.1","data":1}}]"#,
+        "x".repeat(65)
+    )))
+    .await
+    .unwrap();
+    let ack = sio_json(
+        &until_text(&mut sio, |t| t.starts_with("4391")).await,
+        "4391",
+    );
+    assert_eq!(
+        (&ack[0]["ok"], &ack[0]["code"]),
+        (&json!(false), &json!("bad-event"))
+    );
+}

@@ -212,7 +212,21 @@ impl Conn {
         include_self: bool,
     ) -> Result<Arc<Message>, HubError> {
         self.hub
-            .publish(self.id, &self.nsp, room, data, include_self)
+            .publish(self.id, &self.nsp, room, None, data, include_self)
+    }
+
+    /// Publishes the application's own event `event` to a room it is a
+    /// member of, exactly as [`publish`](Conn::publish) does a message:
+    /// the room's next offset, the history, every member.
+    pub fn publish_event(
+        &self,
+        room: &str,
+        event: Arc<str>,
+        data: Data,
+        include_self: bool,
+    ) -> Result<Arc<Message>, HubError> {
+        self.hub
+            .publish(self.id, &self.nsp, room, Some(event), data, include_self)
     }
 
     /// Closes its outbox, which tells its transport to finish.

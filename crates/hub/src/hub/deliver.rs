@@ -338,6 +338,7 @@ mod tests {
                 name: Arc::from("remote"),
             },
             data: Data::text("yo"),
+            event: None,
         };
         assert_eq!(
             hub.deliver_remote("/", &["r"], &[], Event::Message(&msg)),

@@ -24,7 +24,7 @@ impl Hub {
         data: Data,
         include_self: bool,
     ) -> Result<Arc<Message>, HubError> {
-        self.publish(id, nsp, room, data, include_self)
+        self.publish(id, nsp, room, None, data, include_self)
     }
 
     pub(super) fn publish(
@@ -32,6 +32,7 @@ impl Hub {
         id: ConnId,
         nsp: &str,
         room_name: &str,
+        event: Option<Arc<str>>,
         data: Data,
         include_self: bool,
     ) -> Result<Arc<Message>, HubError> {
@@ -54,6 +55,7 @@ impl Hub {
             ts,
             from,
             data,
+            event,
         });
         rs.next_offset += 1;
         rs.last_ts = ts;

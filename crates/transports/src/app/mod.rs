@@ -18,7 +18,7 @@ mod reply;
 
 use volna_hub::{BoxFuture, ClusterWho, Conn, Hub, HubError, Stats};
 
-pub use op::{Op, MAX_HISTORY};
+pub use op::{event_name, Op, MAX_EVENT_NAME, MAX_HISTORY, RESERVED_EVENTS};
 pub use reply::{AppError, Reply};
 
 use crate::images::{self, ImageService};
@@ -63,6 +63,14 @@ impl Op {
                 include_self,
             } => conn
                 .publish(&room, data, include_self)
+                .map(Reply::Published),
+            Op::Emit {
+                event,
+                room,
+                data,
+                include_self,
+            } => conn
+                .publish_event(&room, event, data, include_self)
                 .map(Reply::Published),
             Op::Echo { data } => Ok(Reply::Echo(data)),
             Op::Who { room } if hub.adapter().is_some() => {

@@ -1,7 +1,11 @@
 //! The operations a client can ask for, whatever its transport.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use volna_hub::Data;
+
+use super::AppError;
 
 /// One operation, decoded from a TCP line, a `/ws` request or a Socket.IO
 /// event. Every field is already checked for its type; what only the hub
@@ -19,6 +23,7 @@ use volna_hub::Data;
 /// | `Rooms`   | `/rooms`            | `{"op":"rooms"}`                           | `rooms()`                         |
 /// | `History` | `/history [N]`      | `{"op":"history","room","limit"?}`         | `history(room, n?)`               |
 /// | `Image`   | —  (text only)      | `{"op":"image","room","name"}` + 1 binary  | `image({room, name, data: <bin>})`|
+/// | `Emit`    | `/emit EVENT JSON`  | `{"op":"emit","event","room","data"}`      | `EVENT({room, data})`             |
 ///
 /// The full table, with replies and error codes, is `docs/operations.md`.
 #[derive(Debug)]
@@ -66,6 +71,18 @@ pub enum Op {
         /// At most this many, newest last.
         limit: usize,
     },
+    /// Publish the application's own event to a room the sender is in:
+    /// relayed, numbered and kept like a message, under its own name.
+    Emit {
+        /// The event's name, checked by [`event_name`].
+        event: Arc<str>,
+        /// The room.
+        room: String,
+        /// The body, attachments included.
+        data: Data,
+        /// Whether the sender receives its own event too.
+        include_self: bool,
+    },
     /// Share an image: a thumbnail is made on the worker pool and published.
     Image {
         /// The room.
@@ -90,8 +107,63 @@ impl Op {
             Op::Rooms => "rooms",
             Op::History { .. } => "history",
             Op::Image { .. } => "image",
+            Op::Emit { .. } => "emit",
         }
     }
+}
+
+/// Longest name of an application's own event, in bytes.
+pub const MAX_EVENT_NAME: usize = 64;
+
+/// Names an application's own event cannot take: the operations, what the
+/// server sends on its own (`/ws` frame types, presence), and the names
+/// Socket.IO reserves.
+pub const RESERVED_EVENTS: &[&str] = &[
+    "nick",
+    "join",
+    "leave",
+    "message",
+    "echo",
+    "who",
+    "rooms",
+    "history",
+    "image",
+    "emit",
+    "presence",
+    "event",
+    "error",
+    "reply",
+    "welcome",
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
+/// Checks the name of an application's own event: 1 to [`MAX_EVENT_NAME`]
+/// bytes, no control characters, not one of [`RESERVED_EVENTS`].
+pub fn event_name(name: &str) -> Result<Arc<str>, AppError> {
+    if name.is_empty() || name.len() > MAX_EVENT_NAME {
+        return Err(AppError::new(
+            "bad-event",
+            format!("an event name must be 1 to {MAX_EVENT_NAME} bytes"),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(AppError::new(
+            "bad-event",
+            "an event name must not hold control characters",
+        ));
+    }
+    if RESERVED_EVENTS.contains(&name) {
+        return Err(AppError::new(
+            "reserved-event",
+            format!("{name:?} is reserved; pick another event name"),
+        ));
+    }
+    Ok(Arc::from(name))
 }
 
 /// Most messages one `history` request returns.

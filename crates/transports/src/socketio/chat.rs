@@ -13,9 +13,11 @@
 //! | `history(room, n?)`            | `{ok, room, messages:[message events as delivered]}`  |
 //! | `image({room, name, data})`    | `{ok, room, offset, ts}` once the thumbnail is shared |
 //! | `nick(name)`                   | `{ok, name}`                                          |
+//! | any other `EVENT({room, data})`| `{ok, room, offset, ts}`; every member of `room` gets `EVENT` with the `message` envelope (+ `event`) |
 //!
-//! Failures are acknowledged `{ok:false, error, code}`; an unknown event is
-//! counted as bad input and acknowledged `{ok:false, error:"unknown event"}`.
+//! Failures are acknowledged `{ok:false, error, code}` and counted; an
+//! event name that is reserved (`connect`, `presence`, …; see
+//! [`app::RESERVED_EVENTS`]) is refused with `reserved-event`.
 
 use std::collections::BTreeMap;
 
@@ -47,18 +49,7 @@ impl Application for Chat {
     fn on_event(&self, socket: &SocketRef<'_>, event: EventCall<'_>) {
         let ack = event.ack;
         let op = match decode(&event) {
-            Ok(Some(op)) => op,
-            Ok(None) => {
-                app::count_bad_input(&self.app.hub);
-                if let Some(id) = ack {
-                    Answer::value(&json!({"ok": false, "error": "unknown event"})).send(
-                        socket.outbox(),
-                        socket.nsp(),
-                        id,
-                    );
-                }
-                return;
-            }
+            Ok(op) => op,
             Err(e) => {
                 app::count_bad_input(&self.app.hub);
                 if let Some(id) = ack {
@@ -116,9 +107,9 @@ struct ImageArg {
     data: Value,
 }
 
-/// Decodes an event into an operation; `Ok(None)` for an event the chat
-/// does not know.
-fn decode(event: &EventCall<'_>) -> Result<Option<Op>, AppError> {
+/// Decodes an event into an operation; an event the chat does not know is
+/// the application's own ([`Op::Emit`]).
+fn decode(event: &EventCall<'_>) -> Result<Op, AppError> {
     let op = match event.name {
         "join" => Op::Join {
             room: string_arg(event, "a room name")?,
@@ -190,9 +181,23 @@ fn decode(event: &EventCall<'_>) -> Result<Option<Op>, AppError> {
                 bytes,
             }
         }
-        _ => return Ok(None),
+        other => {
+            // The application's own event: `name({room, data})`.
+            let event_name = app::event_name(other)?;
+            let arg: MessageArg = first_arg(event, "{room, data}")?;
+            let json = arg
+                .data
+                .unwrap_or_else(|| RawValue::from_string("null".into()).expect("valid JSON"));
+            let data = take_attachments(json, &event.attachments).map_err(AppError::bad_request)?;
+            Op::Emit {
+                event: event_name,
+                room: arg.room,
+                data,
+                include_self: true,
+            }
+        }
     };
-    Ok(Some(op))
+    Ok(op)
 }
 
 /// The ack of an outcome.

@@ -66,6 +66,11 @@ pub(super) fn write_message_object(s: &mut String, m: &Message, data: &str) {
         m.from.id, m.offset, m.ts
     );
     s.push_str(data);
+    if let Some(event) = &m.event {
+        // Lets a history entry say which event it was.
+        s.push_str(",\"event\":");
+        push_json_string(s, event);
+    }
     s.push('}');
 }
 
@@ -81,7 +86,9 @@ impl Codec for SioCodec {
                 let mut s =
                     String::with_capacity(96 + m.room.len() + m.from.name.len() + data.len());
                 self.header(&mut s, m.data.attachments.len());
-                s.push_str("[\"message\",");
+                s.push('[');
+                push_json_string(&mut s, m.event.as_deref().unwrap_or("message"));
+                s.push(',');
                 write_message_object(&mut s, m, data);
                 s.push(']');
                 out.push(Frame::Text(Bytes::from(s)));
@@ -156,6 +163,7 @@ mod tests {
                     .unwrap(),
                 attachments: vec![Bytes::from_static(&[1, 2])],
             },
+            event: None,
         };
         let mut out = Vec::new();
         codec.encode(&Event::Message(&msg), &mut out);

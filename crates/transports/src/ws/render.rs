@@ -87,7 +87,11 @@ pub(super) fn message_json(m: &Message) -> String {
     let mut from = String::with_capacity(32 + m.from.name.len());
     member_json(&mut from, &m.from);
     let mut o = Obj::with_capacity(112 + m.room.len() + from.len() + m.data.json.get().len())
-        .str("type", "message")
+        .str("type", if m.event.is_some() { "event" } else { "message" });
+    if let Some(event) = &m.event {
+        o = o.str("event", event);
+    }
+    o = o
         .str("room", &m.room)
         .num("offset", m.offset)
         .num("ts", m.ts)

@@ -10,11 +10,11 @@ use volna_hub::Data;
 use volna_protocols::json;
 
 use super::WsConfig;
-use crate::app::Op;
+use crate::app::{self, Op};
 
 /// Every op the protocol knows.
 const OPS: &[&str] = &[
-    "nick", "join", "leave", "message", "echo", "who", "rooms", "history", "image",
+    "nick", "join", "leave", "message", "echo", "who", "rooms", "history", "image", "emit",
 ];
 
 /// A request's fields as raw JSON, checked one by one afterwards so errors
@@ -35,6 +35,8 @@ struct Envelope<'a> {
     attachments: Option<&'a RawValue>,
     #[serde(borrow)]
     limit: Option<&'a RawValue>,
+    #[serde(borrow)]
+    event: Option<&'a RawValue>,
     #[serde(borrow, rename = "self")]
     include_self: Option<&'a RawValue>,
 }
@@ -201,7 +203,7 @@ pub(super) fn parse_request(text: &str, cfg: &WsConfig) -> Result<Request, ReqEr
             )
         })
     };
-    if attachments > 0 && !matches!(op, "message" | "echo" | "image") {
+    if attachments > 0 && !matches!(op, "message" | "emit" | "echo" | "image") {
         return Err(bad(id, format!("{op} takes no attachments")));
     }
     if op == "image" && attachments != 1 {
@@ -244,13 +246,20 @@ pub(super) fn parse_request(text: &str, cfg: &WsConfig) -> Result<Request, ReqEr
             };
             Op::History { room, limit }
         }
-        "message" => {
+        "message" | "emit" => {
+            let event = match op {
+                "emit" => {
+                    let name = string_field(&id, "event", env.event)?;
+                    Some(app::event_name(&name).map_err(|e| ReqError {
+                        code: e.code,
+                        ..bad(id.clone(), e.message)
+                    })?)
+                }
+                _ => None,
+            };
             let room = string_field(&id, "room", env.room)?;
             let Some(data) = env.data else {
-                return Err(bad(
-                    id,
-                    "message needs a field data (any JSON value)".into(),
-                ));
+                return Err(bad(id, format!("{op} needs a field data (any JSON value)")));
             };
             if let Err(why) = check_placeholders(data, attachments) {
                 return Err(ReqError {
@@ -271,13 +280,22 @@ pub(super) fn parse_request(text: &str, cfg: &WsConfig) -> Result<Request, ReqEr
                     }
                 },
             };
-            Op::Message {
-                room,
-                data: Data {
-                    json: data.to_owned(),
-                    attachments: Vec::new(),
+            let data = Data {
+                json: data.to_owned(),
+                attachments: Vec::new(),
+            };
+            match event {
+                Some(event) => Op::Emit {
+                    event,
+                    room,
+                    data,
+                    include_self,
                 },
-                include_self,
+                None => Op::Message {
+                    room,
+                    data,
+                    include_self,
+                },
             }
         }
         "echo" => {
@@ -355,6 +373,20 @@ pub(super) fn with_parts(op: Op, parts: Vec<Bytes>) -> Op {
             data,
             include_self,
         } => Op::Message {
+            room,
+            data: Data {
+                json: data.json,
+                attachments: parts,
+            },
+            include_self,
+        },
+        Op::Emit {
+            event,
+            room,
+            data,
+            include_self,
+        } => Op::Emit {
+            event,
             room,
             data: Data {
                 json: data.json,
