@@ -51,6 +51,7 @@ mod adapter;
 mod event;
 mod hub;
 mod outbox;
+mod policy;
 mod stats;
 
 pub use adapter::{Adapter, BoxFuture, ClusterWho, Outgoing, RemoteMembers, WhoMember};
@@ -59,6 +60,7 @@ pub use hub::{Conn, Hub, HubConfig, HubError, JoinInfo, RoomInfo, JOIN_SAMPLE};
 pub use outbox::{
     clock_instant, clock_ms, Batch, CloseReason, DirectSink, Frame, Outbox, OutboxLimits, PushError,
 };
+pub use policy::{glob_matches, EventRule, Policies, Publish, RoomPolicy};
 pub use stats::Stats;
 
 /// Milliseconds since the Unix epoch.

@@ -21,6 +21,8 @@ pub struct Stats {
     pub bad_input: AtomicU64,
     /// Connections closed for a protocol violation.
     pub protocol_closes: AtomicU64,
+    /// Volatile events not delivered to a member whose queue was busy.
+    pub volatile_dropped: AtomicU64,
 }
 
 impl Stats {
@@ -49,6 +51,7 @@ impl Stats {
             ("slow_consumers", Self::get(&self.slow_consumers)),
             ("bad_input", Self::get(&self.bad_input)),
             ("protocol_closes", Self::get(&self.protocol_closes)),
+            ("volatile_dropped", Self::get(&self.volatile_dropped)),
         ]
     }
 }

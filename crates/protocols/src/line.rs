@@ -159,6 +159,15 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Checks a room name: as [`validate_name`], and `:` is allowed too, for
+/// namespaced rooms such as `doc:1` or `news:sport`.
+pub fn validate_room(name: &str) -> Result<(), NameError> {
+    match validate_name(&name.replace(':', "_")) {
+        Err(NameError::BadCharacter(_)) => Err(NameError::BadCharacter(name.to_string())),
+        other => other,
+    }
+}
+
 /// Parses one line (without its line ending) into a command.
 pub fn parse(line: &[u8]) -> Result<Command, LineError> {
     let line = std::str::from_utf8(line).map_err(|e| LineError::InvalidUtf8 {
@@ -181,18 +190,19 @@ pub fn parse(line: &[u8]) -> Result<Command, LineError> {
         Some((name, args)) => (name, args.trim()),
         None => (rest, ""),
     };
+    // Rooms allow `:` as well; a nick with one is refused by the hub.
     let one_name = |command: &'static str, what: &'static str| -> Result<String, LineError> {
         if args.is_empty() {
             return Err(LineError::MissingArgument { command, what });
         }
-        validate_name(args).map_err(LineError::BadName)?;
+        validate_room(args).map_err(LineError::BadName)?;
         Ok(args.to_string())
     };
     let optional_name = || -> Result<Option<String>, LineError> {
         if args.is_empty() {
             Ok(None)
         } else {
-            validate_name(args).map_err(LineError::BadName)?;
+            validate_room(args).map_err(LineError::BadName)?;
             Ok(Some(args.to_string()))
         }
     };
@@ -209,7 +219,7 @@ pub fn parse(line: &[u8]) -> Result<Command, LineError> {
                     what: "a room and a message",
                 });
             };
-            validate_name(room).map_err(LineError::BadName)?;
+            validate_room(room).map_err(LineError::BadName)?;
             let text = text.trim_start();
             if text.is_empty() {
                 return Err(LineError::MissingArgument {
@@ -459,7 +469,10 @@ mod tests {
         );
         assert!(matches!(
             parse(b"/emit cursor"),
-            Err(LineError::MissingArgument { command: "emit", .. })
+            Err(LineError::MissingArgument {
+                command: "emit",
+                ..
+            })
         ));
         assert_eq!(
             parse(b"/msg room1 hello you").unwrap(),

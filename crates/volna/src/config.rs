@@ -25,6 +25,11 @@
 //! image_max_pixels = 40000000
 //! redis = "redis://127.0.0.1:6379"  # join a cluster (docs/cluster.md); unset: single node
 //! redis_prefix = "socket.io"   # key prefix shared with the Node.js redis adapter
+//!
+//! [[rooms]]                    # room policies, first match wins (see crate::rooms)
+//! match = "doc:*"
+//! events = ["stroke", "cursor"]
+//! volatile = ["cursor"]
 //! ```
 //!
 //! The `conformance` profile is what the official Engine.IO and Socket.IO
@@ -154,6 +159,8 @@ pub struct FileConfig {
     pub redis: Option<String>,
     /// Redis key prefix of the cluster.
     pub redis_prefix: Option<String>,
+    /// Room policies (`[[rooms]]` tables; see [`crate::rooms`]).
+    pub rooms: Option<Vec<crate::rooms::RoomTable>>,
 }
 
 impl FileConfig {
@@ -276,6 +283,9 @@ impl ServeArgs {
                 .unwrap_or(defaults.max_bytes)
                 .max(1024),
         };
+        if let Some(tables) = &file.rooms {
+            cfg.hub.policies = crate::rooms::policies(tables)?;
+        }
         if let Some(v) = self.history.or(file.history) {
             cfg.hub.history_len = v;
         }

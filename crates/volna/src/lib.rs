@@ -9,4 +9,5 @@
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod rooms;
 pub mod server;

@@ -443,3 +443,68 @@ async fn custom_events_meet_in_one_room_on_every_transport() {
         (&json!(false), &json!("bad-event"))
     );
 }
+
+#[tokio::test]
+async fn room_policies_hold_on_every_transport() {
+    use volna_hub::{EventRule, Policies, Publish, RoomPolicy};
+    let mut doc = RoomPolicy::new("doc:*");
+    doc.events = EventRule::Only(vec!["stroke".into()]);
+    doc.max_members = Some(3);
+    let mut feed = RoomPolicy::new("feed.*");
+    feed.publish = Publish::Server;
+    let mut config = volna::config::ServerConfig::default();
+    config.hub.policies = Policies::new(vec![doc, feed]);
+    let server = start(config).await;
+    let mut clients = [
+        Client::tcp(&server, "ann").await,
+        Client::ws(&server, "bob").await,
+        Client::sio(&server, "cy").await,
+    ];
+    for c in clients.iter_mut() {
+        assert_eq!(c.ask(Ask::Join("doc:1")).await["ok"], true);
+        assert_eq!(c.ask(Ask::Join("feed.x")).await["ok"], true);
+        let said = c.ask(Ask::Say("feed.x", "buy")).await;
+        assert_eq!(said, json!({"ok": false, "code": "publish-forbidden"}));
+    }
+    // The room is full now.
+    let mut late = Client::sio(&server, "dee").await;
+    assert_eq!(
+        late.ask(Ask::Join("doc:1")).await,
+        json!({"ok": false, "code": "room-full"})
+    );
+    // Only the listed event is relayed.
+    let [Client::Tcp(tcp), Client::Ws(ws, _), Client::Sio(sio, _)] = &mut clients else {
+        unreachable!()
+    };
+    // TCP emits to its current room: make doc:1 current again.
+    tcp.send("/join doc:1").await;
+    tcp.until("ok join doc:1").await;
+    tcp.send(r#"/emit cursor {"x":1}"#).await;
+    let (line, skipped) = tcp.until("error ").await;
+    assert!(
+        line.starts_with("error event-not-allowed "),
+        "{line} {skipped:?}"
+    );
+    ws.send(WsMessage::text(
+        json!({"op": "emit", "event": "cursor", "room": "doc:1", "data": 1, "id": 50}).to_string(),
+    ))
+    .await
+    .unwrap();
+    let err: Value =
+        serde_json::from_str(&until_text(ws, |t| t.contains(r#""id":50"#)).await).unwrap();
+    assert_eq!(err["code"], "event-not-allowed", "{err}");
+    sio.send(WsMessage::text(
+        r#"4250["cursor",{"room":"doc:1","data":1}]"#,
+    ))
+    .await
+    .unwrap();
+    let ack = sio_json(&until_text(sio, |t| t.starts_with("4350")).await, "4350");
+    assert_eq!(ack[0]["code"], "event-not-allowed", "{ack}");
+    sio.send(WsMessage::text(
+        r#"4251["stroke",{"room":"doc:1","data":1}]"#,
+    ))
+    .await
+    .unwrap();
+    let ack = sio_json(&until_text(sio, |t| t.starts_with("4351")).await, "4351");
+    assert_eq!(ack[0]["ok"], true, "{ack}");
+}

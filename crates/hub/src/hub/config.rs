@@ -1,5 +1,7 @@
 //! [`HubConfig`]: the hub's settings.
 
+use crate::policy::Policies;
+
 /// Settings of the hub.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -11,6 +13,9 @@ pub struct HubConfig {
     /// nobody reads them (large chat channels behave the same way). `who`
     /// still lists everyone. Defaults to 256.
     pub presence_limit: usize,
+    /// Per-room rules, by room name. Defaults to none: every room allows
+    /// everything.
+    pub policies: Policies,
 }
 
 impl Default for HubConfig {
@@ -18,6 +23,7 @@ impl Default for HubConfig {
         HubConfig {
             history_len: 100,
             presence_limit: 256,
+            policies: Policies::default(),
         }
     }
 }

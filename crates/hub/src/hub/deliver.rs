@@ -173,6 +173,35 @@ impl Hub {
             .fetch_add(delivered as u64, Ordering::Relaxed);
         delivered
     }
+
+    /// [`deliver`](Hub::deliver) for a volatile event: a member whose queue
+    /// is busy misses it (counted) instead of being cut as a slow consumer.
+    pub(super) fn deliver_volatile<'m>(
+        &self,
+        enc: &mut Encoder<'_>,
+        members: impl Iterator<Item = (&'m ConnId, &'m Member)>,
+        except: Option<ConnId>,
+    ) -> usize {
+        let (mut delivered, mut dropped) = (0u64, 0u64);
+        for (id, m) in members {
+            if Some(*id) == except {
+                continue;
+            }
+            let frames = enc.frames(m.key, m.codec.as_ref());
+            if frames.is_empty() {
+                continue;
+            }
+            match m.outbox.push_volatile(frames) {
+                Ok(true) => delivered += 1,
+                Ok(false) => dropped += 1,
+                Err(_) => {}
+            }
+        }
+        let stats = &self.inner.stats;
+        stats.deliveries.fetch_add(delivered, Ordering::Relaxed);
+        stats.volatile_dropped.fetch_add(dropped, Ordering::Relaxed);
+        delivered as usize
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,15 @@ pub enum HubError {
     /// ([`validate_name`](volna_protocols::line::validate_name)).
     #[error("{0}")]
     BadName(#[from] NameError),
+    /// The room (named) has as many members as its policy allows.
+    #[error("room {0} is full")]
+    RoomFull(String),
+    /// The room's policy does not let clients publish to it.
+    #[error("only the server publishes to room {0}")]
+    PublishForbidden(String),
+    /// The room's policy does not relay this event (name, room).
+    #[error("room {1} does not take the event {0}")]
+    EventNotAllowed(String, String),
     /// The connection was already unregistered.
     #[error("the connection is closed")]
     Gone,
@@ -32,6 +41,9 @@ impl HubError {
             HubError::NoSuchRoom(_) => "no-such-room",
             HubError::NameTaken(_) => "name-taken",
             HubError::BadName(_) => "bad-name",
+            HubError::RoomFull(_) => "room-full",
+            HubError::PublishForbidden(_) => "publish-forbidden",
+            HubError::EventNotAllowed(..) => "event-not-allowed",
             HubError::Gone => "gone",
         }
     }

@@ -9,6 +9,7 @@ use super::error::HubError;
 use super::state::Hub;
 use crate::adapter::Outgoing;
 use crate::event::{ConnId, Data, Event, MemberInfo, Message};
+use crate::policy::Publish;
 use crate::stats::Stats;
 
 impl Hub {
@@ -43,6 +44,20 @@ impl Hub {
         let Some(sender) = rs.members.get(&id) else {
             return Err(HubError::NotMember(room_name.to_string()));
         };
+        let policy = &room.policy;
+        if policy.publish == Publish::Server {
+            return Err(HubError::PublishForbidden(room_name.to_string()));
+        }
+        let volatile = match event.as_deref() {
+            Some(name) if !policy.allows_event(name) => {
+                return Err(HubError::EventNotAllowed(
+                    name.to_string(),
+                    room_name.to_string(),
+                ));
+            }
+            Some(name) => policy.is_volatile(name),
+            None => false,
+        };
         let from = MemberInfo {
             id,
             name: sender.name.clone(),
@@ -59,20 +74,151 @@ impl Hub {
         });
         rs.next_offset += 1;
         rs.last_ts = ts;
-        if self.inner.config.history_len > 0 {
-            if rs.history.len() == self.inner.config.history_len {
+        let keep = policy.history.unwrap_or(self.inner.config.history_len);
+        if let Some(ttl) = policy.history_ttl {
+            let oldest = ts.saturating_sub(ttl.as_millis() as u64);
+            while rs.history.front().is_some_and(|m| m.ts < oldest) {
+                rs.history.pop_front();
+            }
+        }
+        if keep > 0 && !volatile {
+            while rs.history.len() >= keep {
                 rs.history.pop_front();
             }
             rs.history.push_back(msg.clone());
         }
         let mut enc = Encoder::new(Event::Message(&msg));
         let except = if include_self { None } else { Some(id) };
-        self.deliver(&mut enc, rs.members.iter(), except);
+        if volatile {
+            self.deliver_volatile(&mut enc, rs.members.iter(), except);
+        } else {
+            self.deliver(&mut enc, rs.members.iter(), except);
+        }
         if let Some(adapter) = self.inner.adapter.get() {
             adapter.forward(Outgoing::Message(msg.clone()));
         }
         drop(rs);
         Stats::bump(&self.inner.stats.messages);
         Ok(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::hub::testing::{codec, conn, drain};
+    use crate::outbox::OutboxLimits;
+    use crate::policy::{EventRule, Policies, RoomPolicy};
+    use crate::{Conn, HubConfig};
+
+    fn hub_with(policies: Vec<RoomPolicy>) -> Hub {
+        Hub::new(HubConfig {
+            policies: Policies::new(policies),
+            ..HubConfig::default()
+        })
+    }
+
+    #[test]
+    fn policies_shape_rooms_by_name() {
+        let mut doc = RoomPolicy::new("doc:*");
+        doc.events = EventRule::Only(vec![Arc::from("stroke"), Arc::from("cursor")]);
+        doc.volatile = vec![Arc::from("cursor")];
+        doc.history = Some(2);
+        doc.presence = false;
+        doc.max_members = Some(2);
+        let mut feed = RoomPolicy::new("feed.*");
+        feed.publish = Publish::Server;
+        let hub = hub_with(vec![doc, feed]);
+        let c = codec(1);
+        let a = conn(&hub, "ann", c.clone(), OutboxLimits::default());
+        let b = conn(&hub, "bob", c.clone(), OutboxLimits::default());
+        let x = conn(&hub, "cy", c.clone(), OutboxLimits::default());
+        a.join("doc:1").unwrap();
+        b.join("doc:1").unwrap();
+        // Presence is off, and the room holds two.
+        assert!(drain(&a).is_empty());
+        assert_eq!(x.join("doc:1").unwrap_err().code(), "room-full");
+        // Only the listed events, and the history keeps two, volatile ones
+        // not at all.
+        let ev = |c: &Conn, name: &str, text: &str| {
+            c.publish_event("doc:1", Arc::from(name), Data::text(text), true)
+        };
+        assert_eq!(ev(&a, "chat", "x").unwrap_err().code(), "event-not-allowed");
+        for i in 0..3 {
+            ev(&a, "stroke", &i.to_string()).unwrap();
+        }
+        ev(&a, "cursor", "c").unwrap();
+        let kept: Vec<u64> = hub
+            .history("/", "doc:1", 10)
+            .unwrap()
+            .iter()
+            .map(|m| m.offset)
+            .collect();
+        assert_eq!(kept, vec![2, 3]);
+        assert_eq!(drain(&b).len(), 4);
+        // Clients may not publish where only the server does.
+        x.join("feed.prices").unwrap();
+        assert_eq!(
+            x.publish("feed.prices", Data::text("buy"), true)
+                .unwrap_err()
+                .code(),
+            "publish-forbidden"
+        );
+        // Rooms no glob matches allow everything.
+        x.join("lobby").unwrap();
+        x.publish_event("lobby", Arc::from("anything"), Data::text("1"), true)
+            .unwrap();
+    }
+
+    #[test]
+    fn volatile_events_skip_a_member_that_is_behind_without_cutting_it() {
+        let mut game = RoomPolicy::new("game");
+        game.volatile = vec![Arc::from("pos")];
+        let hub = hub_with(vec![game]);
+        let c = codec(1);
+        let small = OutboxLimits {
+            max_frames: 8,
+            max_bytes: 1 << 20,
+        };
+        let fast = conn(&hub, "fast", c.clone(), OutboxLimits::default());
+        let slow = conn(&hub, "slow", c.clone(), small);
+        fast.join("game").unwrap();
+        slow.join("game").unwrap();
+        drain(&fast);
+        drain(&slow);
+        for i in 0..20 {
+            fast.publish_event("game", Arc::from("pos"), Data::text(&i.to_string()), false)
+                .unwrap();
+        }
+        // slow never read: it got what fits in half its queue, the rest was
+        // dropped and counted, and it is still connected.
+        assert_eq!(drain(&slow).len(), 4);
+        assert_eq!(Stats::get(&hub.stats().volatile_dropped), 16);
+        assert!(slow.outbox().closed().is_none());
+        assert!(hub.history("/", "game", 10).unwrap().is_empty());
+        // An ordinary message still reaches it.
+        fast.publish("game", Data::text("hi"), false).unwrap();
+        assert_eq!(drain(&slow), vec!["msg game 21 fast hi"]);
+    }
+
+    #[test]
+    fn history_ttl_forgets_old_messages() {
+        let mut short = RoomPolicy::new("short");
+        short.history_ttl = Some(Duration::from_millis(30));
+        let hub = hub_with(vec![short]);
+        let a = conn(&hub, "a", codec(1), OutboxLimits::default());
+        a.join("short").unwrap();
+        a.publish("short", Data::text("old"), true).unwrap();
+        std::thread::sleep(Duration::from_millis(60));
+        a.publish("short", Data::text("new"), true).unwrap();
+        let texts: Vec<String> = hub
+            .history("/", "short", 10)
+            .unwrap()
+            .iter()
+            .map(|m| m.data.as_text().unwrap().to_string())
+            .collect();
+        assert_eq!(texts, vec!["new"]);
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-use volna_protocols::line::validate_name;
+use volna_protocols::line::validate_room;
 
 use super::deliver::Encoder;
 use super::error::HubError;
@@ -80,8 +80,13 @@ impl Hub {
     pub fn history(&self, nsp: &str, room: &str, n: usize) -> Option<Vec<Arc<Message>>> {
         let room = self.room(nsp, room)?;
         let rs = room.state.lock().unwrap();
-        let skip = rs.history.len().saturating_sub(n);
-        Some(rs.history.iter().skip(skip).cloned().collect())
+        // Messages older than the policy's history_ttl are gone.
+        let oldest = room.policy.history_ttl.map_or(0, |ttl| {
+            crate::now_ms().saturating_sub(ttl.as_millis() as u64)
+        });
+        let fresh = rs.history.iter().filter(|m| m.ts >= oldest);
+        let len = fresh.clone().count();
+        Some(fresh.skip(len.saturating_sub(n)).cloned().collect())
     }
 
     /// Whether connection `id` is a member of `room`.
@@ -91,7 +96,7 @@ impl Hub {
     }
 
     pub(super) fn join(&self, id: ConnId, room_name: &str) -> Result<JoinInfo, HubError> {
-        validate_name(room_name)?;
+        validate_room(room_name)?;
         let mut st = self.inner.state.lock().unwrap();
         let st = &mut *st;
         let entry = st.conns.get_mut(&id).ok_or(HubError::Gone)?;
@@ -107,6 +112,7 @@ impl Hub {
                 Arc::new(Room {
                     nsp: entry.nsp.clone(),
                     name: name.clone(),
+                    policy: self.inner.config.policies.for_room(name),
                     state: Mutex::new(RoomState {
                         members: HashMap::new(),
                         next_offset: 1,
@@ -126,13 +132,18 @@ impl Hub {
                 already: true,
             });
         }
+        if let Some(max) = room.policy.max_members {
+            if rs.members.len() >= max {
+                return Err(HubError::RoomFull(room_name.to_string()));
+            }
+        }
         entry.rooms.push(room.name.clone());
         let info = MemberInfo {
             id,
             name: member.name.clone(),
         };
         rs.members.insert(id, member);
-        if rs.members.len() > limit {
+        if rs.members.len() > limit || !room.policy.presence {
             return Ok(JoinInfo {
                 room: room.name.clone(),
                 members: join_members(&rs.members, limit),
@@ -191,8 +202,9 @@ impl Hub {
             return rs.members.len();
         };
         let left = rs.members.len();
-        if left > 0 && left >= self.inner.config.presence_limit {
-            // A large room: leaves are not announced (see HubConfig).
+        if left > 0 && (left >= self.inner.config.presence_limit || !room.policy.presence) {
+            // A large room, or one whose policy turns presence off: leaves
+            // are not announced (see HubConfig).
             return left;
         }
         let presence = Presence {

@@ -10,6 +10,7 @@ use super::config::HubConfig;
 use crate::adapter::Adapter;
 use crate::event::{Codec, ConnId, Message};
 use crate::outbox::Outbox;
+use crate::policy::RoomPolicy;
 use crate::stats::Stats;
 
 /// The hub: cheap to clone, shared by every transport.
@@ -60,6 +61,8 @@ pub(super) struct Member {
 pub(super) struct Room {
     pub(super) nsp: Arc<str>,
     pub(super) name: Arc<str>,
+    /// Chosen by name when the room is created.
+    pub(super) policy: Arc<RoomPolicy>,
     pub(super) state: Mutex<RoomState>,
 }
 
@@ -99,6 +102,14 @@ impl Hub {
     /// The cluster adapter, if one is set.
     pub fn adapter(&self) -> Option<&Arc<dyn Adapter>> {
         self.inner.adapter.get()
+    }
+
+    /// The policy of room `room` (whether or not it exists now).
+    pub fn policy(&self, nsp: &str, room: &str) -> Arc<RoomPolicy> {
+        match self.room(nsp, room) {
+            Some(r) => r.policy.clone(),
+            None => self.inner.config.policies.for_room(room),
+        }
     }
 
     pub(super) fn room(&self, nsp: &str, room: &str) -> Option<Arc<Room>> {

@@ -141,10 +141,22 @@ impl Outbox {
     /// bounds and queues them; with a direct sink, `direct.rs` decides who
     /// writes them.
     fn push_inner(&self, frames: &[Frame], paced: bool) -> Result<(), PushError> {
+        self.push_checked(frames, paced, false).map(|_| ())
+    }
+
+    /// Queues `frames`; with `soft`, frames that would take the queue past
+    /// half its bound are left out (`Ok(false)`) instead of closing it.
+    fn push_checked(&self, frames: &[Frame], paced: bool, soft: bool) -> Result<bool, PushError> {
         let added: usize = frames.iter().map(Frame::len).sum();
         let mut st = self.state.lock().unwrap();
         if st.closed.is_some() {
             return Err(PushError::Closed);
+        }
+        if soft
+            && ((st.frames.len() + frames.len()) * 2 > self.limits.max_frames
+                || (st.bytes + added) * 2 > self.limits.max_bytes)
+        {
+            return Ok(false);
         }
         if st.frames.len() + frames.len() > self.limits.max_frames
             || st.bytes + added > self.limits.max_bytes
@@ -164,13 +176,22 @@ impl Outbox {
         st.bytes += added;
         if st.direct.sink.is_some() {
             self.dispatch_direct(st, was_empty, paced);
-            return Ok(());
+            return Ok(true);
         }
         drop(st);
         if was_empty {
             self.notify.notify_one();
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// Queues a volatile broadcast (see `RoomPolicy::volatile`): paced as
+    /// [`push_paced`](Outbox::push_paced), but only while the queue holds
+    /// less than half its bound afterwards. Returns false when the frames
+    /// were left out because the connection is behind; the connection is
+    /// never closed for them.
+    pub fn push_volatile(&self, frames: &[Frame]) -> Result<bool, PushError> {
+        self.push_checked(frames, true, true)
     }
 
     /// Queues one frame.

@@ -86,8 +86,14 @@ fn members_json(members: &[MemberInfo]) -> String {
 pub(super) fn message_json(m: &Message) -> String {
     let mut from = String::with_capacity(32 + m.from.name.len());
     member_json(&mut from, &m.from);
-    let mut o = Obj::with_capacity(112 + m.room.len() + from.len() + m.data.json.get().len())
-        .str("type", if m.event.is_some() { "event" } else { "message" });
+    let mut o = Obj::with_capacity(112 + m.room.len() + from.len() + m.data.json.get().len()).str(
+        "type",
+        if m.event.is_some() {
+            "event"
+        } else {
+            "message"
+        },
+    );
     if let Some(event) = &m.event {
         o = o.str("event", event);
     }

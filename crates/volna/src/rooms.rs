@@ -1,0 +1,176 @@
+//! The `[[rooms]]` tables of the settings file: room policies, turned into
+//! the hub's [`Policies`].
+//!
+//! ```toml
+//! [[rooms]]
+//! match = "doc:*"               # glob on room names: * any run, ? one character
+//! events = ["stroke", "cursor"] # the application's own events relayed ("*": any, the default)
+//! volatile = ["cursor"]         # not kept, dropped for a member who is behind
+//! publish = "members"           # or "none": only the server publishes
+//! history = 500                 # messages kept (default: `history`)
+//! history_ttl = 3600            # seconds a message stays in the history
+//! presence = true               # announce joins and leaves
+//! max_members = 50              # a join beyond is refused with room-full
+//! ```
+//!
+//! The first table whose `match` fits a room's name is its policy; a room
+//! none fits allows everything.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use volna_hub::{EventRule, Policies, Publish, RoomPolicy};
+use volna_transports::app;
+
+/// One `[[rooms]]` table as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomTable {
+    /// The glob on room names.
+    #[serde(rename = "match")]
+    pub pattern: String,
+    /// `"*"` or a list of event names.
+    pub events: Option<Events>,
+    /// Event names that are volatile.
+    pub volatile: Option<Vec<String>>,
+    /// `"members"` or `"none"`.
+    pub publish: Option<String>,
+    /// Messages kept for `history`.
+    pub history: Option<usize>,
+    /// Seconds a message stays in the history.
+    pub history_ttl: Option<u64>,
+    /// Whether joins and leaves are announced.
+    pub presence: Option<bool>,
+    /// Most members at a time.
+    pub max_members: Option<usize>,
+}
+
+/// The `events` key: every name, or a list.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum Events {
+    /// `"*"`.
+    All(String),
+    /// `["a", "b"]`.
+    List(Vec<String>),
+}
+
+/// Checks every table and builds the policies, in order.
+pub fn policies(tables: &[RoomTable]) -> anyhow::Result<Policies> {
+    tables
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            policy(t).map_err(|e| anyhow::anyhow!("[[rooms]] #{} ({:?}): {e}", i + 1, t.pattern))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map(Policies::new)
+}
+
+fn event_names(names: &[String]) -> anyhow::Result<Vec<Arc<str>>> {
+    names
+        .iter()
+        .map(|n| app::event_name(n).map_err(|e| anyhow::anyhow!("event {n:?}: {}", e.message)))
+        .collect()
+}
+
+fn policy(t: &RoomTable) -> anyhow::Result<RoomPolicy> {
+    anyhow::ensure!(!t.pattern.is_empty(), "match must not be empty");
+    let mut p = RoomPolicy::new(t.pattern.clone());
+    p.events = match &t.events {
+        None => EventRule::Any,
+        Some(Events::All(s)) if s == "*" => EventRule::Any,
+        Some(Events::All(s)) => anyhow::bail!("events must be \"*\" or a list, not {s:?}"),
+        Some(Events::List(names)) => EventRule::Only(event_names(names)?),
+    };
+    p.volatile = event_names(t.volatile.as_deref().unwrap_or_default())?;
+    for v in &p.volatile {
+        anyhow::ensure!(p.allows_event(v), "volatile event {v:?} is not in events");
+    }
+    p.publish = match t.publish.as_deref() {
+        None | Some("members") => Publish::Members,
+        Some("none") => Publish::Server,
+        Some("hook") => anyhow::bail!(
+            "publish = \"hook\" needs a publish hook, which this version does not have yet; \
+             use \"members\" or \"none\""
+        ),
+        Some(other) => anyhow::bail!("publish must be \"members\" or \"none\", not {other:?}"),
+    };
+    p.history = t.history;
+    p.history_ttl = match t.history_ttl {
+        Some(0) => anyhow::bail!("history_ttl must be at least 1 second"),
+        s => s.map(Duration::from_secs),
+    };
+    p.presence = t.presence.unwrap_or(true);
+    p.max_members = match t.max_members {
+        Some(0) => anyhow::bail!("max_members must be at least 1"),
+        m => m,
+    };
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> anyhow::Result<Policies> {
+        #[derive(Deserialize)]
+        struct File {
+            rooms: Vec<RoomTable>,
+        }
+        let f: File = toml::from_str(toml_text)?;
+        policies(&f.rooms)
+    }
+
+    #[test]
+    fn tables_become_policies_in_order() {
+        let p = parse(
+            r#"
+            [[rooms]]
+            match = "doc:*"
+            events = ["stroke", "cursor"]
+            volatile = ["cursor"]
+            history = 500
+            history_ttl = 60
+            presence = false
+            max_members = 3
+
+            [[rooms]]
+            match = "feed.*"
+            publish = "none"
+            "#,
+        )
+        .unwrap();
+        let doc = p.for_room("doc:7");
+        assert!(doc.allows_event("stroke") && !doc.allows_event("chat"));
+        assert!(doc.is_volatile("cursor") && !doc.is_volatile("stroke"));
+        assert_eq!(
+            (doc.history, doc.history_ttl, doc.presence, doc.max_members),
+            (Some(500), Some(Duration::from_secs(60)), false, Some(3))
+        );
+        assert_eq!(p.for_room("feed.prices").publish, Publish::Server);
+        assert!(p.for_room("lobby").allows_event("x"));
+    }
+
+    #[test]
+    fn mistakes_are_reported_with_the_table() {
+        for (text, want) in [
+            ("match = \"a\"\nevents = \"some\"", "events must be"),
+            (
+                "match = \"a\"\nevents = [\"x\"]\nvolatile = [\"y\"]",
+                "not in events",
+            ),
+            ("match = \"a\"\nevents = [\"connect\"]", "reserved"),
+            ("match = \"a\"\npublish = \"hook\"", "publish hook"),
+            ("match = \"a\"\nmax_members = 0", "at least 1"),
+            ("match = \"\"", "must not be empty"),
+        ] {
+            let err = parse(&format!("[[rooms]]\n{text}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want) && err.contains("#1"), "{text}: {err}");
+        }
+        assert!(parse("[[rooms]]\nmatch = \"a\"\nbogus = 1\n").is_err());
+    }
+}
