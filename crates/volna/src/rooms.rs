@@ -154,6 +154,17 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_valid() {
+        let doc = include_str!("../../../docs/applications.md");
+        let start = doc.find("```toml\n").expect("a toml block") + "```toml\n".len();
+        let end = start + doc[start..].find("```").unwrap();
+        let p = parse(&doc[start..end]).unwrap();
+        assert!(p.for_room("board:7").is_volatile("cursor"));
+        assert_eq!(p.for_room("prices.eur").publish, Publish::Server);
+        assert!(p.for_room("lobby").allows_event("anything"));
+    }
+
+    #[test]
     fn mistakes_are_reported_with_the_table() {
         for (text, want) in [
             ("match = \"a\"\nevents = \"some\"", "events must be"),
