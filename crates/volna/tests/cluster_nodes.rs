@@ -273,3 +273,36 @@ async fn redis_outage_keeps_local_delivery_and_cross_node_delivery_resumes() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_events_cross_nodes_under_their_own_name() {
+    let Some(redis) = Redis::start() else { return };
+    let p = prefix();
+    let (a, b) = (node(&redis.url(), &p).await, node(&redis.url(), &p).await);
+    let room = "doc:1";
+    let mut s1 = Client::sio(&a, "s1", room).await;
+    let mut w1 = Client::ws(&b, "w1", room).await;
+    let mut t1 = Client::tcp(&b, "t1", room).await;
+    tokio::time::sleep(QUIET).await;
+
+    s1.emit(room, "cursor", &serde_json::json!({"x": 1})).await;
+    let at_ws = w1
+        .until(|t| t.contains(r#""type":"event""#) && t.contains(r#""cursor""#))
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&at_ws).unwrap();
+    assert_eq!(
+        (&v["room"], &v["data"]),
+        (&serde_json::json!(room), &serde_json::json!({"x": 1}))
+    );
+    assert_eq!(v["from"]["name"], "s1");
+    let line = t1.until(|l| l.starts_with("event ")).await;
+    assert_eq!(line, r#"event doc:1 cursor: {"x":1}"#);
+
+    w1.emit(room, "stroke", &serde_json::json!([1, 2])).await;
+    let at_sio = s1.until(|t| t.starts_with(r#"42["stroke""#)).await;
+    let v: serde_json::Value = serde_json::from_str(&at_sio[2..]).unwrap();
+    assert_eq!(
+        (&v[1]["data"], &v[1]["from"]),
+        (&serde_json::json!([1, 2]), &serde_json::json!("w1"))
+    );
+}

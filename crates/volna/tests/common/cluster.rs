@@ -265,8 +265,25 @@ impl Client {
         }
     }
 
+    /// Emits the application's own event `event` with `data` to `room`.
+    pub(crate) async fn emit(&mut self, room: &str, event: &str, data: &Value) {
+        match self {
+            Client::Tcp(c) => c.send(&format!("/emit {event} {data}")).await,
+            Client::Ws(_) => {
+                self.send_json(
+                    &serde_json::json!({"op": "emit", "event": event, "room": room, "data": data}),
+                )
+                .await
+            }
+            Client::Sio(_) => {
+                let arg = serde_json::json!({"room": room, "data": data});
+                self.send_text(&format!("42[\"{event}\",{arg}]")).await
+            }
+        }
+    }
+
     /// Raw frames/lines until one matches (answering pings).
-    async fn until(&mut self, want: impl Fn(&str) -> bool) -> String {
+    pub(crate) async fn until(&mut self, want: impl Fn(&str) -> bool) -> String {
         let until = Instant::now() + WAIT;
         loop {
             let left = until.saturating_duration_since(Instant::now());
