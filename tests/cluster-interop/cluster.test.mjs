@@ -92,6 +92,17 @@ test("a Node socket.io server with the redis adapter and a volna node are one cl
   assert.deepEqual([...Buffer.from(m.data.blob)], [7, 8]);
   assert.equal(typeof m.offset, "number");
 
+  // volna -> Node: the application's own event, under its own name, binary intact.
+  const cursor = once(onNode, "cursor");
+  const acked = await onVolna.emitWithAck("cursor", { room: ROOM, data: { x: 4, mark: Buffer.from([5]) } });
+  assert.equal(acked.ok, true, JSON.stringify(acked));
+  const [c] = await cursor;
+  assert.equal(c.room, ROOM);
+  assert.equal(c.event, "cursor");
+  assert.equal(c.data.x, 4);
+  assert.deepEqual([...Buffer.from(c.data.mark)], [5]);
+  assert.equal(c.offset, acked.offset);
+
   // fetchSockets on the Node server sees the volna member, and volna's
   // `who` sees the Node server's socket (request/response channels).
   const sockets = await io.in(ROOM).fetchSockets();

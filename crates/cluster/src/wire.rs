@@ -271,6 +271,12 @@ pub fn encode_outgoing(uid: &str, event: &Outgoing) -> (Arc<str>, Arc<str>, Vec<
                     json_to_msgpack(m.data.json.get(), &m.data.attachments),
                 ),
             ]);
+            let mut arg = arg;
+            if let (Some(event), Value::Map(fields)) = (&m.event, &mut arg) {
+                // As volna's Socket.IO clients see it: the envelope says
+                // which event it is.
+                fields.push((s("event"), s(event)));
+            }
             let name = m.event.as_deref().unwrap_or("message");
             (m.nsp.clone(), m.room.clone(), name, arg)
         }
