@@ -201,3 +201,106 @@ export function parseMsgLine(line) {
   if (!m) return null;
   return { room: m[1], offset: Number(m[2]), ts: m[3], from: m[4], text: m[5] };
 }
+
+/** Parses `event ROOM NAME: JSON` (the TCP rendering of an application's own event). */
+export function parseEventLine(line) {
+  const m = /^event (\S+) (\S+): (.*)$/.exec(line);
+  if (!m) return null;
+  return { room: m[1], event: m[2], json: m[3] };
+}
+
+/**
+ * The `ws` package, when tests/interop/node_modules has it (socket.io-client pulls it in), else null:
+ * the tests that need a plain `/ws` client skip without it.
+ */
+export const WebSocketImpl = await import("ws").then(
+  (m) => m.default || m.WebSocket,
+  () => null,
+);
+
+/**
+ * A plain WebSocket client (the npm `ws` package) speaking volna's `/ws` JSON protocol. Received text
+ * frames are parsed; the binary frames announced by `"attachments":N` are gathered into the frame's
+ * `parts` (Buffers, in order).
+ */
+export class WsClient {
+  static async connect(name) {
+    if (!WebSocketImpl) throw new Error("the ws package is not installed");
+    const url = HTTP.replace(/^http/, "ws") + "/ws" + (name ? `?name=${encodeURIComponent(name)}` : "");
+    const c = new WsClient();
+    c.ws = new WebSocketImpl(url);
+    c.frames = [];
+    c.pending = null; // a frame still waiting for its binary parts
+    c.waiters = new Set();
+    c.nextId = 1;
+    const ready = () => {
+      for (const w of c.waiters) w();
+    };
+    c.ws.on("message", (data, isBinary) => {
+      if (isBinary) {
+        if (c.pending) {
+          c.pending.parts.push(Buffer.from(data));
+          if (c.pending.parts.length >= c.pending.attachments) {
+            c.frames.push(c.pending);
+            c.pending = null;
+          }
+        } else {
+          c.frames.push({ unexpectedBinary: Buffer.from(data) });
+        }
+      } else {
+        const f = JSON.parse(data.toString());
+        const n = f.attachments;
+        if (typeof n === "number" && n > 0 && f.type !== "reply" && f.type !== "error") {
+          f.parts = [];
+          c.pending = f;
+        } else {
+          c.frames.push(f);
+        }
+      }
+      ready();
+    });
+    c.ws.on("error", () => {});
+    await withTimeout(
+      new Promise((resolve, reject) => {
+        c.ws.once("open", resolve);
+        c.ws.once("error", reject);
+      }),
+      WAIT_MS,
+      `WebSocket connect to ${url}`,
+    );
+    c.welcome = await c.frame((f) => f.type === "welcome");
+    return c;
+  }
+
+  /** Resolves with the first received frame (not yet taken) matching `pred`, consuming it. */
+  frame(pred, ms = WAIT_MS) {
+    const take = () => {
+      const i = this.frames.findIndex(pred);
+      return i < 0 ? undefined : this.frames.splice(i, 1)[0];
+    };
+    let waiter;
+    const p = new Promise((resolve) => {
+      waiter = () => {
+        const f = take();
+        if (f !== undefined) resolve(f);
+      };
+      this.waiters.add(waiter);
+      waiter();
+    });
+    return withTimeout(p, ms, `a /ws frame (have: ${JSON.stringify(this.frames.slice(-5))})`).finally(() =>
+      this.waiters.delete(waiter),
+    );
+  }
+
+  /** Sends a request (with a fresh id) and its binary parts; resolves with its reply or error frame. */
+  request(req, parts = []) {
+    const id = this.nextId++;
+    this.ws.send(JSON.stringify({ ...req, id }));
+    for (const p of parts) this.ws.send(p, { binary: true });
+    return this.frame((f) => (f.type === "reply" || f.type === "error") && f.id === id);
+  }
+
+  close() {
+    this.ws.terminate();
+  }
+}

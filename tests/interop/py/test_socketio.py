@@ -52,7 +52,7 @@ class _Capture(logging.Handler):
 class Client:
     """A python-socketio client plus queues of the events it received."""
 
-    def __init__(self, transports=None, namespace="/", auth=None):
+    def __init__(self, transports=None, namespace="/", auth=None, events=()):
         self.capture = _Capture()
         eio_logger = logging.getLogger(f"interop.engineio.{uuid.uuid4().hex}")
         eio_logger.setLevel(logging.INFO)
@@ -61,7 +61,7 @@ class Client:
         self.sio = socketio.Client(
             reconnection=False, request_timeout=WAIT, engineio_logger=eio_logger
         )
-        self.events = {"message": queue.Queue(), "presence": queue.Queue()}
+        self.events = {name: queue.Queue() for name in ("message", "presence", *events)}
         self.connect_errors = queue.Queue()
         for name, q in self.events.items():
             self.sio.on(name, q.put, namespace=namespace)
