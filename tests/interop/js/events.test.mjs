@@ -178,7 +178,7 @@ for (const tc of TRANSPORT_CASES) {
       for (const name of ["presence", "welcome", "reply", "error", "event", "emit"]) {
         assertErrorAck(await call(a, name, { room, data: { fake: true } }), "reserved-event");
       }
-      for (const name of ["", "x".repeat(65), "cur\nsor", "tab\there", "nul\u0000"]) {
+      for (const name of ["", "x".repeat(65), "cur\nsor", "tab\there", "nul\u0000", "my event"]) {
         assertErrorAck(await call(a, name, { room, data: 1 }), "bad-event");
       }
       assertErrorAck(await call(a, "cursor", "not an object"), "bad-request");

@@ -143,7 +143,8 @@ pub const RESERVED_EVENTS: &[&str] = &[
 ];
 
 /// Checks the name of an application's own event: 1 to [`MAX_EVENT_NAME`]
-/// bytes, no control characters, not one of [`RESERVED_EVENTS`].
+/// bytes, no whitespace or control characters (a TCP line could not carry
+/// it), not one of [`RESERVED_EVENTS`].
 pub fn event_name(name: &str) -> Result<Arc<str>, AppError> {
     if name.is_empty() || name.len() > MAX_EVENT_NAME {
         return Err(AppError::new(
@@ -151,10 +152,10 @@ pub fn event_name(name: &str) -> Result<Arc<str>, AppError> {
             format!("an event name must be 1 to {MAX_EVENT_NAME} bytes"),
         ));
     }
-    if name.chars().any(char::is_control) {
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(AppError::new(
             "bad-event",
-            "an event name must not hold control characters",
+            "an event name must not hold spaces or control characters",
         ));
     }
     if RESERVED_EVENTS.contains(&name) {
