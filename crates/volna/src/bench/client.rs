@@ -262,27 +262,42 @@ impl Tx {
     }
 
     /// Publishes `text` to `room`.
-    pub(super) async fn publish(&mut self, room: &str, text: &str) -> anyhow::Result<()> {
+    /// Publishes `text` to `room`: a `message`, or the application event
+    /// `event`.
+    pub(super) async fn publish(
+        &mut self,
+        room: &str,
+        text: &str,
+        event: Option<&str>,
+    ) -> anyhow::Result<()> {
         match self {
             Tx::Ws(tx, Proto::SocketIo) => {
                 tx.send(WsMessage::text(format!(
-                    "42[\"message\",{{\"room\":{},\"data\":{}}}]",
+                    "42[{},{{\"room\":{},\"data\":{}}}]",
+                    json_string(event.unwrap_or("message")),
                     json_string(room),
                     json_string(text)
                 )))
                 .await?
             }
             Tx::Ws(tx, _) => {
+                let op = match event {
+                    Some(e) => format!("\"op\":\"emit\",\"event\":{}", json_string(e)),
+                    None => "\"op\":\"message\"".to_string(),
+                };
                 tx.send(WsMessage::text(format!(
-                    "{{\"op\":\"message\",\"room\":{},\"data\":{}}}",
+                    "{{{op},\"room\":{},\"data\":{}}}",
                     json_string(room),
                     json_string(text)
                 )))
                 .await?
             }
             Tx::Tcp(w) => {
-                w.write_all(format!("/msg {room} {text}\n").as_bytes())
-                    .await?
+                let line = match event {
+                    Some(e) => format!("/emit {e} {}\n", json_string(text)),
+                    None => format!("/msg {room} {text}\n"),
+                };
+                w.write_all(line.as_bytes()).await?
             }
         }
         Ok(())

@@ -25,6 +25,7 @@ pub(super) async fn run(
     rate: f64,
     size: usize,
     drain: f64,
+    event: Option<String>,
 ) -> anyhow::Result<Report> {
     anyhow::ensure!(
         n >= 1 && publishers >= 1 && publishers <= n,
@@ -112,6 +113,7 @@ pub(super) async fn run(
     for (p, tx) in pub_tx.into_iter().enumerate() {
         let count = per_pub + u64::from((p as u64) < extra);
         let room = common.room.clone();
+        let event = event.clone();
         let interval = (rate > 0.0).then(|| Duration::from_secs_f64(publishers as f64 / rate));
         pubs.push(tokio::spawn(async move {
             let mut ticker = interval.map(|d| {
@@ -125,7 +127,7 @@ pub(super) async fn run(
                 }
                 let seq = k * publishers as u64 + p as u64;
                 let text = payload(seq, base.elapsed().as_micros() as u64, size);
-                tx.lock().await.publish(&room, &text).await?;
+                tx.lock().await.publish(&room, &text, event.as_deref()).await?;
             }
             anyhow::Ok(())
         }));

@@ -70,6 +70,9 @@ pub enum Scenario {
         /// Seconds to wait for stragglers once publishing is done.
         #[arg(long, default_value_t = 5.0)]
         drain: f64,
+        /// Publish this application event (`emit`) instead of `message`.
+        #[arg(long)]
+        event: Option<String>,
     },
     /// Images shared continuously over /ws while echo clients measure round trips; reports echo
     /// latency and the server's event-loop lag (run it against `volna serve` and against
@@ -124,8 +127,9 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<()> {
             rate,
             size,
             drain,
+            event,
         } => (
-            fanout::run(&common, clients, publishers, messages, rate, size, drain).await?,
+            fanout::run(&common, clients, publishers, messages, rate, size, drain, event).await?,
             common.json,
         ),
         Scenario::Echo {
