@@ -127,7 +127,10 @@ pub(super) async fn run(
                 }
                 let seq = k * publishers as u64 + p as u64;
                 let text = payload(seq, base.elapsed().as_micros() as u64, size);
-                tx.lock().await.publish(&room, &text, event.as_deref()).await?;
+                tx.lock()
+                    .await
+                    .publish(&room, &text, event.as_deref())
+                    .await?;
             }
             anyhow::Ok(())
         }));

@@ -129,7 +129,10 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<()> {
             drain,
             event,
         } => (
-            fanout::run(&common, clients, publishers, messages, rate, size, drain, event).await?,
+            fanout::run(
+                &common, clients, publishers, messages, rate, size, drain, event,
+            )
+            .await?,
             common.json,
         ),
         Scenario::Echo {
