@@ -84,6 +84,11 @@ impl Hub {
         except: &[&str],
         event: Event<'_>,
     ) -> usize {
+        // An event the room's policy makes volatile is volatile here too.
+        let volatile_name = match &event {
+            Event::Message(m) => m.event.clone(),
+            _ => None,
+        };
         let mut enc = Encoder::new(event);
         if let ([room], []) = (rooms, except) {
             // The common case: one room, delivered under its lock so that
@@ -92,6 +97,9 @@ impl Hub {
                 return 0;
             };
             let rs = room.state.lock().unwrap();
+            if volatile_name.is_some_and(|e| room.policy.is_volatile(&e)) {
+                return self.deliver_volatile(&mut enc, rs.members.iter(), None);
+            }
             return self.deliver(&mut enc, rs.members.iter(), None);
         }
         let excluded: HashSet<ConnId> = except

@@ -204,6 +204,41 @@ mod tests {
     }
 
     #[test]
+    fn volatile_events_from_other_nodes_are_volatile_here_too() {
+        let mut game = RoomPolicy::new("game");
+        game.volatile = vec![Arc::from("pos")];
+        let hub = hub_with(vec![game]);
+        let slow = conn(
+            &hub,
+            "slow",
+            codec(1),
+            OutboxLimits {
+                max_frames: 4,
+                max_bytes: 1 << 20,
+            },
+        );
+        slow.join("game").unwrap();
+        for i in 0..10 {
+            let msg = Message {
+                nsp: Arc::from("/"),
+                room: Arc::from("game"),
+                offset: i,
+                ts: 1,
+                from: MemberInfo {
+                    id: 99,
+                    name: Arc::from("remote"),
+                },
+                data: Data::text("p"),
+                event: Some(Arc::from("pos")),
+            };
+            hub.deliver_remote("/", &["game"], &[], Event::Message(&msg));
+        }
+        assert_eq!(drain(&slow).len(), 2);
+        assert_eq!(Stats::get(&hub.stats().volatile_dropped), 8);
+        assert!(slow.outbox().closed().is_none());
+    }
+
+    #[test]
     fn history_ttl_forgets_old_messages() {
         let mut short = RoomPolicy::new("short");
         short.history_ttl = Some(Duration::from_millis(30));
