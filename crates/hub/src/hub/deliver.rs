@@ -157,29 +157,7 @@ impl Hub {
         members: impl Iterator<Item = (&'m ConnId, &'m Member)>,
         except: Option<ConnId>,
     ) -> usize {
-        let mut delivered = 0;
-        for (id, m) in members {
-            if Some(*id) == except {
-                continue;
-            }
-            let frames = enc.frames(m.key, m.codec.as_ref());
-            if frames.is_empty() {
-                continue;
-            }
-            match m.outbox.push_paced(frames) {
-                Ok(()) => delivered += 1,
-                Err(PushError::Full) => {
-                    Stats::bump(&self.inner.stats.slow_consumers);
-                    tracing::info!(conn = id, "slow consumer disconnected: outgoing queue full");
-                }
-                Err(PushError::Closed) => {}
-            }
-        }
-        self.inner
-            .stats
-            .deliveries
-            .fetch_add(delivered as u64, Ordering::Relaxed);
-        delivered
+        self.deliver_as(enc, members, except, false)
     }
 
     /// [`deliver`](Hub::deliver) for a volatile event: a member whose queue
@@ -190,6 +168,16 @@ impl Hub {
         members: impl Iterator<Item = (&'m ConnId, &'m Member)>,
         except: Option<ConnId>,
     ) -> usize {
+        self.deliver_as(enc, members, except, true)
+    }
+
+    fn deliver_as<'m>(
+        &self,
+        enc: &mut Encoder<'_>,
+        members: impl Iterator<Item = (&'m ConnId, &'m Member)>,
+        except: Option<ConnId>,
+        volatile: bool,
+    ) -> usize {
         let (mut delivered, mut dropped) = (0u64, 0u64);
         for (id, m) in members {
             if Some(*id) == except {
@@ -199,15 +187,26 @@ impl Hub {
             if frames.is_empty() {
                 continue;
             }
-            match m.outbox.push_volatile(frames) {
+            let pushed = if volatile {
+                m.outbox.push_volatile(frames)
+            } else {
+                m.outbox.push_paced(frames).map(|()| true)
+            };
+            match pushed {
                 Ok(true) => delivered += 1,
                 Ok(false) => dropped += 1,
-                Err(_) => {}
+                Err(PushError::Full) => {
+                    Stats::bump(&self.inner.stats.slow_consumers);
+                    tracing::info!(conn = id, "slow consumer disconnected: outgoing queue full");
+                }
+                Err(PushError::Closed) => {}
             }
         }
         let stats = &self.inner.stats;
         stats.deliveries.fetch_add(delivered, Ordering::Relaxed);
-        stats.volatile_dropped.fetch_add(dropped, Ordering::Relaxed);
+        if dropped > 0 {
+            stats.volatile_dropped.fetch_add(dropped, Ordering::Relaxed);
+        }
         delivered as usize
     }
 }

@@ -115,31 +115,13 @@ impl Op {
 /// Longest name of an application's own event, in bytes.
 pub const MAX_EVENT_NAME: usize = 64;
 
-/// Names an application's own event cannot take: the operations, what the
-/// server sends on its own (`/ws` frame types, presence), and the names
-/// Socket.IO reserves.
+/// Names an application's own event cannot take: the operations and what
+/// the server sends on its own (`/ws` frame types, presence); the names
+/// Socket.IO reserves ([`volna_protocols::socketio::RESERVED_EVENTS`]) are
+/// refused too.
 pub const RESERVED_EVENTS: &[&str] = &[
-    "nick",
-    "join",
-    "leave",
-    "message",
-    "echo",
-    "who",
-    "rooms",
-    "history",
-    "image",
-    "emit",
-    "presence",
-    "event",
-    "error",
-    "reply",
-    "welcome",
-    "connect",
-    "connect_error",
-    "disconnect",
-    "disconnecting",
-    "newListener",
-    "removeListener",
+    "nick", "join", "leave", "message", "echo", "who", "rooms", "history", "image", "emit",
+    "presence", "event", "error", "reply", "welcome",
 ];
 
 /// Checks the name of an application's own event: 1 to [`MAX_EVENT_NAME`]
@@ -158,7 +140,7 @@ pub fn event_name(name: &str) -> Result<Arc<str>, AppError> {
             "an event name must not hold spaces or control characters",
         ));
     }
-    if RESERVED_EVENTS.contains(&name) {
+    if RESERVED_EVENTS.contains(&name) || volna_protocols::socketio::is_reserved_event(name) {
         return Err(AppError::new(
             "reserved-event",
             format!("{name:?} is reserved; pick another event name"),

@@ -153,13 +153,9 @@ fn decode(event: &EventCall<'_>) -> Result<Op, AppError> {
             }
         }
         "message" => {
-            let arg: MessageArg = first_arg(event, "{room, data}")?;
-            let json = arg
-                .data
-                .unwrap_or_else(|| RawValue::from_string("null".into()).expect("valid JSON"));
-            let data = take_attachments(json, &event.attachments).map_err(AppError::bad_request)?;
+            let (room, data) = room_and_data(event)?;
             Op::Message {
-                room: arg.room,
+                room,
                 data,
                 include_self: true,
             }
@@ -184,20 +180,28 @@ fn decode(event: &EventCall<'_>) -> Result<Op, AppError> {
         other => {
             // The application's own event: `name({room, data})`.
             let event_name = app::event_name(other)?;
-            let arg: MessageArg = first_arg(event, "{room, data}")?;
-            let json = arg
-                .data
-                .unwrap_or_else(|| RawValue::from_string("null".into()).expect("valid JSON"));
-            let data = take_attachments(json, &event.attachments).map_err(AppError::bad_request)?;
+            let (room, data) = room_and_data(event)?;
             Op::Emit {
                 event: event_name,
-                room: arg.room,
+                room,
                 data,
                 include_self: true,
             }
         }
     };
     Ok(op)
+}
+
+/// The `{room, data}` first argument of `message` and of the
+/// application's own events, attachments included (`data` defaults to
+/// `null`).
+fn room_and_data(event: &EventCall<'_>) -> Result<(String, Data), AppError> {
+    let arg: MessageArg = first_arg(event, "{room, data}")?;
+    let json = arg
+        .data
+        .unwrap_or_else(|| RawValue::from_string("null".into()).expect("valid JSON"));
+    let data = take_attachments(json, &event.attachments).map_err(AppError::bad_request)?;
+    Ok((arg.room, data))
 }
 
 /// The ack of an outcome.
