@@ -255,24 +255,16 @@ fn join_members(members: &HashMap<ConnId, Member>, limit: usize) -> Vec<MemberIn
 /// a sample for a large one (sorting every member on every join would be
 /// quadratic over a room's life).
 fn member_sample(members: &HashMap<ConnId, Member>, limit: usize) -> Vec<MemberInfo> {
-    if members.len() <= limit {
-        return member_list(members);
-    }
-    let mut list: Vec<MemberInfo> = members
-        .iter()
-        .take(limit)
-        .map(|(id, m)| MemberInfo {
-            id: *id,
-            name: m.name.clone(),
-        })
-        .collect();
-    list.sort_by(|a, b| a.name.cmp(&b.name));
-    list
+    sorted_infos(members.iter().take(limit))
 }
 
 fn member_list(members: &HashMap<ConnId, Member>) -> Vec<MemberInfo> {
+    sorted_infos(members.iter())
+}
+
+/// The members given, as `MemberInfo`s sorted by name.
+fn sorted_infos<'m>(members: impl Iterator<Item = (&'m ConnId, &'m Member)>) -> Vec<MemberInfo> {
     let mut list: Vec<MemberInfo> = members
-        .iter()
         .map(|(id, m)| MemberInfo {
             id: *id,
             name: m.name.clone(),

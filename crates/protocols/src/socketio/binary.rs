@@ -171,15 +171,8 @@ impl BinaryAssembler {
 mod tests {
     use super::*;
     use crate::json::placeholder;
+    use crate::socketio::testing::{dec, raw};
     use crate::socketio::PacketKind;
-
-    fn raw(s: &str) -> Box<RawValue> {
-        RawValue::from_string(s.to_owned()).unwrap()
-    }
-
-    fn dec(s: &str) -> Packet {
-        Packet::decode(s).unwrap_or_else(|e| panic!("{s:?} failed: {e}"))
-    }
 
     #[test]
     fn placeholders() {

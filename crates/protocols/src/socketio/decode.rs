@@ -274,19 +274,12 @@ fn unescape_token(token: &str) -> Result<Cow<'_, str>, Error> {
 mod tests {
     use super::*;
     use crate::json::placeholder;
+    use crate::socketio::testing::{dec, raw};
     use crate::socketio::{
         encode_ack, encode_connect, encode_connect_error, encode_disconnect, encode_event,
         RESERVED_EVENTS,
     };
     use serde_json::Value;
-
-    fn raw(s: &str) -> Box<RawValue> {
-        RawValue::from_string(s.to_owned()).unwrap()
-    }
-
-    fn dec(s: &str) -> Packet {
-        Packet::decode(s).unwrap_or_else(|e| panic!("{s:?} failed: {e}"))
-    }
 
     fn err(s: &str) -> Error {
         match Packet::decode(s) {

@@ -197,14 +197,7 @@ pub fn encode_disconnect(nsp: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn raw(s: &str) -> Box<RawValue> {
-        RawValue::from_string(s.to_owned()).unwrap()
-    }
-
-    fn dec(s: &str) -> Packet {
-        Packet::decode(s).unwrap_or_else(|e| panic!("{s:?} failed: {e}"))
-    }
+    use crate::socketio::testing::{dec, raw};
 
     #[test]
     fn fast_path_encoders() {

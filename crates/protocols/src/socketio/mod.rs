@@ -56,6 +56,8 @@ mod decode;
 mod encode;
 mod error;
 mod packet;
+#[cfg(test)]
+mod testing;
 
 pub use binary::{
     count_placeholders, validate_placeholders, validate_placeholders_raw, BinaryAssembler,

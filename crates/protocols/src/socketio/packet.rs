@@ -213,15 +213,8 @@ impl Packet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::socketio::testing::{dec, raw};
     use crate::socketio::Error;
-
-    fn raw(s: &str) -> Box<RawValue> {
-        RawValue::from_string(s.to_owned()).unwrap()
-    }
-
-    fn dec(s: &str) -> Packet {
-        Packet::decode(s).unwrap_or_else(|e| panic!("{s:?} failed: {e}"))
-    }
 
     #[test]
     fn kinds() {
