@@ -15,27 +15,17 @@ import time
 import unittest
 import uuid
 
-from test_socketio import WAIT, Client, TcpClient, unique_name, unique_room
+from test_socketio import WAIT, Client, ClientsCase, TcpClient, unique_name, unique_room
 
 EVENTS = ("cursor", "ink")
 ENVELOPE_KEYS = ["data", "event", "from", "id", "offset", "room", "ts"]
 
 
-class _EventCase:
+class _EventCase(ClientsCase):
     """The checks, run once per transport setting by the subclasses below."""
 
-    TRANSPORTS = None
-
-    def setUp(self):
-        self._clients = []
-
-    def tearDown(self):
-        for c in self._clients:
-            c.close()
-
     def connect(self, **kw):
-        c = Client(transports=self.TRANSPORTS, events=EVENTS, **kw)
-        self._clients.append(c)
+        c = super().connect(events=EVENTS, **kw)
         # Every other event (the catch-all sees those without a handler of their own).
         c.others = queue.Queue()
         c.sio.on("*", lambda event, *args: c.others.put((event, *args)))

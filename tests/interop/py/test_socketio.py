@@ -176,11 +176,10 @@ def parse_msg_line(line):
     return {"room": parts[1], "offset": int(parts[2]), "ts": parts[3], "from": sender, "text": text}
 
 
-class _TransportCase:
-    """The checks, run once per transport setting by the subclasses below."""
+class ClientsCase:
+    """The clients of one test, closed after it; `TRANSPORTS` is set by each transport's subclass."""
 
     TRANSPORTS = None
-    FINAL = None
 
     def setUp(self):
         self._clients = []
@@ -198,6 +197,12 @@ class _TransportCase:
         c = TcpClient()
         self._clients.append(c)
         return c
+
+
+class _TransportCase(ClientsCase):
+    """The checks, run once per transport setting by the subclasses below."""
+
+    FINAL = None
 
     # --- assertions on the documented shapes ---
 
