@@ -89,7 +89,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 // ---------------------------------------------------------------------------
 
 /// `Sec-WebSocket-Accept` for a `Sec-WebSocket-Key`.
-pub fn accept_key(key: &[u8]) -> String {
+fn accept_key(key: &[u8]) -> String {
     let mut sha = Sha1::new();
     sha.update(key);
     sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
@@ -106,7 +106,7 @@ fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool
 
 /// Checks an HTTP/1.1 WebSocket upgrade request; returns its
 /// `Sec-WebSocket-Key` when valid.
-pub fn check_upgrade(method: &Method, version: Version, headers: &HeaderMap) -> Option<Bytes> {
+fn check_upgrade(method: &Method, version: Version, headers: &HeaderMap) -> Option<Bytes> {
     if method != Method::GET || version != Version::HTTP_11 {
         return None;
     }
@@ -130,7 +130,7 @@ pub fn check_upgrade(method: &Method, version: Version, headers: &HeaderMap) -> 
 }
 
 /// The `101 Switching Protocols` answer to a valid upgrade request.
-pub fn switching_protocols(key: &[u8]) -> Response {
+fn switching_protocols(key: &[u8]) -> Response {
     let mut resp = Response::new(axum::body::Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let h = resp.headers_mut();
@@ -145,7 +145,7 @@ pub fn switching_protocols(key: &[u8]) -> Response {
 /// Waits for hyper to hand over the upgraded connection and takes back its
 /// `TcpStream` and the bytes hyper had already read past the request.
 /// `None` if the upgrade failed or the connection is not a plain TCP one.
-pub async fn take_stream(on_upgrade: hyper::upgrade::OnUpgrade) -> Option<(TcpStream, Bytes)> {
+async fn take_stream(on_upgrade: hyper::upgrade::OnUpgrade) -> Option<(TcpStream, Bytes)> {
     let upgraded = match on_upgrade.await {
         Ok(u) => u,
         Err(e) => {

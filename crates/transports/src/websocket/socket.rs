@@ -202,7 +202,7 @@ fn opcode_of(frame: &Frame) -> u8 {
 }
 
 /// Bytes of a data frame on the wire.
-pub fn frame_wire_len(frame: &Frame) -> usize {
+fn frame_wire_len(frame: &Frame) -> usize {
     header_len(frame.len()) + frame.len()
 }
 
