@@ -22,6 +22,9 @@ pub struct ClusterConfig {
     pub heartbeat: Duration,
     /// Cross-node events queued for publishing at most; more are dropped.
     pub queue: usize,
+    /// This node's name in its heartbeats (the server API's `info`).
+    /// Defaults to `volna`.
+    pub node_name: String,
 }
 
 impl Default for ClusterConfig {
@@ -33,6 +36,7 @@ impl Default for ClusterConfig {
             request_timeout: Duration::from_secs(1),
             heartbeat: Duration::from_secs(2),
             queue: 65_536,
+            node_name: "volna".into(),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionManager;
 use serde_json::{json, Value as Json};
 use tokio_util::sync::CancellationToken;
+use volna_hub::Hub;
 
 use crate::counters::get;
 use crate::nodes;
@@ -73,6 +74,7 @@ pub(crate) async fn probe(
 /// Publishes the heartbeat.
 pub(crate) async fn health_loop(
     shared: Arc<Shared>,
+    hub: Hub,
     mut subscriber: ConnectionManager,
     shutdown: CancellationToken,
 ) {
@@ -101,7 +103,8 @@ pub(crate) async fn health_loop(
                     last_beat = Some(Instant::now());
                     let _ = shared.tx.try_send(Out::Raw {
                         channel: shared.heartbeat_channel.clone(),
-                        payload: nodes::heartbeat(&shared.uid).into_bytes(),
+                        payload: nodes::heartbeat(&shared.uid, &nodes::this_node(&shared, &hub))
+                            .into_bytes(),
                     });
                 }
             }

@@ -63,7 +63,7 @@ use serde_json::Value as Json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use volna_hub::{Adapter, BoxFuture, Hub, Outgoing, RemoteMembers};
+use volna_hub::{Adapter, BoxFuture, Hub, NodeInfo, Outgoing, RemoteMembers};
 
 use counters::bump;
 use shared::{random_id, Out, Shared};
@@ -107,6 +107,19 @@ impl Adapter for AdapterHandle {
         let shared = self.0.clone();
         let (nsp, room) = (nsp.to_string(), room.to_string());
         Box::pin(async move { requests::remote_who(&shared, &nsp, &room).await })
+    }
+
+    fn nodes(&self) -> Vec<NodeInfo> {
+        let mut nodes: Vec<NodeInfo> = self
+            .0
+            .node_infos
+            .lock()
+            .unwrap()
+            .values()
+            .cloned()
+            .collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.uid.cmp(&b.uid)));
+        nodes
     }
 
     fn health(&self) -> Json {
@@ -170,6 +183,8 @@ impl Cluster {
             pending: Mutex::new(HashMap::new()),
             publisher: publisher.clone(),
             tx,
+            node_infos: Mutex::new(HashMap::new()),
+            started: Instant::now(),
         });
         if !hub.set_adapter(Arc::new(AdapterHandle(shared.clone()))) {
             return Err(ClusterError::AdapterSet);
@@ -210,6 +225,7 @@ impl Cluster {
             )),
             tokio::spawn(health::health_loop(
                 shared.clone(),
+                hub.clone(),
                 subscriber,
                 shutdown.clone(),
             )),

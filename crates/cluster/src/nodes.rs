@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{json, Value as Json};
-use volna_hub::{ConnId, Event, Hub, MemberInfo, Presence, PresenceKind};
+use volna_hub::{ConnId, Event, Hub, MemberInfo, NodeInfo, Presence, PresenceKind};
 
 use crate::counters::bump;
 use crate::shared::Shared;
@@ -23,9 +23,23 @@ pub(crate) fn heartbeat_channel(prefix: &str) -> String {
     format!("{prefix}-volna#heartbeat#")
 }
 
-/// The heartbeat node `uid` publishes.
-pub(crate) fn heartbeat(uid: &str) -> String {
-    json!({"uid": uid}).to_string()
+/// The heartbeat node `uid` publishes: its id and its figures.
+pub(crate) fn heartbeat(uid: &str, node: &NodeInfo) -> String {
+    json!({"uid": uid, "node": node}).to_string()
+}
+
+/// This node's figures, for its heartbeat.
+pub(crate) fn this_node(shared: &Shared, hub: &Hub) -> NodeInfo {
+    let counts = hub.counts();
+    NodeInfo {
+        uid: shared.uid.clone(),
+        name: shared.config.node_name.clone(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        num_clients: counts.clients,
+        num_users: counts.users,
+        num_channels: counts.rooms,
+        uptime: shared.started.elapsed().as_secs(),
+    }
 }
 
 /// The goodbye node `uid` publishes when it stops.
@@ -114,10 +128,22 @@ impl Nodes {
             return;
         }
         if beat.get("bye").and_then(Json::as_bool) == Some(true) {
+            self.shared.node_infos.lock().unwrap().remove(uid);
             if let Some(node) = self.nodes.remove(uid) {
                 self.forget(uid, node);
             }
             return;
+        }
+        if let Some(info) = beat
+            .get("node")
+            .and_then(|n| serde_json::from_value::<NodeInfo>(n.clone()).ok())
+            .filter(|n| n.uid == uid)
+        {
+            self.shared
+                .node_infos
+                .lock()
+                .unwrap()
+                .insert(uid.to_string(), info);
         }
         self.nodes
             .entry(uid.to_string())
@@ -151,6 +177,7 @@ impl Nodes {
             .map(|(uid, _)| uid.clone())
             .collect();
         for uid in dead {
+            self.shared.node_infos.lock().unwrap().remove(&uid);
             if let Some(node) = self.nodes.remove(&uid) {
                 bump(&self.shared.counters.nodes_expired);
                 tracing::info!(node = %uid, "cluster: node silent for three heartbeats, forgetting its members");

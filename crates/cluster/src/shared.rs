@@ -7,11 +7,12 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use rand::Rng;
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
-use volna_hub::Outgoing;
+use volna_hub::{NodeInfo, Outgoing};
 
 use crate::config::ClusterConfig;
 use crate::counters::{bump, Counters};
@@ -58,6 +59,10 @@ pub(crate) struct Shared {
     pub(crate) publisher: ConnectionManager,
     /// The publish queue.
     pub(crate) tx: mpsc::Sender<Out>,
+    /// The other volna nodes as their last heartbeats described them.
+    pub(crate) node_infos: Mutex<HashMap<String, NodeInfo>>,
+    /// When this node joined.
+    pub(crate) started: Instant,
 }
 
 impl Shared {

@@ -88,6 +88,26 @@ impl ClusterWho {
     }
 }
 
+/// A volna node as the server API's `info` lists it: its last heartbeat's
+/// figures for the other nodes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NodeInfo {
+    /// Unique id of the node (its cluster id).
+    pub uid: String,
+    /// Its human name.
+    pub name: String,
+    /// Its volna version.
+    pub version: String,
+    /// Connections.
+    pub num_clients: usize,
+    /// Distinct identified users.
+    pub num_users: usize,
+    /// Rooms.
+    pub num_channels: usize,
+    /// Seconds since it started.
+    pub uptime: u64,
+}
+
 /// Connects a hub to other nodes.
 pub trait Adapter: Send + Sync + 'static {
     /// Called once per room broadcast this node originates, after its local
@@ -96,6 +116,11 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// The members of `room` on the other nodes.
     fn who(&self, nsp: &str, room: &str) -> BoxFuture<RemoteMembers>;
+
+    /// The other nodes, as their last heartbeats described them.
+    fn nodes(&self) -> Vec<NodeInfo> {
+        Vec::new()
+    }
 
     /// Figures for `/health`.
     fn health(&self) -> serde_json::Value {

@@ -140,6 +140,12 @@ pub trait Codec: Send + Sync + 'static {
     /// Appends the frames for `event` to `out`. May append nothing when the
     /// format has no representation for the event.
     fn encode(&self, event: &Event<'_>, out: &mut Vec<Frame>);
+
+    /// Appends what the connection is told before the server closes it on
+    /// purpose (a disconnect from the server API), where the format says
+    /// more than its close does: Socket.IO's DISCONNECT packet, which keeps
+    /// the client from reconnecting. Nothing by default.
+    fn goodbye(&self, _reason: &crate::outbox::CloseReason, _out: &mut Vec<Frame>) {}
 }
 
 /// An event from another server that is not one of volna's own kinds, e.g.

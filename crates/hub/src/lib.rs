@@ -22,6 +22,9 @@
 //!     pacing deadlines are told in ([`clock_ms`], [`clock_instant`]).
 //! - `event.rs`: leaf types — connection ids, what the hub broadcasts
 //!   ([`Message`], [`Presence`]) and the [`Codec`] trait.
+//! - `identity.rs`: who a connection is beyond its name ([`Identity`],
+//!   [`ClientInfo`]) and the names reserved for the server and personal
+//!   rooms.
 //! - `adapter.rs`: the cluster seam ([`Adapter`]) and the shapes it carries
 //!   (no import of `hub/`, so the modules form no circle).
 //! - `hub/`: the [`Hub`] itself, one file per concern.
@@ -33,6 +36,8 @@
 //!     `who`.
 //!   - `publish.rs`: offsets, timestamps and history of messages.
 //!   - `deliver.rs`: fan-out, one encoding per codec key.
+//!   - `server.rs`: what the server does itself (the server API): publish
+//!     from the server, personal rooms, presence, counts, disconnects.
 //! - `stats.rs`: counters every layer can bump and read.
 //!
 //! ## Ordering and offsets
@@ -50,13 +55,18 @@
 mod adapter;
 mod event;
 mod hub;
+mod identity;
 mod outbox;
 mod policy;
 mod stats;
 
-pub use adapter::{Adapter, BoxFuture, ClusterWho, Outgoing, RemoteMembers, WhoMember};
+pub use adapter::{Adapter, BoxFuture, ClusterWho, NodeInfo, Outgoing, RemoteMembers, WhoMember};
 pub use event::{Codec, ConnId, Data, Emit, Event, MemberInfo, Message, Presence, PresenceKind};
-pub use hub::{Conn, Hub, HubConfig, HubError, JoinInfo, RoomInfo, JOIN_SAMPLE};
+pub use hub::{
+    Conn, Hub, HubConfig, HubError, JoinInfo, NodeCounts, RoomInfo, ServerPublish, Stream,
+    JOIN_SAMPLE,
+};
+pub use identity::{ClientInfo, Identity, SERVER_NAME, USER_ROOM_PREFIX};
 pub use outbox::{
     clock_instant, clock_ms, Batch, CloseReason, DirectSink, Frame, Outbox, OutboxLimits, PushError,
 };

@@ -23,6 +23,10 @@ pub struct Stats {
     pub protocol_closes: AtomicU64,
     /// Volatile events not delivered to a member whose queue was busy.
     pub volatile_dropped: AtomicU64,
+    /// Server API requests answered.
+    pub api_requests: AtomicU64,
+    /// Server API requests refused (bad key, bad request, an error result).
+    pub api_errors: AtomicU64,
 }
 
 impl Stats {
@@ -52,6 +56,8 @@ impl Stats {
             ("bad_input", Self::get(&self.bad_input)),
             ("protocol_closes", Self::get(&self.protocol_closes)),
             ("volatile_dropped", Self::get(&self.volatile_dropped)),
+            ("api_requests", Self::get(&self.api_requests)),
+            ("api_errors", Self::get(&self.api_errors)),
         ]
     }
 }

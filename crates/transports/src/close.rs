@@ -13,8 +13,10 @@ use volna_hub::CloseReason;
 /// | protocol error: `bad-utf8: …`            | 1007 (invalid payload) |
 /// | any other protocol error                 | 1002 |
 /// | slow consumer                            | 1008 (policy) |
+/// | disconnected by the server (API, hook)   | its code, 3000–4999 |
 pub fn websocket_close_code(reason: &CloseReason) -> u16 {
     match reason {
+        CloseReason::Disconnected { code, .. } => (*code).clamp(3000, 4999),
         CloseReason::ClientQuit | CloseReason::TransportClosed => 1000,
         CloseReason::ServerShutdown | CloseReason::Timeout => 1001,
         CloseReason::SlowConsumer { .. } => 1008,

@@ -10,7 +10,9 @@
 //!   and the echo on `GET /ws/echo`;
 //! - [`engineio`]: Engine.IO v4 (long-polling, WebSocket, upgrades);
 //! - [`socketio`]: Socket.IO v4 (protocol v5) namespaces on Engine.IO;
-//! - [`web`]: the browser chat page at `GET /`.
+//! - [`web`]: the browser chat page at `GET /`;
+//! - [`pages`]: an application's own pages under `GET /app/`;
+//! - [`api`]: the server API, `POST /api/<method>` in Centrifugo's shapes.
 //!
 //! Shared by the transports:
 //! - [`app`]: every client operation ([`app::Op`]), applied to the hub in
@@ -23,11 +25,13 @@
 //! Shutdown is a `CancellationToken`; connection tasks are spawned on a
 //! `TaskTracker` so the server can wait for them to finish.
 
+pub mod api;
 pub mod app;
 pub mod close;
 pub mod engineio;
 pub mod http;
 pub mod images;
+pub mod pages;
 pub mod socketio;
 pub mod tcp;
 pub mod web;

@@ -25,6 +25,10 @@
 //! image_max_pixels = 40000000
 //! redis = "redis://127.0.0.1:6379"  # join a cluster (docs/cluster.md); unset: single node
 //! redis_prefix = "socket.io"   # key prefix shared with the Node.js redis adapter
+//! static_dir = "examples/whiteboard/public"  # an application's pages, served under /app/
+//! api_key = "secret"           # turns on the server API, POST /api/<method> (docs/applications.md)
+//! api_max_body = 1048576       # largest server API request, in bytes
+//! node_name = "eu-1"           # this node's name in the server API's `info`
 //!
 //! [[rooms]]                    # room policies, first match wins (see crate::rooms)
 //! match = "doc:*"
@@ -88,6 +92,17 @@ pub struct ServerConfig {
     /// Several nodes behind one Redis (docs/cluster.md). `None` (the
     /// default): a single in-memory node.
     pub redis: Option<volna_cluster::ClusterConfig>,
+    /// A folder of an application's pages, served under `/app/`. `None`
+    /// (the default): nothing is served there.
+    pub static_dir: Option<PathBuf>,
+    /// The key of the server API (`POST /api/<method>`). `None` (the
+    /// default): the API is off.
+    pub api_key: Option<String>,
+    /// Largest server API request body. Defaults to 1 MiB.
+    pub api_max_body: usize,
+    /// This node's name in the server API's `info`. `None`: `volna@<http
+    /// address>`.
+    pub node_name: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +122,10 @@ impl Default for ServerConfig {
             images_inline: false,
             shutdown_grace: Duration::from_secs(2),
             redis: None,
+            static_dir: None,
+            api_key: None,
+            api_max_body: volna_transports::api::ApiConfig::DEFAULT_MAX_BODY,
+            node_name: None,
         }
     }
 }
@@ -159,6 +178,14 @@ pub struct FileConfig {
     pub redis: Option<String>,
     /// Redis key prefix of the cluster.
     pub redis_prefix: Option<String>,
+    /// Folder of an application's pages, served under `/app/`.
+    pub static_dir: Option<PathBuf>,
+    /// Key of the server API.
+    pub api_key: Option<String>,
+    /// Largest server API request, in bytes.
+    pub api_max_body: Option<usize>,
+    /// This node's name in the server API's `info`.
+    pub node_name: Option<String>,
     /// Room policies (`[[rooms]]` tables; see [`crate::rooms`]).
     pub rooms: Option<Vec<crate::rooms::RoomTable>>,
 }
@@ -249,6 +276,18 @@ pub struct ServeArgs {
     /// Redis key prefix of the cluster, as the Node.js adapter's `key` option [default: socket.io].
     #[arg(long, env = "VOLNA_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
+    /// Folder of an application's own pages, served under /app/ (e.g. examples/whiteboard/public) [default: none].
+    #[arg(long, env = "VOLNA_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+    /// Key of the server API, POST /api/<method> with `X-API-Key: KEY` (Centrifugo's shapes) [default: none, the API is off].
+    #[arg(long, env = "VOLNA_API_KEY")]
+    pub api_key: Option<String>,
+    /// Largest server API request body in bytes [default: 1048576].
+    #[arg(long, env = "VOLNA_API_MAX_BODY")]
+    pub api_max_body: Option<usize>,
+    /// This node's name in the server API's `info` [default: volna@<http address>].
+    #[arg(long, env = "VOLNA_NODE_NAME")]
+    pub node_name: Option<String>,
 }
 
 impl ServeArgs {
@@ -361,6 +400,22 @@ impl ServeArgs {
             }
             cfg.redis = Some(cluster);
         }
+        if let Some(dir) = self.static_dir.clone().or(file.static_dir) {
+            anyhow::ensure!(dir.is_dir(), "static_dir {} is not a folder", dir.display());
+            cfg.static_dir = Some(dir);
+        }
+        if let Some(key) = self.api_key.clone().or(file.api_key) {
+            anyhow::ensure!(
+                key.len() >= 8,
+                "api_key must be at least 8 characters (an empty key does not turn the API on)"
+            );
+            cfg.api_key = Some(key);
+        }
+        if let Some(v) = self.api_max_body.or(file.api_max_body) {
+            anyhow::ensure!(v >= 1024, "api_max_body must be at least 1024 bytes");
+            cfg.api_max_body = v;
+        }
+        cfg.node_name = self.node_name.clone().or(file.node_name);
         let log = self
             .log
             .clone()

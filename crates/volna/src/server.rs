@@ -134,11 +134,21 @@ impl Server {
         let hub = Hub::new(config.hub.clone());
         // With --redis the hub forwards its broadcasts to the other nodes
         // (docs/cluster.md); started before any client can connect.
+        let node_name = config
+            .node_name
+            .clone()
+            .unwrap_or_else(|| format!("volna@{http_addr}"));
         let cluster = match &config.redis {
             Some(c) => Some(
-                volna_cluster::Cluster::start(&hub, c.clone())
-                    .await
-                    .map_err(|source| StartError::Cluster { source })?,
+                volna_cluster::Cluster::start(
+                    &hub,
+                    volna_cluster::ClusterConfig {
+                        node_name: node_name.clone(),
+                        ..c.clone()
+                    },
+                )
+                .await
+                .map_err(|source| StartError::Cluster { source })?,
             ),
             None => None,
         };
@@ -184,6 +194,27 @@ impl Server {
         ));
         // The browser chat page at `/`.
         let router = router.merge(volna_transports::web::router());
+        // The server API at `/api/<method>`, when it has a key.
+        let router = match &config.api_key {
+            Some(key) => router.merge(volna_transports::api::router(
+                hub.clone(),
+                volna_transports::api::ApiConfig {
+                    key: key.clone(),
+                    max_body: config.api_max_body,
+                    node_uid: cluster.as_ref().map_or_else(
+                        || volna_transports::engineio::random_id(),
+                        |c| c.node_id().to_string(),
+                    ),
+                    node_name,
+                },
+            )),
+            None => router,
+        };
+        // An application's own pages at `/app/`.
+        let router = match &config.static_dir {
+            Some(dir) => router.merge(volna_transports::pages::router(dir.clone())),
+            None => router,
+        };
         let router = if config.profile == Profile::Conformance {
             // The official Engine.IO suite talks to a bare echo server.
             let echo = engineio::EngineConfig {

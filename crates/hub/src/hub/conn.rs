@@ -10,16 +10,13 @@ use super::error::HubError;
 use super::rooms::JoinInfo;
 use super::state::{ConnEntry, Hub, Member};
 use crate::event::{Codec, ConnId, Data, Message};
+use crate::identity::{Identity, SERVER_NAME};
 use crate::outbox::{CloseReason, Outbox};
 use crate::stats::Stats;
 
 impl Hub {
-    /// Registers a connection in namespace `nsp`.
-    ///
-    /// `name` is the requested display name; if it is missing or invalid the
-    /// connection is called `guest-<id>`, and if it is taken a `-2`, `-3`…
-    /// suffix is added. Dropping the returned [`Conn`] removes it from every
-    /// room (telling the other members) and from the hub.
+    /// Registers an anonymous connection in namespace `nsp`: see
+    /// [`register_as`](Hub::register_as).
     pub fn register(
         &self,
         nsp: &str,
@@ -27,7 +24,30 @@ impl Hub {
         outbox: Arc<Outbox>,
         codec: Arc<dyn Codec>,
     ) -> Conn {
+        self.register_as(nsp, name, Identity::default(), outbox, codec)
+    }
+
+    /// Registers a connection in namespace `nsp`.
+    ///
+    /// `name` is the requested display name; if it is missing or invalid the
+    /// connection is called `guest-<id>`, and if it is taken a `-2`, `-3`…
+    /// suffix is added. `identity` says which client and user it is: the
+    /// server API reaches it by its client id and, for an identified
+    /// user, through the user's personal room `#user`. Dropping the
+    /// returned [`Conn`] removes it from every room (telling the other
+    /// members) and from the hub.
+    pub fn register_as(
+        &self,
+        nsp: &str,
+        name: Option<&str>,
+        identity: Identity,
+        outbox: Arc<Outbox>,
+        codec: Arc<dyn Codec>,
+    ) -> Conn {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let client = identity
+            .client
+            .unwrap_or_else(|| Arc::from(format!("{}.{id:x}", self.inner.stem)));
         let mut st = self.inner.state.lock().unwrap();
         let nsp: Arc<str> = match st.namespaces.get_key_value(nsp) {
             Some((k, _)) => k.clone(),
@@ -35,7 +55,7 @@ impl Hub {
         };
         let ns = st.namespaces.entry(nsp.clone()).or_default();
         let base = match name {
-            Some(n) if validate_name(n).is_ok() => n.to_string(),
+            Some(n) if validate_name(n).is_ok() && n != SERVER_NAME => n.to_string(),
             _ => format!("guest-{id}"),
         };
         let mut candidate = base.clone();
@@ -55,12 +75,19 @@ impl Hub {
                 codec,
             },
         );
+        ns.clients.insert(client.clone(), id);
+        if let Some(user) = &identity.user {
+            ns.users.entry(user.clone()).or_default().push(id);
+        }
         st.conns.insert(
             id,
             ConnEntry {
                 nsp: nsp.clone(),
                 name,
                 rooms: Vec::new(),
+                client,
+                user: identity.user,
+                info: identity.info,
             },
         );
         drop(st);
@@ -90,7 +117,7 @@ impl Hub {
             .namespaces
             .get_mut(&entry.nsp)
             .expect("a connection's namespace exists");
-        if ns.names.contains_key(name) {
+        if ns.names.contains_key(name) || name == SERVER_NAME {
             return Err(HubError::NameTaken(name.to_string()));
         }
         let new: Arc<str> = Arc::from(name);
@@ -122,6 +149,15 @@ impl Hub {
             }
             ns.names.remove(&entry.name);
             ns.members.remove(&id);
+            ns.clients.remove(&entry.client);
+            if let Some(user) = &entry.user {
+                if let Some(ids) = ns.users.get_mut(user) {
+                    ids.retain(|c| *c != id);
+                    if ids.is_empty() {
+                        ns.users.remove(user);
+                    }
+                }
+            }
             if ns.members.is_empty() && ns.rooms.is_empty() {
                 st.namespaces.remove(&entry.nsp);
             }
@@ -167,6 +203,21 @@ impl Conn {
             .get(&self.id)
             .map(|e| e.name.clone())
             .unwrap_or_else(|| Arc::from(""))
+    }
+
+    /// Its client id (the server API's name for it; Socket.IO: the socket id).
+    pub fn client(&self) -> Arc<str> {
+        let st = self.hub.inner.state.lock().unwrap();
+        st.conns
+            .get(&self.id)
+            .map(|e| e.client.clone())
+            .unwrap_or_else(|| Arc::from(""))
+    }
+
+    /// Its user id, if it is an identified user.
+    pub fn user(&self) -> Option<Arc<str>> {
+        let st = self.hub.inner.state.lock().unwrap();
+        st.conns.get(&self.id).and_then(|e| e.user.clone())
     }
 
     /// The rooms it is in, in the order it joined them.

@@ -94,7 +94,9 @@ impl Hub {
             // The common case: one room, delivered under its lock so that
             // remote and local events of a room keep one order.
             let Some(room) = self.room(nsp, room) else {
-                return 0;
+                // A personal room: a client id or `#user`.
+                let members = self.personal_members(nsp, room);
+                return self.deliver(&mut enc, members.iter().map(|(k, v)| (k, v)), None);
             };
             let rs = room.state.lock().unwrap();
             if volatile_name.is_some_and(|e| room.policy.is_volatile(&e)) {
@@ -124,7 +126,15 @@ impl Hub {
         } else {
             let mut seen = HashSet::new();
             let mut out = Vec::new();
-            for room in rooms.iter().filter_map(|r| self.room(nsp, r)) {
+            for name in rooms {
+                let Some(room) = self.room(nsp, name) else {
+                    for (id, m) in self.personal_members(nsp, name) {
+                        if !excluded.contains(&id) && seen.insert(id) {
+                            out.push((id, m));
+                        }
+                    }
+                    continue;
+                };
                 let rs = room.state.lock().unwrap();
                 for (id, m) in &rs.members {
                     if !excluded.contains(id) && seen.insert(*id) {

@@ -28,6 +28,13 @@ pub enum HubError {
     /// The room's policy does not relay this event (name, room).
     #[error("room {1} does not take the event {0}")]
     EventNotAllowed(String, String),
+    /// Rooms starting with `#` are users' personal rooms: only the server
+    /// sends to them.
+    #[error("room {0} is a personal room: only the server sends to it")]
+    ReservedRoom(String),
+    /// The server API named neither a room nor a connection that exists.
+    #[error("nothing named {0} here")]
+    NoSuchTarget(String),
     /// The connection was already unregistered.
     #[error("the connection is closed")]
     Gone,
@@ -44,6 +51,8 @@ impl HubError {
             HubError::RoomFull(_) => "room-full",
             HubError::PublishForbidden(_) => "publish-forbidden",
             HubError::EventNotAllowed(..) => "event-not-allowed",
+            HubError::ReservedRoom(_) => "reserved-room",
+            HubError::NoSuchTarget(_) => "no-such-target",
             HubError::Gone => "gone",
         }
     }

@@ -10,6 +10,9 @@
 //! - `rooms.rs`: join, leave and presence; room and member listings
 //!   ([`JoinInfo`], [`RoomInfo`]); history; cluster-wide `who`.
 //! - `publish.rs`: offsets, timestamps and history of published messages.
+//! - `server.rs`: what the server does itself (the server API): publishing
+//!   from the server, personal rooms, presence with identities, counts,
+//!   disconnects ([`ServerPublish`], [`NodeCounts`]).
 //! - `deliver.rs`: fan-out, encoding each event once per codec; broadcasts,
 //!   events from other nodes, shutdown.
 //! - `testing.rs` (tests only): the test codec and helpers the unit tests
@@ -21,6 +24,7 @@ mod deliver;
 mod error;
 mod publish;
 mod rooms;
+mod server;
 mod state;
 #[cfg(test)]
 mod testing;
@@ -28,5 +32,6 @@ mod testing;
 pub use config::HubConfig;
 pub use conn::Conn;
 pub use error::HubError;
-pub use rooms::{JoinInfo, RoomInfo, JOIN_SAMPLE};
+pub use rooms::{JoinInfo, RoomInfo, Stream, JOIN_SAMPLE};
+pub use server::{NodeCounts, ServerPublish};
 pub use state::Hub;

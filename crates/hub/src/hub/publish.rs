@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::deliver::Encoder;
 use super::error::HubError;
-use super::state::Hub;
+use super::state::{Hub, Room, RoomState};
 use crate::adapter::Outgoing;
 use crate::event::{ConnId, Data, Event, MemberInfo, Message};
 use crate::policy::Publish;
@@ -62,6 +62,26 @@ impl Hub {
             id,
             name: sender.name.clone(),
         };
+        let except = if include_self { None } else { Some(id) };
+        Ok(self.send_locked(&room, &mut rs, from, event, data, volatile, except))
+    }
+
+    /// Stamps a message with the room's next offset and the time, keeps it
+    /// in the history (unless `volatile`), queues it to the members (but
+    /// `except`) and hands it to the cluster adapter. Called with the
+    /// room's lock held, so members and adapter see one order.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn send_locked(
+        &self,
+        room: &Room,
+        rs: &mut RoomState,
+        from: MemberInfo,
+        event: Option<Arc<str>>,
+        data: Data,
+        volatile: bool,
+        except: Option<ConnId>,
+    ) -> Arc<Message> {
+        let policy = &room.policy;
         let ts = crate::now_ms().max(rs.last_ts);
         let msg = Arc::new(Message {
             nsp: room.nsp.clone(),
@@ -88,7 +108,6 @@ impl Hub {
             rs.history.push_back(msg.clone());
         }
         let mut enc = Encoder::new(Event::Message(&msg));
-        let except = if include_self { None } else { Some(id) };
         if volatile {
             self.deliver_volatile(&mut enc, rs.members.iter(), except);
         } else {
@@ -97,9 +116,8 @@ impl Hub {
         if let Some(adapter) = self.inner.adapter.get() {
             adapter.forward(Outgoing::Message(msg.clone()));
         }
-        drop(rs);
         Stats::bump(&self.inner.stats.messages);
-        Ok(msg)
+        msg
     }
 }
 

@@ -1,16 +1,28 @@
 //! Rooms: joining and leaving (with presence events), listing rooms and
 //! members (here and cluster-wide), and reading a room's history.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use volna_protocols::line::validate_room;
 
 use super::deliver::Encoder;
 use super::error::HubError;
-use super::state::{Hub, Member, Namespace, Room, RoomState};
+use super::state::{Hub, Member, Namespace, Room};
 use crate::adapter::{ClusterWho, Outgoing};
 use crate::event::{ConnId, Event, MemberInfo, Message, Presence, PresenceKind};
+use crate::identity::USER_ROOM_PREFIX;
+
+/// A room's kept messages and position ([`Hub::stream`]).
+#[derive(Debug, Clone)]
+pub struct Stream {
+    /// Messages kept, oldest first.
+    pub messages: Vec<Arc<Message>>,
+    /// The room's last offset (0 before its first message).
+    pub offset: u64,
+    /// The epoch of its offsets.
+    pub epoch: Arc<str>,
+}
 
 /// The answer to a join.
 #[derive(Debug, Clone)]
@@ -89,6 +101,27 @@ impl Hub {
         Some(fresh.skip(len.saturating_sub(n)).cloned().collect())
     }
 
+    /// A room's stream: the messages kept that came after offset `after`
+    /// (all kept, oldest first, when 0), with the room's last offset and
+    /// epoch. `None` when no such room exists here.
+    pub fn stream(&self, nsp: &str, room: &str, after: u64) -> Option<Stream> {
+        let room = self.room(nsp, room)?;
+        let rs = room.state.lock().unwrap();
+        let oldest = room.policy.history_ttl.map_or(0, |ttl| {
+            crate::now_ms().saturating_sub(ttl.as_millis() as u64)
+        });
+        Some(Stream {
+            messages: rs
+                .history
+                .iter()
+                .filter(|m| m.ts >= oldest && m.offset > after)
+                .cloned()
+                .collect(),
+            offset: rs.next_offset - 1,
+            epoch: room.epoch.clone(),
+        })
+    }
+
     /// Whether connection `id` is a member of `room`.
     pub fn is_member(&self, nsp: &str, room: &str, id: ConnId) -> bool {
         self.room(nsp, room)
@@ -97,6 +130,9 @@ impl Hub {
 
     pub(super) fn join(&self, id: ConnId, room_name: &str) -> Result<JoinInfo, HubError> {
         validate_room(room_name)?;
+        if room_name.starts_with(USER_ROOM_PREFIX) {
+            return Err(HubError::ReservedRoom(room_name.to_string()));
+        }
         let mut st = self.inner.state.lock().unwrap();
         let st = &mut *st;
         let entry = st.conns.get_mut(&id).ok_or(HubError::Gone)?;
@@ -108,19 +144,7 @@ impl Hub {
         let room = ns
             .rooms
             .entry(Arc::from(room_name))
-            .or_insert_with_key(|name| {
-                Arc::new(Room {
-                    nsp: entry.nsp.clone(),
-                    name: name.clone(),
-                    policy: self.inner.config.policies.for_room(name),
-                    state: Mutex::new(RoomState {
-                        members: HashMap::new(),
-                        next_offset: 1,
-                        last_ts: 0,
-                        history: VecDeque::new(),
-                    }),
-                })
-            })
+            .or_insert_with_key(|name| self.new_room(&entry.nsp, name))
             .clone();
         let mut rs = room.state.lock().unwrap();
         let limit = self.inner.config.presence_limit;

@@ -3,11 +3,13 @@
 //! accessors every other part of the hub goes through.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::config::HubConfig;
 use crate::adapter::Adapter;
+use serde_json::value::RawValue;
+
 use crate::event::{Codec, ConnId, Message};
 use crate::outbox::Outbox;
 use crate::policy::RoomPolicy;
@@ -27,6 +29,11 @@ pub(super) struct Inner {
     pub(super) state: Mutex<State>,
     /// The cluster adapter, if any (see [`Hub::set_adapter`]).
     pub(super) adapter: OnceLock<Arc<dyn Adapter>>,
+    /// When the hub started (ms since the Unix epoch) and its process id,
+    /// in hex: the stem of the client ids and room epochs it makes.
+    pub(super) stem: String,
+    /// Rooms created so far, for their epochs.
+    pub(super) rooms_created: AtomicU64,
 }
 
 #[derive(Default)]
@@ -40,12 +47,19 @@ pub(super) struct Namespace {
     pub(super) rooms: HashMap<Arc<str>, Arc<Room>>,
     pub(super) names: HashMap<Arc<str>, ConnId>,
     pub(super) members: HashMap<ConnId, Member>,
+    /// Client id → connection: a client's personal room.
+    pub(super) clients: HashMap<Arc<str>, ConnId>,
+    /// User id → its connections: the user's personal room `#user`.
+    pub(super) users: HashMap<Arc<str>, Vec<ConnId>>,
 }
 
 pub(super) struct ConnEntry {
     pub(super) nsp: Arc<str>,
     pub(super) name: Arc<str>,
     pub(super) rooms: Vec<Arc<str>>,
+    pub(super) client: Arc<str>,
+    pub(super) user: Option<Arc<str>>,
+    pub(super) info: Option<Arc<RawValue>>,
 }
 
 /// What a room (or a namespace) keeps of a member: enough to deliver to it.
@@ -61,6 +75,9 @@ pub(super) struct Member {
 pub(super) struct Room {
     pub(super) nsp: Arc<str>,
     pub(super) name: Arc<str>,
+    /// Names this life of the room: a room emptied and made again starts
+    /// its offsets again under a new epoch.
+    pub(super) epoch: Arc<str>,
     /// Chosen by name when the room is created.
     pub(super) policy: Arc<RoomPolicy>,
     pub(super) state: Mutex<RoomState>,
@@ -83,6 +100,8 @@ impl Hub {
                 stats: Stats::default(),
                 state: Mutex::new(State::default()),
                 adapter: OnceLock::new(),
+                stem: format!("{:x}{:x}", crate::now_ms(), std::process::id()),
+                rooms_created: AtomicU64::new(0),
             }),
         }
     }
@@ -110,6 +129,23 @@ impl Hub {
             Some(r) => r.policy.clone(),
             None => self.inner.config.policies.for_room(room),
         }
+    }
+
+    /// A new room (not yet in any map).
+    pub(super) fn new_room(&self, nsp: &Arc<str>, name: &Arc<str>) -> Arc<Room> {
+        let n = self.inner.rooms_created.fetch_add(1, Ordering::Relaxed);
+        Arc::new(Room {
+            nsp: nsp.clone(),
+            name: name.clone(),
+            epoch: Arc::from(format!("{}-{n:x}", self.inner.stem)),
+            policy: self.inner.config.policies.for_room(name),
+            state: Mutex::new(RoomState {
+                members: HashMap::new(),
+                next_offset: 1,
+                last_ts: 0,
+                history: VecDeque::new(),
+            }),
+        })
     }
 
     pub(super) fn room(&self, nsp: &str, room: &str) -> Option<Arc<Room>> {

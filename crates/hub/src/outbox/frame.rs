@@ -61,6 +61,15 @@ pub enum CloseReason {
     Timeout,
     /// The transport moved elsewhere or the peer went away.
     TransportClosed,
+    /// The server disconnected it on purpose (the server API, a backend
+    /// hook), with a code for the client (a WebSocket close code, 3000–4999)
+    /// and a reason.
+    Disconnected {
+        /// The code: 3000–4999.
+        code: u16,
+        /// Why, for the client.
+        reason: String,
+    },
 }
 
 impl CloseReason {
@@ -73,6 +82,7 @@ impl CloseReason {
             CloseReason::ProtocolError(_) => "protocol-error",
             CloseReason::Timeout => "timeout",
             CloseReason::TransportClosed => "transport-closed",
+            CloseReason::Disconnected { .. } => "disconnected",
         }
     }
 
@@ -96,6 +106,7 @@ impl fmt::Display for CloseReason {
             CloseReason::ProtocolError(why) => write!(f, "protocol-error: {why}"),
             CloseReason::Timeout => f.write_str("timeout: no heartbeat from the client"),
             CloseReason::TransportClosed => f.write_str("transport-closed"),
+            CloseReason::Disconnected { reason, .. } => write!(f, "disconnected: {reason}"),
         }
     }
 }

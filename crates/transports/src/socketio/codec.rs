@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use volna_hub::{Codec, Event, Frame, Message};
+use volna_hub::{CloseReason, Codec, Event, Frame, Message};
 use volna_protocols::json::push_json_string;
 use volna_protocols::socketio::DEFAULT_NAMESPACE;
 
@@ -77,6 +77,17 @@ pub(super) fn write_message_object(s: &mut String, m: &Message, data: &str) {
 impl Codec for SioCodec {
     fn key(&self) -> u64 {
         self.key
+    }
+
+    fn goodbye(&self, _reason: &CloseReason, out: &mut Vec<Frame>) {
+        // `41[<nsp>,]`: DISCONNECT, so the client does not reconnect
+        // (socket.io-client: reason "io server disconnect").
+        let mut s = String::from("41");
+        if &*self.nsp != DEFAULT_NAMESPACE {
+            s.push_str(&self.nsp);
+            s.push(',');
+        }
+        out.push(Frame::Text(Bytes::from(s)));
     }
 
     fn encode(&self, event: &Event<'_>, out: &mut Vec<Frame>) {

@@ -32,7 +32,7 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use volna_hub::{CloseReason, Conn, Frame, Hub, Outbox, Stats};
+use volna_hub::{CloseReason, Conn, Frame, Hub, Identity, Outbox, Stats};
 use volna_protocols::socketio::{
     write_connect, write_connect_error, BinaryAssembler, Packet, PacketKind,
 };
@@ -291,13 +291,20 @@ impl SioSession {
         let name = serde_json::from_str::<serde_json::Value>(auth)
             .ok()
             .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_owned));
-        let conn = self.app.hub.register(
+        let sid = crate::engineio::random_id();
+        // The socket id is its client id, so the server API and the Redis
+        // emitter reach it (`io.to(socket.id)`), as on Node.
+        let identity = Identity {
+            client: Some(Arc::from(sid.as_str())),
+            ..Identity::default()
+        };
+        let conn = self.app.hub.register_as(
             nsp,
             name.as_deref(),
+            identity,
             self.outbox.clone(),
             Arc::new(SioCodec::new(nsp)),
         );
-        let sid = crate::engineio::random_id();
         let mut s = String::from("4");
         write_connect(&mut s, nsp, &sid);
         tracing::debug!(nsp, name = %conn.name(), "socket.io socket connected");

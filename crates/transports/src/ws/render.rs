@@ -336,6 +336,7 @@ pub(super) fn close_for(reason: &CloseReason) -> Option<(u16, String, Option<Str
         CloseReason::ClientQuit | CloseReason::TransportClosed => return None,
         CloseReason::SlowConsumer { .. } => Some("slow-consumer"),
         CloseReason::Timeout => Some("timeout"),
+        CloseReason::Disconnected { .. } => Some("disconnected"),
         CloseReason::ServerShutdown | CloseReason::ProtocolError(_) => None,
     };
     let code = crate::close::websocket_close_code(reason);
