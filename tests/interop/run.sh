@@ -32,7 +32,10 @@ if [ -n "${INTEROP_HTTP:-}" ] && [ -n "${INTEROP_TCP:-}" ]; then
   VOLNA_TCP=$INTEROP_TCP
   : >"$WORK/stderr"
 else
-  volna_start interop || exit 1
+  # The server API is on for test_api.py (cent), with a key of the run's own.
+  VOLNA_API_KEY_FOR_TESTS=interop-$$-$RANDOM-key
+  export VOLNA_API_KEY_FOR_TESTS
+  volna_start interop --api-key "$VOLNA_API_KEY_FOR_TESTS" || exit 1
 fi
 export VOLNA_TCP VOLNA_HTTP
 echo "== interop: server at $VOLNA_HTTP (Socket.IO) and $VOLNA_TCP (TCP)"

@@ -109,6 +109,10 @@ impl Adapter for AdapterHandle {
         Box::pin(async move { requests::remote_who(&shared, &nsp, &room).await })
     }
 
+    fn disconnect(&self, nsp: &str, targets: Vec<String>, code: u16, reason: String) {
+        requests::remote_disconnect(&self.0, nsp, targets, code, reason);
+    }
+
     fn nodes(&self) -> Vec<NodeInfo> {
         let mut nodes: Vec<NodeInfo> = self
             .0

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value as Json};
 use tokio::sync::oneshot;
-use volna_hub::{Hub, RemoteMembers};
+use volna_hub::{CloseReason, Hub, RemoteMembers};
 
 use crate::counters::bump;
 use crate::local::{deliver, local_members};
@@ -178,6 +178,28 @@ pub(crate) fn on_request(shared: &Shared, hub: &Hub, nsp: &str, payload: &[u8]) 
                 .collect();
             json!({"requestId": request_id, "rooms": rooms})
         }
+        Some(wire::request::REMOTE_DISCONNECT) => {
+            // `io.in(rooms).disconnectSockets()` from another server, or
+            // the server API's `disconnect` on another volna node (which
+            // adds its code and reason); nobody waits for an answer.
+            let rooms = rooms_of(opts.and_then(|o| o.get("rooms")));
+            let targets: Vec<&str> = rooms.iter().map(String::as_str).collect();
+            let volna = req.get("volna");
+            let code = volna
+                .and_then(|v| v.get("code"))
+                .and_then(Json::as_u64)
+                .and_then(|c| u16::try_from(c).ok())
+                .unwrap_or(4000);
+            let reason = volna
+                .and_then(|v| v.get("reason"))
+                .and_then(Json::as_str)
+                .unwrap_or("disconnected by the server")
+                .to_string();
+            if !targets.is_empty() {
+                hub.disconnect_in(nsp, &targets, CloseReason::Disconnected { code, reason });
+            }
+            return;
+        }
         Some(wire::request::BROADCAST) => {
             // A broadcast expecting acks: volna sockets get the event
             // (their acks are not collected), and this node says it
@@ -241,5 +263,37 @@ pub(crate) fn on_response(shared: &Shared, payload: &[u8]) {
         if let Some(done) = p.done.take() {
             let _ = done.send(());
         }
+    }
+}
+
+/// Asks the other servers of namespace `nsp` to disconnect the sockets of
+/// `targets`, as `disconnectSockets(true)` does, with volna's code and
+/// reason alongside.
+pub(crate) fn remote_disconnect(
+    shared: &Shared,
+    nsp: &str,
+    targets: Vec<String>,
+    code: u16,
+    reason: String,
+) {
+    let Some(ch) = shared.channels.get(nsp) else {
+        return;
+    };
+    let request = json!({
+        "uid": shared.uid,
+        "type": wire::request::REMOTE_DISCONNECT,
+        "opts": {"rooms": targets, "except": []},
+        "close": true,
+        "volna": {"code": code, "reason": reason},
+    });
+    if shared
+        .tx
+        .try_send(Out::Raw {
+            channel: ch.request.clone(),
+            payload: request.to_string().into_bytes(),
+        })
+        .is_err()
+    {
+        bump(&shared.counters.publish_dropped);
     }
 }

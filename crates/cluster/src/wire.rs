@@ -40,6 +40,8 @@ pub mod request {
     pub const SOCKETS: u64 = 0;
     /// `allRooms()`: every room of the namespace.
     pub const ALL_ROOMS: u64 = 1;
+    /// `disconnectSockets()`: disconnect the sockets in some rooms.
+    pub const REMOTE_DISCONNECT: u64 = 4;
     /// `fetchSockets()`: the sockets in some rooms, minus those in others,
     /// with their rooms and `data` (volna's cluster-wide `who` uses it).
     pub const REMOTE_FETCH: u64 = 5;

@@ -117,6 +117,11 @@ pub trait Adapter: Send + Sync + 'static {
     /// The members of `room` on the other nodes.
     fn who(&self, nsp: &str, room: &str) -> BoxFuture<RemoteMembers>;
 
+    /// Asks the other nodes to disconnect the members of `targets` (rooms,
+    /// or personal rooms: a client id, `#user`) in namespace `nsp`, with
+    /// `code` and `reason` (the server API's `disconnect`).
+    fn disconnect(&self, _nsp: &str, _targets: Vec<String>, _code: u16, _reason: String) {}
+
     /// The other nodes, as their last heartbeats described them.
     fn nodes(&self) -> Vec<NodeInfo> {
         Vec::new()

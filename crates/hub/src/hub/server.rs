@@ -163,36 +163,64 @@ impl Hub {
         client: Option<&str>,
         reason: CloseReason,
     ) -> usize {
-        let members: Vec<_> = {
+        if user.is_none() && client.is_none() {
+            return 0;
+        }
+        let members: Vec<Member> = {
             let st = self.inner.state.lock().unwrap();
-            let mut seen = HashSet::new();
             st.conns
                 .iter()
                 .filter(|(_, e)| {
                     user.is_none_or(|u| e.user.as_deref() == Some(u))
                         && client.is_none_or(|c| &*e.client == c)
-                        && (user.is_some() || client.is_some())
                 })
-                .filter(|(id, _)| seen.insert(**id))
-                .filter_map(|(id, e)| {
-                    st.namespaces
-                        .get(&e.nsp)
-                        .and_then(|ns| ns.members.get(id))
-                        .cloned()
-                })
+                .filter_map(|(id, e)| st.namespaces.get(&e.nsp)?.members.get(id).cloned())
                 .collect()
         };
-        let mut goodbye = Vec::new();
-        for member in &members {
-            goodbye.clear();
-            member.codec.goodbye(&reason, &mut goodbye);
-            for frame in goodbye.drain(..) {
-                let _ = member.outbox.push_one(frame);
-            }
-            member.outbox.close(reason.clone());
-        }
-        members.len()
+        close_members(&members, &reason)
     }
+
+    /// Disconnects the members of `targets` in namespace `nsp`: rooms, or
+    /// personal rooms (a client id, `#user`) — what another server asks
+    /// with `disconnectSockets()`. Returns how many were told to close.
+    pub fn disconnect_in(&self, nsp: &str, targets: &[&str], reason: CloseReason) -> usize {
+        let mut seen = HashSet::new();
+        let mut members = Vec::new();
+        for target in targets {
+            let found: Vec<(ConnId, Member)> = match self.room(nsp, target) {
+                Some(room) => room
+                    .state
+                    .lock()
+                    .unwrap()
+                    .members
+                    .iter()
+                    .map(|(id, m)| (*id, m.clone()))
+                    .collect(),
+                None => self.personal_members(nsp, target),
+            };
+            members.extend(
+                found
+                    .into_iter()
+                    .filter(|(id, _)| seen.insert(*id))
+                    .map(|(_, m)| m),
+            );
+        }
+        close_members(&members, &reason)
+    }
+}
+
+/// Tells each member goodbye in its own terms and closes it.
+fn close_members(members: &[Member], reason: &CloseReason) -> usize {
+    let mut goodbye = Vec::new();
+    for member in members {
+        goodbye.clear();
+        member.codec.goodbye(reason, &mut goodbye);
+        for frame in goodbye.drain(..) {
+            let _ = member.outbox.push_one(frame);
+        }
+        member.outbox.close(reason.clone());
+    }
+    members.len()
 }
 
 /// The ids of personal room `target` in a namespace.

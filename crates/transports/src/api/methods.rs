@@ -9,7 +9,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value as Json};
-use volna_hub::{glob_matches, CloseReason, Data, NodeInfo, ServerPublish};
+use volna_hub::{glob_matches, CloseReason, Data, NodeInfo, ServerPublish, USER_ROOM_PREFIX};
 use volna_protocols::json::placeholder;
 
 use super::{ApiError, ApiState};
@@ -377,13 +377,27 @@ fn disconnect(state: &ApiState, p: DisconnectParams) -> Result<Json, ApiError> {
     if !(3000..=4999).contains(&code) {
         return Err(ApiError::bad_request("a disconnect code is 3000 to 4999"));
     }
-    let reason = CloseReason::Disconnected {
-        code,
-        reason: how
-            .reason
-            .unwrap_or_else(|| "disconnected by the server".into()),
-    };
-    state.hub.disconnect(user, client, reason);
+    let reason = how
+        .reason
+        .unwrap_or_else(|| "disconnected by the server".into());
+    state.hub.disconnect(
+        user,
+        client,
+        CloseReason::Disconnected {
+            code,
+            reason: reason.clone(),
+        },
+    );
+    if let Some(adapter) = state.hub.adapter() {
+        // A client id names one connection; a user's personal room all of
+        // the user's connections.
+        let target = match (client, user) {
+            (Some(client), _) => client.to_string(),
+            (None, Some(user)) => format!("{USER_ROOM_PREFIX}{user}"),
+            (None, None) => unreachable!("checked above"),
+        };
+        adapter.disconnect(NAMESPACE, vec![target], code, reason);
+    }
     Ok(json!({}))
 }
 
