@@ -34,17 +34,33 @@ trap cleanup EXIT
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$LOG/redis.log" 2>&1 &
 pids+=($!)
-"$VOLNA" serve --tcp-addr "127.0.0.1:$TCP_PORT" --http-addr "127.0.0.1:$HTTP_PORT" \
-  --redis "redis://127.0.0.1:$REDIS_PORT" --redis-prefix "$PREFIX" --log warn >"$LOG/volna.log" 2>&1 &
+# Two volna nodes: the Node suite talks to the first; the server-API suite (cent) to both.
+API_KEY="cluster-$$-$RANDOM-key"
+HTTP2_PORT=$(free_port)
+TCP2_PORT=$(free_port)
+"$VOLNA" serve --tcp-addr "127.0.0.1:$TCP_PORT" --http-addr "127.0.0.1:$HTTP_PORT" --node-name volna-a \
+  --api-key "$API_KEY" --redis "redis://127.0.0.1:$REDIS_PORT" --redis-prefix "$PREFIX" --log warn >"$LOG/volna.log" 2>&1 &
+pids+=($!)
+"$VOLNA" serve --tcp-addr "127.0.0.1:$TCP2_PORT" --http-addr "127.0.0.1:$HTTP2_PORT" --node-name volna-b \
+  --api-key "$API_KEY" --redis "redis://127.0.0.1:$REDIS_PORT" --redis-prefix "$PREFIX" --log warn >"$LOG/volna2.log" 2>&1 &
 pids+=($!)
 
-for _ in $(seq 100); do
-  if curl -fsS "http://127.0.0.1:$HTTP_PORT/health" 2>/dev/null | grep -q '"redis":"up"'; then break; fi
-  sleep 0.1
+for port in "$HTTP_PORT" "$HTTP2_PORT"; do
+  for _ in $(seq 100); do
+    if curl -fsS "http://127.0.0.1:$port/health" 2>/dev/null | grep -q '"redis":"up"'; then break; fi
+    sleep 0.1
+  done
+  if ! curl -fsS "http://127.0.0.1:$port/health" | grep -q '"redis":"up"'; then
+    echo "volna on port $port did not join the cluster:"; cat "$LOG"/volna*.log; exit 1
+  fi
 done
-if ! curl -fsS "http://127.0.0.1:$HTTP_PORT/health" | grep -q '"redis":"up"'; then
-  echo "volna did not join the cluster:"; cat "$LOG/volna.log"; exit 1
-fi
 
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT" VOLNA_URL="http://127.0.0.1:$HTTP_PORT" PREFIX="$PREFIX" \
   node --test cluster.test.mjs || { echo "--- volna log"; cat "$LOG/volna.log"; exit 1; }
+
+# The server API across the two nodes, with the stock Centrifugo client (cent, in the interop venv).
+VENV="$ROOT/target/interop-venv"
+[ -x "$VENV/bin/python" ] || (cd "$ROOT" && bash scripts/install-test-deps.sh) || exit 1
+VOLNA_A="http://127.0.0.1:$HTTP_PORT" VOLNA_B="http://127.0.0.1:$HTTP2_PORT" API_KEY="$API_KEY" \
+  timeout -k 5 120 "$VENV/bin/python" -m unittest -v api_two_nodes.py ||
+  { echo "--- volna logs"; cat "$LOG"/volna*.log; exit 1; }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value as Json};
 use tokio::sync::oneshot;
-use volna_hub::{CloseReason, Hub, RemoteMembers};
+use volna_hub::{ClientInfo, CloseReason, Hub, RemoteMembers};
 
 use crate::counters::bump;
 use crate::local::{deliver, local_members};
@@ -29,6 +29,7 @@ pub(crate) async fn remote_who(shared: &Arc<Shared>, nsp: &str, room: &str) -> R
         bump(&shared.counters.who_partial);
         RemoteMembers {
             names: Vec::new(),
+            clients: Vec::new(),
             partial: true,
         }
     };
@@ -63,6 +64,7 @@ pub(crate) async fn remote_who(shared: &Arc<Shared>, nsp: &str, room: &str) -> R
             expected,
             got: 0,
             names: Vec::new(),
+            clients: Vec::new(),
             done: Some(done_tx),
         },
     );
@@ -93,6 +95,7 @@ pub(crate) async fn remote_who(shared: &Arc<Shared>, nsp: &str, room: &str) -> R
     }
     RemoteMembers {
         names: p.names,
+        clients: p.clients,
         partial: p.got < p.expected,
     }
 }
@@ -151,13 +154,16 @@ pub(crate) fn on_request(shared: &Shared, hub: &Hub, nsp: &str, payload: &[u8]) 
             let except = rooms_of(opts.and_then(|o| o.get("except")));
             let sockets: Vec<Json> = local_members(hub, nsp, &rooms, &except)
                 .into_iter()
-                .map(|(id, name, rooms)| {
-                    json!({
-                        "id": format!("{}-{id}", shared.uid),
+                .filter_map(|(id, name, rooms)| {
+                    // The id is the client id (a Socket.IO socket's id), as
+                    // Node answers with socket ids.
+                    let client = hub.client_info(id)?;
+                    Some(json!({
+                        "id": &*client.client,
                         "handshake": {"headers": {}, "query": {}, "auth": {}, "address": "", "time": "", "issued": 0, "url": "", "xdomain": false, "secure": false},
                         "rooms": rooms.iter().map(|r| &**r).collect::<Vec<_>>(),
-                        "data": {"name": &*name, "volna": true},
-                    })
+                        "data": {"name": &*name, "user": &*client.user, "volna": true},
+                    }))
                 })
                 .collect();
             json!({"requestId": request_id, "sockets": sockets})
@@ -166,7 +172,8 @@ pub(crate) fn on_request(shared: &Shared, hub: &Hub, nsp: &str, payload: &[u8]) 
             let rooms = rooms_of(req.get("rooms"));
             let ids: Vec<String> = local_members(hub, nsp, &rooms, &[])
                 .into_iter()
-                .map(|(id, _, _)| format!("{}-{id}", shared.uid))
+                .filter_map(|(id, _, _)| hub.client_info(id))
+                .map(|c| c.client.to_string())
                 .collect();
             json!({"requestId": request_id, "sockets": ids})
         }
@@ -249,14 +256,20 @@ pub(crate) fn on_response(shared: &Shared, payload: &[u8]) {
     p.got += 1;
     if let Some(sockets) = resp.get("sockets").and_then(Json::as_array) {
         for s in sockets {
-            let name = s
-                .get("data")
-                .and_then(|d| d.get("name"))
-                .and_then(Json::as_str)
-                .or_else(|| s.get("id").and_then(Json::as_str));
-            if let Some(name) = name {
-                p.names.push(Arc::from(name));
-            }
+            let data = s.get("data");
+            let field = |key: &str| data.and_then(|d| d.get(key)).and_then(Json::as_str);
+            let id = s.get("id").and_then(Json::as_str);
+            let Some(name) = field("name").or(id) else {
+                continue;
+            };
+            let name: Arc<str> = Arc::from(name);
+            p.names.push(name.clone());
+            p.clients.push(ClientInfo {
+                client: Arc::from(id.unwrap_or("")),
+                user: Arc::from(field("user").unwrap_or("")),
+                name,
+                info: None,
+            });
         }
     }
     if p.got >= p.expected {

@@ -12,7 +12,7 @@ use std::time::Instant;
 use rand::Rng;
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
-use volna_hub::{NodeInfo, Outgoing};
+use volna_hub::{ClientInfo, NodeInfo, Outgoing};
 
 use crate::config::ClusterConfig;
 use crate::counters::{bump, Counters};
@@ -34,6 +34,8 @@ pub(crate) struct Pending {
     pub(crate) got: usize,
     /// Member names gathered from the answers so far.
     pub(crate) names: Vec<Arc<str>>,
+    /// The same members with their client ids and users.
+    pub(crate) clients: Vec<ClientInfo>,
     /// Fired when `got` reaches `expected`.
     pub(crate) done: Option<oneshot::Sender<()>>,
 }

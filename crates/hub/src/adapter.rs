@@ -14,6 +14,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::event::{ConnId, MemberInfo, Message, Presence};
+use crate::identity::ClientInfo;
 
 /// A boxed future, as [`Adapter`] methods return them.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -33,6 +34,9 @@ pub struct RemoteMembers {
     /// Their display names (or, for sockets of non-volna servers, their
     /// `data.name` or socket id).
     pub names: Vec<Arc<str>>,
+    /// The same members as the server API lists them: client id (a socket
+    /// id), user (`data.user`) and name.
+    pub clients: Vec<ClientInfo>,
     /// True when some node did not answer in time.
     pub partial: bool,
 }

@@ -257,6 +257,7 @@ mod tests {
             Box::pin(async {
                 crate::RemoteMembers {
                     names: vec![Arc::from("zed")],
+                    clients: Vec::new(),
                     partial: true,
                 }
             })

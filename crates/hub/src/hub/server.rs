@@ -144,6 +144,17 @@ impl Hub {
         Some(list)
     }
 
+    /// Connection `id` as the server API lists it.
+    pub fn client_info(&self, id: ConnId) -> Option<ClientInfo> {
+        let st = self.inner.state.lock().unwrap();
+        st.conns.get(&id).map(|e| ClientInfo {
+            client: e.client.clone(),
+            user: e.user.clone().unwrap_or_else(|| Arc::from("")),
+            name: e.name.clone(),
+            info: e.info.clone(),
+        })
+    }
+
     /// This node's connections, users and rooms.
     pub fn counts(&self) -> NodeCounts {
         let st = self.inner.state.lock().unwrap();

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value as Json};
-use volna_hub::{glob_matches, CloseReason, Data, NodeInfo, ServerPublish, USER_ROOM_PREFIX};
+use volna_hub::{
+    glob_matches, ClientInfo, CloseReason, Data, NodeInfo, ServerPublish, USER_ROOM_PREFIX,
+};
 use volna_protocols::json::placeholder;
 
 use super::{ApiError, ApiState};
@@ -60,8 +62,8 @@ pub(super) async fn run(state: &ApiState, method: Method, params: Json) -> Resul
     match method {
         Method::Publish => publish(state, decode(params)?),
         Method::Broadcast => broadcast(state, decode(params)?),
-        Method::Presence => presence(state, decode(params)?),
-        Method::PresenceStats => presence_stats(state, decode(params)?),
+        Method::Presence => presence(state, decode(params)?).await,
+        Method::PresenceStats => presence_stats(state, decode(params)?).await,
         Method::History => history(state, decode(params)?),
         Method::Channels => channels(state, decode(params)?),
         Method::Disconnect => disconnect(state, decode(params)?),
@@ -215,16 +217,27 @@ struct ChannelParams {
     channel: String,
 }
 
-fn presence(state: &ApiState, p: ChannelParams) -> Result<Json, ApiError> {
-    let name = channel(&p.channel)?;
+/// The members of a room on every node: this node's, then the others'
+/// (their answers to a `fetchSockets`, which carry client id, user and
+/// name but not `conn_info`).
+async fn members(state: &ApiState, name: &str) -> Result<Vec<ClientInfo>, ApiError> {
     if !state.hub.policy(NAMESPACE, name).presence {
         return Err(ApiError::new(
             ApiError::NOT_AVAILABLE,
             format!("presence is off in {name}"),
         ));
     }
+    let mut clients = state.hub.presence(NAMESPACE, name).unwrap_or_default();
+    if let Some(adapter) = state.hub.adapter() {
+        clients.extend(adapter.who(NAMESPACE, name).await.clients);
+    }
+    Ok(clients)
+}
+
+async fn presence(state: &ApiState, p: ChannelParams) -> Result<Json, ApiError> {
+    let name = channel(&p.channel)?;
     let mut presence = Map::new();
-    for c in state.hub.presence(NAMESPACE, name).unwrap_or_default() {
+    for c in members(state, name).await? {
         let mut info = json!({"client": &*c.client, "user": &*c.user, "name": &*c.name});
         if let Some(conn_info) = &c.info {
             info["conn_info"] = serde_json::from_str(conn_info.get()).unwrap_or(Json::Null);
@@ -234,15 +247,9 @@ fn presence(state: &ApiState, p: ChannelParams) -> Result<Json, ApiError> {
     Ok(json!({ "presence": presence }))
 }
 
-fn presence_stats(state: &ApiState, p: ChannelParams) -> Result<Json, ApiError> {
+async fn presence_stats(state: &ApiState, p: ChannelParams) -> Result<Json, ApiError> {
     let name = channel(&p.channel)?;
-    if !state.hub.policy(NAMESPACE, name).presence {
-        return Err(ApiError::new(
-            ApiError::NOT_AVAILABLE,
-            format!("presence is off in {name}"),
-        ));
-    }
-    let clients = state.hub.presence(NAMESPACE, name).unwrap_or_default();
+    let clients = members(state, name).await?;
     let mut users: Vec<&str> = clients
         .iter()
         .map(|c| &*c.user)
