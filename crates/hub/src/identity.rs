@@ -17,6 +17,9 @@ pub struct Identity {
     pub user: Option<Arc<str>>,
     /// Public JSON about the user (`conn_info` in the server API).
     pub info: Option<Arc<RawValue>>,
+    /// The transport's name (`tcp`, `websocket`, `socketio`), for hooks
+    /// and listings.
+    pub transport: &'static str,
 }
 
 /// A connection as the server API lists it (presence, `info`).

@@ -30,6 +30,10 @@ pub enum Publish {
     /// Nobody but the server (the server API, another node, the Redis
     /// emitter): clients are refused with `publish-forbidden`.
     Server,
+    /// Members, each publication allowed (and perhaps changed) by the
+    /// backend's publish hook first. The hub takes it as `Members`: asking
+    /// the hook is the application layer's part.
+    Hook,
 }
 
 /// The rules of the rooms a glob matches.
@@ -53,6 +57,10 @@ pub struct RoomPolicy {
     pub presence: bool,
     /// Most members at a time; a join beyond is refused with `room-full`.
     pub max_members: Option<usize>,
+    /// The events answered by the backend's rpc hook instead of relayed.
+    /// A room no table matches sends every event there (when the hook is
+    /// configured); a table, only those it lists.
+    pub rpc: EventRule,
 }
 
 impl RoomPolicy {
@@ -68,6 +76,15 @@ impl RoomPolicy {
             history_ttl: None,
             presence: true,
             max_members: None,
+            rpc: EventRule::Only(Vec::new()),
+        }
+    }
+
+    /// Whether the event `name` goes to the rpc hook here.
+    pub fn routes_to_rpc(&self, name: &str) -> bool {
+        match &self.rpc {
+            EventRule::Any => true,
+            EventRule::Only(names) => names.iter().any(|n| &**n == name),
         }
     }
 
@@ -93,8 +110,13 @@ pub struct Policies {
 }
 
 impl Default for RoomPolicy {
+    /// The policy of a room no table matches: everything allowed, every
+    /// event to the rpc hook if there is one.
     fn default() -> Self {
-        RoomPolicy::new("*")
+        RoomPolicy {
+            rpc: EventRule::Any,
+            ..RoomPolicy::new("*")
+        }
     }
 }
 

@@ -59,6 +59,8 @@ pub enum Command {
         /// Its data, JSON text; never empty.
         json: String,
     },
+    /// `/auth TOKEN`: sign in (the server's connect hook decides).
+    Auth(String),
     /// `/help`.
     Help,
     /// `/quit`.
@@ -253,6 +255,15 @@ pub fn parse(line: &[u8]) -> Result<Command, LineError> {
                 event: event.to_string(),
                 json: json.trim_start().to_string(),
             })
+        }
+        "auth" | "login" => {
+            if args.is_empty() {
+                return Err(LineError::MissingArgument {
+                    command: "auth",
+                    what: "a token",
+                });
+            }
+            Ok(Command::Auth(args.to_string()))
         }
         "help" | "?" => Ok(Command::Help),
         "quit" | "exit" | "bye" => Ok(Command::Quit),
@@ -458,6 +469,17 @@ mod tests {
         assert_eq!(parse(b"/history 5").unwrap(), Command::History(Some(5)));
         assert_eq!(parse(b"/echo  a b").unwrap(), Command::Echo("a b".into()));
         assert_eq!(parse(b"/quit").unwrap(), Command::Quit);
+        assert_eq!(
+            parse(b"/auth t0k.en").unwrap(),
+            Command::Auth("t0k.en".into())
+        );
+        assert!(matches!(
+            parse(b"/auth"),
+            Err(LineError::MissingArgument {
+                command: "auth",
+                ..
+            })
+        ));
         assert_eq!(parse(b"   ").unwrap(), Command::Empty);
         assert_eq!(parse(b"hi\r").unwrap(), Command::Say("hi".into()));
         assert_eq!(

@@ -52,6 +52,15 @@ async fn health(
     for (name, value) in state.app.hub.stats().snapshot() {
         body.insert(name.into(), value.into());
     }
+    let hooks = state.app.hooks.stats();
+    body.insert(
+        "hooks".into(),
+        serde_json::json!({
+            "calls": hooks.calls.load(std::sync::atomic::Ordering::Relaxed),
+            "failures": hooks.failures.load(std::sync::atomic::Ordering::Relaxed),
+            "refusals": hooks.refusals.load(std::sync::atomic::Ordering::Relaxed),
+        }),
+    );
     if let Some(adapter) = state.app.hub.adapter() {
         body.insert("cluster".into(), adapter.health());
     }

@@ -150,7 +150,7 @@ pub async fn share(
         json,
         attachments: vec![t.thumb],
     };
-    Ok(hub.publish_as(from, nsp, room, data, true)?)
+    Ok(hub.publish_as(from, nsp, room, None, data, true)?)
 }
 
 /// The image a message carries, if it is an image message.

@@ -18,6 +18,7 @@
 //! - [`app`]: every client operation ([`app::Op`]), applied to the hub in
 //!   one place;
 //! - [`images`]: image sharing (thumbnails on the worker pool);
+//! - [`hooks`]: the backend hooks (connect, rpc, publish);
 //! - [`close`]: close reason → WebSocket close code.
 //!
 //! Each transport turns its wire format into calls on the shared
@@ -29,6 +30,7 @@ pub mod api;
 pub mod app;
 pub mod close;
 pub mod engineio;
+pub mod hooks;
 pub mod http;
 pub mod images;
 pub mod pages;

@@ -23,6 +23,7 @@ use volna_hub::{
     PresenceKind,
 };
 
+use crate::app::admit::{self, Admission, Arrival};
 use crate::app::{self, Applied, Op, Reply};
 use volna_protocols::line::{self, sanitize_for_line, Command, Item, LineSplitter, Timestamp};
 
@@ -72,6 +73,7 @@ ok help commands:
   /history [N]      the last N messages of the current room
   /echo TEXT        the server answers TEXT back
   /emit EVENT JSON  your application's own event to your current room
+  /auth TOKEN       sign in (a server with a connect hook asks its backend who you are)
   /quit             disconnect
   any other line    a message to your current room (start it with // to send a leading /)
 ";
@@ -207,8 +209,37 @@ async fn handle(
     shutdown: CancellationToken,
 ) -> io::Result<()> {
     let _ = stream.set_nodelay(true);
+    let arrival = Arrival {
+        client: app.hub.new_client_id(),
+        transport: "tcp",
+        protocol: "line",
+        remote_addr: Some(peer),
+        name: None,
+        data: serde_json::Value::Null,
+        headers: serde_json::Map::new(),
+    };
+    let (identity, name, rooms) = match admit::admit(&app, arrival).await {
+        Admission::Admitted {
+            identity,
+            name,
+            rooms,
+        } => (identity, name, rooms),
+        Admission::Refused { reason, .. } => {
+            let mut stream = stream;
+            let line = format!("error refused {}\n", sanitize_for_line(&reason));
+            let _ = tokio::time::timeout(config.close_grace, async {
+                stream.write_all(line.as_bytes()).await?;
+                stream.shutdown().await
+            })
+            .await;
+            return Ok(());
+        }
+    };
     let outbox = Arc::new(Outbox::new(config.outbox));
-    let conn = app.hub.register(NAMESPACE, None, outbox.clone(), codec);
+    let conn = app
+        .hub
+        .register_as(NAMESPACE, name.as_deref(), identity, outbox.clone(), codec);
+    admit::join_granted_rooms(&conn, &rooms);
     tracing::debug!(%peer, id = conn.id(), "tcp client connected");
     let _ = outbox.push_one(Frame::text(format!(
         "welcome volna {}: you are {}. Type /help for commands, /join ROOM to start.\n",
@@ -221,7 +252,8 @@ async fn handle(
         conn: &conn,
         app: &app,
         config: &config,
-        current: None,
+        // A room the connect hook joined it to is its current room.
+        current: conn.rooms().last().cloned(),
     };
     let read_result = tokio::select! {
         r = commands.read_loop(&rd) => r,
@@ -373,6 +405,9 @@ impl Commands<'_> {
             Command::Echo(text) => Op::Echo {
                 data: Data::text(&text),
             },
+            Command::Auth(token) => Op::Auth {
+                data: serde_json::json!({ "token": token }),
+            },
             Command::Emit { event, json } => {
                 let Some(room) = self.current.clone() else {
                     return self.refuse("not-in-room", "join a room first: /join ROOM");
@@ -451,6 +486,12 @@ impl Commands<'_> {
                     let _ = write!(line, " {}:{}", r.name, r.members);
                 }
                 line
+            }
+            Reply::Answered { event, data } => {
+                format!("ok emit {event} {}", sanitize_for_line(data.json.get()))
+            }
+            Reply::Identified { user, name } => {
+                format!("ok auth {} {name}", user.as_deref().unwrap_or("-"))
             }
             Reply::History { room, messages } => {
                 let mut out = format!("ok history {room} {}\n", messages.len());

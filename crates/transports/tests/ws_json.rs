@@ -39,6 +39,7 @@ async fn start(cfg: WsConfig) -> TestServer {
     let app = volna_transports::app::Context {
         hub: hub.clone(),
         images: None,
+        hooks: volna_transports::hooks::Hooks::none(),
     };
     tokio::spawn(tcp::serve(
         tcp_listener,

@@ -29,6 +29,11 @@
 //! api_key = "secret"           # turns on the server API, POST /api/<method> (docs/applications.md)
 //! api_max_body = 1048576       # largest server API request, in bytes
 //! node_name = "eu-1"           # this node's name in the server API's `info`
+//! connect_hook_url = "http://127.0.0.1:8000/volna/connect"  # backend hooks (docs/applications.md)
+//! rpc_hook_url = "http://127.0.0.1:8000/volna/rpc"
+//! publish_hook_url = "http://127.0.0.1:8000/volna/publish"
+//! hook_timeout_ms = 1000
+//! hook_max_in_flight = 256
 //!
 //! [[rooms]]                    # room policies, first match wins (see crate::rooms)
 //! match = "doc:*"
@@ -103,6 +108,8 @@ pub struct ServerConfig {
     /// This node's name in the server API's `info`. `None`: `volna@<http
     /// address>`.
     pub node_name: Option<String>,
+    /// The backend hooks. No URL (the default): none.
+    pub hooks: volna_transports::hooks::HookConfig,
 }
 
 impl Default for ServerConfig {
@@ -126,6 +133,7 @@ impl Default for ServerConfig {
             api_key: None,
             api_max_body: volna_transports::api::ApiConfig::DEFAULT_MAX_BODY,
             node_name: None,
+            hooks: volna_transports::hooks::HookConfig::default(),
         }
     }
 }
@@ -186,6 +194,16 @@ pub struct FileConfig {
     pub api_max_body: Option<usize>,
     /// This node's name in the server API's `info`.
     pub node_name: Option<String>,
+    /// URL of the connect hook.
+    pub connect_hook_url: Option<String>,
+    /// URL of the rpc hook.
+    pub rpc_hook_url: Option<String>,
+    /// URL of the publish hook.
+    pub publish_hook_url: Option<String>,
+    /// Time a hook call may take, in ms.
+    pub hook_timeout_ms: Option<u64>,
+    /// Hook calls in flight per hook at most.
+    pub hook_max_in_flight: Option<usize>,
     /// Room policies (`[[rooms]]` tables; see [`crate::rooms`]).
     pub rooms: Option<Vec<crate::rooms::RoomTable>>,
 }
@@ -288,6 +306,21 @@ pub struct ServeArgs {
     /// This node's name in the server API's `info` [default: volna@<http address>].
     #[arg(long, env = "VOLNA_NODE_NAME")]
     pub node_name: Option<String>,
+    /// Backend asked on every new client, Centrifugo's connect proxy shapes (http://…) [default: none].
+    #[arg(long, env = "VOLNA_CONNECT_HOOK_URL")]
+    pub connect_hook_url: Option<String>,
+    /// Backend that answers clients' events (rpc), Centrifugo's rpc proxy shapes [default: none].
+    #[arg(long, env = "VOLNA_RPC_HOOK_URL")]
+    pub rpc_hook_url: Option<String>,
+    /// Backend that allows or changes publications in rooms with `publish = "hook"` [default: none].
+    #[arg(long, env = "VOLNA_PUBLISH_HOOK_URL")]
+    pub publish_hook_url: Option<String>,
+    /// Time a hook call may take, in milliseconds [default: 1000].
+    #[arg(long, env = "VOLNA_HOOK_TIMEOUT_MS")]
+    pub hook_timeout_ms: Option<u64>,
+    /// Hook calls in flight per hook at most; more fail at once as busy [default: 256].
+    #[arg(long, env = "VOLNA_HOOK_MAX_IN_FLIGHT")]
+    pub hook_max_in_flight: Option<usize>,
 }
 
 impl ServeArgs {
@@ -322,8 +355,31 @@ impl ServeArgs {
                 .unwrap_or(defaults.max_bytes)
                 .max(1024),
         };
+        let hooks = &mut cfg.hooks;
+        hooks.connect_url = self
+            .connect_hook_url
+            .clone()
+            .or(file.connect_hook_url.clone());
+        hooks.rpc_url = self.rpc_hook_url.clone().or(file.rpc_hook_url.clone());
+        hooks.publish_url = self
+            .publish_hook_url
+            .clone()
+            .or(file.publish_hook_url.clone());
+        if let Some(ms) = self.hook_timeout_ms.or(file.hook_timeout_ms) {
+            anyhow::ensure!(ms >= 1, "hook_timeout_ms must be at least 1");
+            hooks.timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = self.hook_max_in_flight.or(file.hook_max_in_flight) {
+            anyhow::ensure!(n >= 1, "hook_max_in_flight must be at least 1");
+            hooks.max_in_flight = n;
+        }
+        volna_transports::hooks::Hooks::new(hooks).map_err(|e| anyhow::anyhow!(e))?;
         if let Some(tables) = &file.rooms {
-            cfg.hub.policies = crate::rooms::policies(tables)?;
+            let on = crate::rooms::HooksOn {
+                publish: hooks.publish_url.is_some(),
+                rpc: hooks.rpc_url.is_some(),
+            };
+            cfg.hub.policies = crate::rooms::policies(tables, on)?;
         }
         if let Some(v) = self.history.or(file.history) {
             cfg.hub.history_len = v;

@@ -6,7 +6,8 @@
 //! match = "doc:*"               # glob on room names: * any run, ? one character
 //! events = ["stroke", "cursor"] # the application's own events relayed ("*": any, the default)
 //! volatile = ["cursor"]         # not kept, dropped for a member who is behind
-//! publish = "members"           # or "none": only the server publishes
+//! publish = "members"           # or "none": only the server publishes; "hook": the publish hook decides
+//! rpc = ["order"]               # events answered by the rpc hook instead of relayed ("*": every one)
 //! history = 500                 # messages kept (default: `history`)
 //! history_ttl = 3600            # seconds a message stays in the history
 //! presence = true               # announce joins and leaves
@@ -44,6 +45,8 @@ pub struct RoomTable {
     pub presence: Option<bool>,
     /// Most members at a time.
     pub max_members: Option<usize>,
+    /// `"*"` or the events the rpc hook answers.
+    pub rpc: Option<Events>,
 }
 
 /// The `events` key: every name, or a list.
@@ -56,13 +59,23 @@ pub enum Events {
     List(Vec<String>),
 }
 
+/// The hooks the tables may refer to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HooksOn {
+    /// `publish_hook_url` is set.
+    pub publish: bool,
+    /// `rpc_hook_url` is set.
+    pub rpc: bool,
+}
+
 /// Checks every table and builds the policies, in order.
-pub fn policies(tables: &[RoomTable]) -> anyhow::Result<Policies> {
+pub fn policies(tables: &[RoomTable], hooks: HooksOn) -> anyhow::Result<Policies> {
     tables
         .iter()
         .enumerate()
         .map(|(i, t)| {
-            policy(t).map_err(|e| anyhow::anyhow!("[[rooms]] #{} ({:?}): {e}", i + 1, t.pattern))
+            policy(t, hooks)
+                .map_err(|e| anyhow::anyhow!("[[rooms]] #{} ({:?}): {e}", i + 1, t.pattern))
         })
         .collect::<anyhow::Result<Vec<_>>>()
         .map(Policies::new)
@@ -75,15 +88,28 @@ fn event_names(names: &[String]) -> anyhow::Result<Vec<Arc<str>>> {
         .collect()
 }
 
-fn policy(t: &RoomTable) -> anyhow::Result<RoomPolicy> {
+fn rule(events: &Events, key: &str) -> anyhow::Result<EventRule> {
+    Ok(match events {
+        Events::All(s) if s == "*" => EventRule::Any,
+        Events::All(s) => anyhow::bail!("{key} must be \"*\" or a list, not {s:?}"),
+        Events::List(names) => EventRule::Only(event_names(names)?),
+    })
+}
+
+fn policy(t: &RoomTable, hooks: HooksOn) -> anyhow::Result<RoomPolicy> {
     anyhow::ensure!(!t.pattern.is_empty(), "match must not be empty");
     let mut p = RoomPolicy::new(t.pattern.clone());
     p.events = match &t.events {
         None => EventRule::Any,
-        Some(Events::All(s)) if s == "*" => EventRule::Any,
-        Some(Events::All(s)) => anyhow::bail!("events must be \"*\" or a list, not {s:?}"),
-        Some(Events::List(names)) => EventRule::Only(event_names(names)?),
+        Some(events) => rule(events, "events")?,
     };
+    if let Some(rpc) = &t.rpc {
+        anyhow::ensure!(
+            hooks.rpc,
+            "rpc needs an rpc hook: set rpc_hook_url (or --rpc-hook-url)"
+        );
+        p.rpc = rule(rpc, "rpc")?;
+    }
     p.volatile = event_names(t.volatile.as_deref().unwrap_or_default())?;
     for v in &p.volatile {
         anyhow::ensure!(p.allows_event(v), "volatile event {v:?} is not in events");
@@ -91,11 +117,13 @@ fn policy(t: &RoomTable) -> anyhow::Result<RoomPolicy> {
     p.publish = match t.publish.as_deref() {
         None | Some("members") => Publish::Members,
         Some("none") => Publish::Server,
+        Some("hook") if hooks.publish => Publish::Hook,
         Some("hook") => anyhow::bail!(
-            "publish = \"hook\" needs a publish hook, which this version does not have yet; \
-             use \"members\" or \"none\""
+            "publish = \"hook\" needs a publish hook: set publish_hook_url (or --publish-hook-url)"
         ),
-        Some(other) => anyhow::bail!("publish must be \"members\" or \"none\", not {other:?}"),
+        Some(other) => {
+            anyhow::bail!("publish must be \"members\", \"none\" or \"hook\", not {other:?}")
+        }
     };
     p.history = t.history;
     p.history_ttl = match t.history_ttl {
@@ -120,7 +148,7 @@ mod tests {
             rooms: Vec<RoomTable>,
         }
         let f: File = toml::from_str(toml_text)?;
-        policies(&f.rooms)
+        policies(&f.rooms, HooksOn::default())
     }
 
     #[test]

@@ -36,6 +36,11 @@ pub enum StartError {
         /// What is wrong with them.
         source: volna_cluster::ClusterError,
     },
+    /// A hook URL is unusable.
+    Hooks {
+        /// What is wrong with it.
+        why: String,
+    },
 }
 
 impl std::fmt::Display for StartError {
@@ -56,6 +61,7 @@ impl std::fmt::Display for StartError {
                 write!(f, "cannot start the image worker threads: {source}")
             }
             StartError::Cluster { source } => write!(f, "cannot join the cluster: {source}"),
+            StartError::Hooks { why } => write!(f, "cannot use the backend hooks: {why}"),
         }
     }
 }
@@ -65,6 +71,7 @@ impl std::error::Error for StartError {
         match self {
             StartError::Bind { source, .. } | StartError::Workers { source } => Some(source),
             StartError::Cluster { source } => Some(source),
+            StartError::Hooks { .. } => None,
         }
     }
 }
@@ -169,6 +176,8 @@ impl Server {
             } else {
                 ImageService::new(images.clone())
             }),
+            hooks: volna_transports::hooks::Hooks::new(&config.hooks)
+                .map_err(|why| StartError::Hooks { why })?,
         };
         let tcp_task = tokio::spawn(tcp::serve(
             tcp_listener,

@@ -4,6 +4,8 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
+
 use volna_protocols::line::validate_name;
 
 use super::error::HubError;
@@ -88,6 +90,7 @@ impl Hub {
                 client,
                 user: identity.user,
                 info: identity.info,
+                transport: identity.transport,
             },
         );
         drop(st);
@@ -135,6 +138,49 @@ impl Hub {
         }
         entry.name = new.clone();
         Ok(new)
+    }
+
+    /// Says who connection `id` is now: see [`Conn::identify`].
+    pub fn identify(&self, id: ConnId, user: Option<Arc<str>>, info: Option<Arc<RawValue>>) {
+        let mut st = self.inner.state.lock().unwrap();
+        let st = &mut *st;
+        let Some(entry) = st.conns.get_mut(&id) else {
+            return;
+        };
+        let Some(ns) = st.namespaces.get_mut(&entry.nsp) else {
+            return;
+        };
+        if let Some(old) = entry.user.take() {
+            if let Some(ids) = ns.users.get_mut(&old) {
+                ids.retain(|c| *c != id);
+                if ids.is_empty() {
+                    ns.users.remove(&old);
+                }
+            }
+        }
+        if let Some(user) = &user {
+            ns.users.entry(user.clone()).or_default().push(id);
+        }
+        entry.user = user;
+        entry.info = info;
+    }
+
+    /// A new client id, unique across restarts and nodes, for a connection
+    /// about to register (its transport needs one before: the connect hook
+    /// is told it).
+    pub fn new_client_id(&self) -> Arc<str> {
+        let n = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        Arc::from(format!("{}.{n:x}", self.inner.stem))
+    }
+
+    /// Renames connection `id`: see [`Conn::set_name`].
+    pub fn rename(&self, id: ConnId, name: &str) -> Result<Arc<str>, HubError> {
+        self.set_name(id, name)
+    }
+
+    /// Joins connection `id` to a room: see [`Conn::join`].
+    pub fn join_as(&self, id: ConnId, room: &str) -> Result<JoinInfo, HubError> {
+        self.join(id, room)
     }
 
     fn unregister(&self, id: ConnId) {
@@ -218,6 +264,18 @@ impl Conn {
     pub fn user(&self) -> Option<Arc<str>> {
         let st = self.hub.inner.state.lock().unwrap();
         st.conns.get(&self.id).and_then(|e| e.user.clone())
+    }
+
+    /// Its transport's name, as given at registration.
+    pub fn transport(&self) -> &'static str {
+        let st = self.hub.inner.state.lock().unwrap();
+        st.conns.get(&self.id).map_or("", |e| e.transport)
+    }
+
+    /// Says who it is now (a later sign-in: `/ws` op `auth`, TCP `/auth`):
+    /// its user (its personal room `#user` follows) and public info.
+    pub fn identify(&self, user: Option<Arc<str>>, info: Option<Arc<RawValue>>) {
+        self.hub.identify(self.id, user, info);
     }
 
     /// The rooms it is in, in the order it joined them.

@@ -13,19 +13,21 @@ use crate::policy::Publish;
 use crate::stats::Stats;
 
 impl Hub {
-    /// Publishes to `room` on behalf of connection `id`, which must be a
-    /// member. For work that finishes after the request that started it
-    /// (e.g. an image processed on a worker pool); otherwise use
-    /// [`Conn::publish`](crate::Conn::publish).
+    /// Publishes to `room` (as the application's event `event`, or as a
+    /// message) on behalf of connection `id`, which must be a member. For
+    /// work that finishes after the request that started it (an image made
+    /// on the worker pool, a publication the backend's hook allowed);
+    /// otherwise use [`Conn::publish`](crate::Conn::publish).
     pub fn publish_as(
         &self,
         id: ConnId,
         nsp: &str,
         room: &str,
+        event: Option<Arc<str>>,
         data: Data,
         include_self: bool,
     ) -> Result<Arc<Message>, HubError> {
-        self.publish(id, nsp, room, None, data, include_self)
+        self.publish(id, nsp, room, event, data, include_self)
     }
 
     pub(super) fn publish(

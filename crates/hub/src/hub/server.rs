@@ -259,6 +259,7 @@ mod tests {
                 client: Some(Arc::from(client)),
                 user: Some(Arc::from(user)),
                 info: None,
+                transport: "test",
             },
             Arc::new(Outbox::new(OutboxLimits::default())),
             codec(1),

@@ -60,6 +60,7 @@ pub(super) struct ConnEntry {
     pub(super) client: Arc<str>,
     pub(super) user: Option<Arc<str>>,
     pub(super) info: Option<Arc<RawValue>>,
+    pub(super) transport: &'static str,
 }
 
 /// What a room (or a namespace) keeps of a member: enough to deliver to it.

@@ -175,6 +175,17 @@ pub fn write_connect_error(out: &mut String, nsp: &str, message: &str) {
     out.push('}');
 }
 
+/// Appends a refusal with data, as a Node middleware's `next(err)` sends
+/// `err.data`: `4[<nsp>,]{"message":…,"data":<data>}` (`data` is JSON text).
+pub fn write_connect_error_with_data(out: &mut String, nsp: &str, message: &str, data: &str) {
+    write_header(out, PacketKind::ConnectError, 0, nsp, None);
+    out.push_str("{\"message\":");
+    push_json_string(out, message);
+    out.push_str(",\"data\":");
+    out.push_str(data);
+    out.push('}');
+}
+
 /// Encodes a namespace refusal, e.g. `4/nsp,{"message":"Invalid namespace"}`.
 pub fn encode_connect_error(nsp: &str, message: &str) -> String {
     let mut out = String::with_capacity(20 + nsp.len() + message.len());

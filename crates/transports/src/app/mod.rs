@@ -8,19 +8,30 @@
 //! bad input. What a transport adds on top is only its framing: which room
 //! a TCP line goes to, a `/ws` request's id, a Socket.IO ack id.
 //!
+//! Where the backend has a say, the operation waits for it ([`Applied::Later`]):
+//! an event a room's policy routes to the rpc hook is answered by the
+//! backend instead of relayed; a publication into a room with `publish =
+//! "hook"` goes out once the publish hook allows it (with the data it
+//! returns, if any); `auth` asks the connect hook.
+//!
 //! # Layout
 //! - `op.rs`: [`Op`], the operations (and their table across transports);
 //! - `reply.rs`: [`Reply`] and [`AppError`];
+//! - `admit.rs`: admitting a new client ([`admit::admit`]);
+//! - `hooked.rs`: the operations the backend's hooks answer or allow;
 //! - this file: [`Context`] and [`Op::apply`].
 
+pub mod admit;
+mod hooked;
 mod op;
 mod reply;
 
-use volna_hub::{BoxFuture, ClusterWho, Conn, Hub, HubError, Stats};
+use volna_hub::{BoxFuture, ClusterWho, Conn, Hub, HubError, Publish, Stats};
 
 pub use op::{event_name, Op, MAX_EVENT_NAME, MAX_HISTORY, RESERVED_EVENTS};
 pub use reply::{AppError, Reply};
 
+use crate::hooks::{Hook, Hooks};
 use crate::images::{self, ImageService};
 
 /// What applying an operation needs besides the connection: shared by every
@@ -31,6 +42,8 @@ pub struct Context {
     pub hub: Hub,
     /// The thumbnail maker; `None` turns image sharing off.
     pub images: Option<ImageService>,
+    /// The backend hooks ([`Hooks::none`] when there are none).
+    pub hooks: Hooks,
 }
 
 /// The result of an operation.
@@ -61,17 +74,30 @@ impl Op {
                 room,
                 data,
                 include_self,
-            } => conn
-                .publish(&room, data, include_self)
-                .map(Reply::Published),
+            } => {
+                if hub.policy(conn.nsp(), &room).publish == Publish::Hook {
+                    return hooked::publish(ctx, conn, room, None, data, include_self);
+                }
+                conn.publish(&room, data, include_self)
+                    .map(Reply::Published)
+            }
             Op::Emit {
                 event,
                 room,
                 data,
                 include_self,
-            } => conn
-                .publish_event(&room, event, data, include_self)
-                .map(Reply::Published),
+            } => {
+                let policy = hub.policy(conn.nsp(), &room);
+                if ctx.hooks.is_on(Hook::Rpc) && policy.routes_to_rpc(&event) {
+                    return hooked::rpc(ctx, conn, event, room, data);
+                }
+                if policy.publish == Publish::Hook {
+                    return hooked::publish(ctx, conn, room, Some(event), data, include_self);
+                }
+                conn.publish_event(&room, event, data, include_self)
+                    .map(Reply::Published)
+            }
+            Op::Auth { data } => return hooked::auth(ctx, conn, data),
             Op::Echo { data } => Ok(Reply::Echo(data)),
             Op::Who { room } if hub.adapter().is_some() => {
                 let hub = hub.clone();

@@ -24,6 +24,7 @@ use super::AppError;
 /// | `History` | `/history [N]`      | `{"op":"history","room","limit"?}`         | `history(room, n?)`               |
 /// | `Image`   | —  (text only)      | `{"op":"image","room","name"}` + 1 binary  | `image({room, name, data: <bin>})`|
 /// | `Emit`    | `/emit EVENT JSON`  | `{"op":"emit","event","room","data"}`      | `EVENT({room, data})`             |
+/// | `Auth`    | `/auth TOKEN`       | `{"op":"auth","token"?,...}`               | (the CONNECT `auth` object)       |
 ///
 /// The full table, with replies and error codes, is `docs/operations.md`.
 #[derive(Debug)]
@@ -83,6 +84,13 @@ pub enum Op {
         /// Whether the sender receives its own event too.
         include_self: bool,
     },
+    /// Sign in (again) through the connect hook: the backend says who the
+    /// connection is now.
+    Auth {
+        /// What the client sent (`{"token": …}` from TCP; the `/ws`
+        /// request without its `op` and `id`).
+        data: serde_json::Value,
+    },
     /// Share an image: a thumbnail is made on the worker pool and published.
     Image {
         /// The room.
@@ -108,6 +116,7 @@ impl Op {
             Op::History { .. } => "history",
             Op::Image { .. } => "image",
             Op::Emit { .. } => "emit",
+            Op::Auth { .. } => "auth",
         }
     }
 }
@@ -120,7 +129,7 @@ pub const MAX_EVENT_NAME: usize = 64;
 /// Socket.IO reserves ([`volna_protocols::socketio::RESERVED_EVENTS`]) are
 /// refused too.
 pub const RESERVED_EVENTS: &[&str] = &[
-    "nick", "join", "leave", "message", "echo", "who", "rooms", "history", "image", "emit",
+    "nick", "join", "leave", "message", "echo", "who", "rooms", "history", "image", "emit", "auth",
     "presence", "event", "error", "reply", "welcome",
 ];
 

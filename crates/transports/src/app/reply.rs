@@ -37,6 +37,20 @@ pub enum Reply {
     },
     /// Every room of the namespace.
     Rooms(Vec<RoomInfo>),
+    /// The backend's answer to an event its rpc hook handles.
+    Answered {
+        /// The event.
+        event: Arc<str>,
+        /// What the backend answered (`null` when it gave no `data`).
+        data: Data,
+    },
+    /// Signed in through the connect hook: who the connection is now.
+    Identified {
+        /// The user; `None`: anonymous.
+        user: Option<Arc<str>>,
+        /// The display name it holds.
+        name: Arc<str>,
+    },
     /// The last messages of a room, oldest first.
     History {
         /// The room.

@@ -94,10 +94,20 @@ impl Default for EngineConfig {
     }
 }
 
+/// What the handshake request of a session said.
+#[derive(Debug, Clone, Default)]
+pub struct Handshake {
+    /// The peer's address.
+    pub peer: Option<std::net::SocketAddr>,
+    /// The request's headers.
+    pub headers: HeaderMap,
+}
+
 /// Creates the application side of each new session.
 pub trait EngineHandler: Send + Sync + 'static {
-    /// Called once per session, right after the handshake was queued.
-    fn open(&self, session: &Arc<Session>) -> Box<dyn SessionHandler>;
+    /// Called once per session, right after the handshake was queued, with
+    /// what the handshake request said (to keep, or not).
+    fn open(&self, session: &Arc<Session>, handshake: Handshake) -> Box<dyn SessionHandler>;
 }
 
 /// An Engine.IO server: its settings, its application and its sessions.
@@ -249,7 +259,11 @@ impl Engine {
 
     /// Creates a session, queues its open packet, starts its heartbeat and
     /// gives it its handler.
-    fn create_session(self: &Arc<Self>, transport: TransportKind) -> Arc<Session> {
+    fn create_session(
+        self: &Arc<Self>,
+        transport: TransportKind,
+        handshake: Handshake,
+    ) -> Arc<Session> {
         self.watch_shutdown();
         let session = loop {
             let sid: Arc<str> = Arc::from(random_id());
@@ -275,7 +289,7 @@ impl Engine {
         let _ = session
             .outbox()
             .push_one(Frame::text(open.to_packet_string()));
-        let handler = self.handler.open(&session);
+        let handler = self.handler.open(&session, handshake);
         session.set_handler(handler);
         self.tracker.spawn(session::drive(session.clone()));
         if self.shutdown.is_cancelled() {
@@ -417,10 +431,17 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response {
     if query.get("EIO").map(String::as_str) != Some("4") {
         return engine.error(ErrorCode::UnsupportedProtocolVersion, headers);
     }
+    let handshake = Handshake {
+        peer: parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0),
+        headers: parts.headers.clone(),
+    };
     match ws {
-        Some(ws) => websocket::handshake(&engine, ws),
+        Some(ws) => websocket::handshake(&engine, ws, handshake),
         None => {
-            let session = engine.create_session(TransportKind::Polling);
+            let session = engine.create_session(TransportKind::Polling, handshake);
             let mut resp = polling::handshake_response(&session);
             engine.apply_cors(headers, resp.headers_mut());
             resp
@@ -437,7 +458,7 @@ struct EchoSession {
 }
 
 impl EngineHandler for EchoHandler {
-    fn open(&self, session: &Arc<Session>) -> Box<dyn SessionHandler> {
+    fn open(&self, session: &Arc<Session>, _handshake: Handshake) -> Box<dyn SessionHandler> {
         Box::new(EchoSession {
             session: Arc::downgrade(session),
         })

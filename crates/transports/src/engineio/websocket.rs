@@ -13,7 +13,7 @@ use volna_hub::{Batch, CloseReason};
 use volna_protocols::engineio::Packet;
 use volna_protocols::websocket::{CLOSE_NORMAL, CLOSE_TOO_BIG, OP_PONG};
 
-use super::{Engine, Session, TransportKind};
+use super::{Engine, Handshake, Session, TransportKind};
 use crate::websocket::{Message, ReadEnd, Reader, Upgrade, WsSocket};
 
 /// How long the writer may take to flush what is queued once the session is
@@ -40,9 +40,9 @@ where
 }
 
 /// A handshake made directly over WebSocket.
-pub(super) fn handshake(engine: &Arc<Engine>, upgrade: Upgrade) -> Response {
+pub(super) fn handshake(engine: &Arc<Engine>, upgrade: Upgrade, handshake: Handshake) -> Response {
     accept(engine, upgrade, |engine, sock, reader| async move {
-        let session = engine.create_session(TransportKind::WebSocket);
+        let session = engine.create_session(TransportKind::WebSocket, handshake);
         // Its own task: the handshake's state is not kept beside it.
         engine.tracker.spawn(run(session, sock, reader));
     })

@@ -248,6 +248,13 @@ fn render_reply(outcome: Outcome, in_cluster: bool) -> Answer {
             json!({"ok": true, "rooms": list})
         }
         Reply::History { room, messages } => return history_answer(&room, &messages),
+        Reply::Answered { event, data } => {
+            let data: Value = serde_json::from_str(data.json.get()).unwrap_or(Value::Null);
+            json!({"ok": true, "event": &*event, "data": data})
+        }
+        Reply::Identified { user, name } => {
+            json!({"ok": true, "user": user.as_deref(), "name": &*name})
+        }
     };
     Answer::value(&value)
 }

@@ -22,6 +22,7 @@ mod application;
 mod chat;
 mod codec;
 mod conformance;
+mod connect;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
@@ -32,14 +33,15 @@ use bytes::Bytes;
 use serde_json::value::RawValue;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use volna_hub::{CloseReason, Conn, Frame, Hub, Identity, Outbox, Stats};
-use volna_protocols::socketio::{
-    write_connect, write_connect_error, BinaryAssembler, Packet, PacketKind,
-};
+use volna_hub::{CloseReason, Conn, Frame, Hub, Outbox, Stats};
+use volna_protocols::socketio::{write_connect_error, BinaryAssembler, Packet, PacketKind};
 
+use crate::app::admit;
 use crate::engineio::{
-    Engine, EngineConfig, EngineHandler, EngineMessage, Session, SessionHandler,
+    Engine, EngineConfig, EngineHandler, EngineMessage, Handshake, Session, SessionHandler,
+    TransportKind,
 };
+use connect::{Connecting, Handoff};
 
 pub use application::{Answer, Application, EventCall, SocketRef};
 pub use chat::Chat;
@@ -79,6 +81,7 @@ pub fn engine(
     config: SocketIoConfig,
 ) -> Arc<Engine> {
     let hub = app.hub.clone();
+    let ctx = app.clone();
     let chat = Chat { app };
     let application: Arc<dyn Application> = if config.conformance {
         Arc::new(Conformance { chat })
@@ -86,6 +89,7 @@ pub fn engine(
         Arc::new(chat)
     };
     let state = Arc::new(App {
+        ctx,
         hub: hub.clone(),
         connect_timeout: config.connect_timeout,
         application,
@@ -105,6 +109,7 @@ pub fn router(
 }
 
 struct App {
+    ctx: crate::app::Context,
     hub: Hub,
     connect_timeout: Duration,
     application: Arc<dyn Application>,
@@ -114,7 +119,14 @@ struct App {
 struct SioHandler(Arc<App>);
 
 impl EngineHandler for SioHandler {
-    fn open(&self, session: &Arc<Session>) -> Box<dyn SessionHandler> {
+    fn open(&self, session: &Arc<Session>, handshake: Handshake) -> Box<dyn SessionHandler> {
+        // Kept only for a connect hook, which is told them.
+        let handshake = admit::has_connect_hook(&self.0.ctx).then(|| {
+            Box::new((
+                handshake.peer,
+                admit::passed_headers(&self.0.ctx, &handshake.headers),
+            ))
+        });
         let connected = Arc::new(Connected::default());
         let timeout = self.0.connect_timeout;
         let flag = connected.clone();
@@ -140,6 +152,8 @@ impl EngineHandler for SioHandler {
             sockets: Vec::new(),
             pending: None,
             connected,
+            handoff: Arc::new(Handoff::default()),
+            handshake,
         })
     }
 }
@@ -171,6 +185,17 @@ struct SioSession {
     /// A binary packet waiting for its attachments.
     pending: Option<BinaryAssembler>,
     connected: Arc<Connected>,
+    /// Sockets a connect hook admitted, on their way to `sockets`.
+    handoff: Arc<Handoff>,
+    /// The handshake's peer and the headers the connect hook may see; kept
+    /// only when there is a connect hook.
+    #[allow(clippy::type_complexity)]
+    handshake: Option<
+        Box<(
+            Option<std::net::SocketAddr>,
+            serde_json::Map<String, serde_json::Value>,
+        )>,
+    >,
 }
 
 fn protocol_error(why: impl Into<String>) -> CloseReason {
@@ -190,6 +215,7 @@ impl SessionHandler for SioSession {
         tracing::debug!(reason = %reason, sockets = self.sockets.len(), "socket.io connection closed");
         // Dropping the conns takes them out of their rooms.
         self.sockets.clear();
+        self.handoff.clear();
         self.pending = None;
     }
 }
@@ -252,7 +278,12 @@ impl SioSession {
     }
 
     fn dispatch(&mut self, packet: Packet, attachments: Vec<Bytes>) -> Result<(), CloseReason> {
-        let joined = self.socket(&packet.nsp).is_some();
+        let mut joined = self.socket(&packet.nsp).is_some();
+        if !joined {
+            // Perhaps admitted by a connect hook a moment ago.
+            self.handoff.take_into(&mut self.sockets);
+            joined = self.socket(&packet.nsp).is_some();
+        }
         match packet.kind {
             PacketKind::Connect if !joined => {
                 self.connect(&packet);
@@ -288,38 +319,29 @@ impl SioSession {
             return;
         }
         let auth = packet.data_str().unwrap_or("{}");
-        let name = serde_json::from_str::<serde_json::Value>(auth)
-            .ok()
-            .and_then(|v| v.get("name").and_then(|n| n.as_str()).map(str::to_owned));
-        let sid = crate::engineio::random_id();
         // The socket id is its client id, so the server API and the Redis
         // emitter reach it (`io.to(socket.id)`), as on Node.
-        let identity = Identity {
-            client: Some(Arc::from(sid.as_str())),
-            ..Identity::default()
+        let sid: Arc<str> = Arc::from(crate::engineio::random_id());
+        let transport = match self.session.upgrade().map(|s| s.transport()) {
+            Some(TransportKind::Polling) => "polling",
+            _ => "websocket",
         };
-        let conn = self.app.hub.register_as(
-            nsp,
-            name.as_deref(),
-            identity,
-            self.outbox.clone(),
-            Arc::new(SioCodec::new(nsp)),
-        );
-        let mut s = String::from("4");
-        write_connect(&mut s, nsp, &sid);
-        tracing::debug!(nsp, name = %conn.name(), "socket.io socket connected");
-        self.sockets.retain(|(n, _)| &**n != nsp);
-        self.sockets.push((nsp.into(), Socket { conn }));
-        if !self.connected.done.swap(true, Ordering::AcqRel) {
-            self.connected.wake.notify_one();
-        }
-        self.push(&[Frame::text(s)]);
-        let auth = RawValue::from_string(auth.to_owned()).expect("decoder validated the JSON");
-        if let Some(socket) = self.socket(nsp) {
-            self.app
-                .application
-                .on_connect(&self.socket_ref(socket), &auth);
-        }
+        let (peer, headers) = match &self.handshake {
+            Some(h) => (h.0, h.1.clone()),
+            None => (None, serde_json::Map::new()),
+        };
+        let connecting = Connecting {
+            app: self.app.clone(),
+            outbox: self.outbox.clone(),
+            connected: self.connected.clone(),
+            handoff: self.handoff.clone(),
+            nsp: nsp.into(),
+            auth: RawValue::from_string(auth.to_owned()).expect("decoder validated the JSON"),
+        };
+        let arrival = connecting.arrival(sid, transport, peer, headers);
+        connecting.start(arrival);
+        // Admitted at once (no connect hook): in `sockets` now.
+        self.handoff.take_into(&mut self.sockets);
     }
 
     fn socket_ref<'a>(&'a self, socket: &'a Socket) -> SocketRef<'a> {

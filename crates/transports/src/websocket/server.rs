@@ -10,14 +10,16 @@
 use std::io;
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use base64::Engine as _;
 use bytes::Bytes;
+use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use sha1::{Digest, Sha1};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -38,8 +40,8 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
             r = listener.accept() => r,
             _ = shutdown.cancelled() => break,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
                 // E.g. out of file descriptors: wait instead of spinning.
@@ -50,7 +52,14 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
                 }
             }
         };
-        let service = TowerToHyperService::new(router.clone());
+        // Every request knows its peer (`ConnectInfo`): the connect hook
+        // is told it.
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            let mut router = router.clone();
+            async move { tower_service::Service::call(&mut router, req.map(Body::new)).await }
+        });
         let shutdown = shutdown.clone();
         conns.spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()

@@ -28,10 +28,11 @@ mod render;
 mod request;
 mod requests;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, Request, State};
+use axum::extract::{ConnectInfo, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -39,6 +40,7 @@ use serde::Deserialize;
 use tokio_util::task::TaskTracker;
 use volna_hub::{Codec, OutboxLimits};
 
+use crate::app::admit::{self, Arrival};
 use crate::http::HttpState;
 pub use crate::tcp::NAMESPACE;
 use crate::websocket::{Flusher, Reader, Upgrade, WsSocket};
@@ -140,6 +142,8 @@ pub fn router(state: WsState) -> Router {
 struct ConnectQuery {
     /// Requested display name; invalid or missing gives `guest-<id>`.
     name: Option<String>,
+    /// A token for the connect hook.
+    token: Option<String>,
 }
 
 /// Accepts the upgrade and spawns `serve` on the socket once it is ours.
@@ -174,8 +178,28 @@ async fn ws_handler(
 ) -> Response {
     let max = state.config.max_message_size;
     let s = state.clone();
+    let ctx = &state.http.app;
+    let arrival = Arrival {
+        client: ctx.hub.new_client_id(),
+        transport: "websocket",
+        protocol: "json",
+        remote_addr: req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0),
+        name: query.name,
+        data: match query.token {
+            Some(token) => serde_json::json!({ "token": token }),
+            None => serde_json::Value::Null,
+        },
+        headers: if admit::has_connect_hook(ctx) {
+            admit::passed_headers(ctx, req.headers())
+        } else {
+            serde_json::Map::new()
+        },
+    };
     accept(&state, req, max, move |sock, reader| {
-        connection::run(sock, reader, s, query.name)
+        connection::run(sock, reader, s, arrival)
     })
 }
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use volna_hub::{CloseReason, Codec, Event, Frame, MemberInfo, Message};
-use volna_protocols::json::push_json_string;
+use volna_protocols::json::{json_string, push_json_string};
 
 use super::WsConfig;
 use crate::app::{Outcome, Reply};
@@ -209,6 +209,14 @@ pub(super) fn render(
     };
     let text = match reply_value {
         Reply::Nick { name } => reply(id, op).str("name", &name).finish(),
+        Reply::Answered { event, data } => reply(id, op)
+            .str("event", &event)
+            .raw("data", data.json.get())
+            .finish(),
+        Reply::Identified { user, name } => {
+            let user = user.map_or_else(|| "null".to_string(), |u| json_string(&u));
+            reply(id, op).raw("user", &user).str("name", &name).finish()
+        }
         Reply::Join(info) => reply(id, op)
             .str("room", &info.room)
             .raw("members", &members_json(&info.members))

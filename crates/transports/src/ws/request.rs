@@ -14,7 +14,7 @@ use crate::app::{self, Op};
 
 /// Every op the protocol knows.
 const OPS: &[&str] = &[
-    "nick", "join", "leave", "message", "echo", "who", "rooms", "history", "image", "emit",
+    "nick", "join", "leave", "message", "echo", "who", "rooms", "history", "image", "emit", "auth",
 ];
 
 /// A request's fields as raw JSON, checked one by one afterwards so errors
@@ -227,6 +227,16 @@ pub(super) fn parse_request(text: &str, cfg: &WsConfig) -> Result<Request, ReqEr
             room: string_field(&id, "room", env.room)?,
         },
         "rooms" => Op::Rooms,
+        "auth" => {
+            // Everything but `op` and `id` goes to the connect hook.
+            let mut data: serde_json::Value =
+                serde_json::from_str(text).expect("checked as JSON above");
+            if let Some(fields) = data.as_object_mut() {
+                fields.remove("op");
+                fields.remove("id");
+            }
+            Op::Auth { data }
+        }
         "history" => {
             let room = string_field(&id, "room", env.room)?;
             let limit = match env.limit {

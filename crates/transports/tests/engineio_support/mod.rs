@@ -45,6 +45,7 @@ pub(crate) async fn start(config: SocketIoConfig) -> TestServer {
     let app = volna_transports::app::Context {
         hub: hub.clone(),
         images: None,
+        hooks: volna_transports::hooks::Hooks::none(),
     };
     tokio::spawn(tcp::serve(
         tcp_listener,

@@ -1,0 +1,190 @@
+//! The operations a backend hook answers or allows: an event for the rpc
+//! hook, a publication the publish hook must allow, a sign-in through the
+//! connect hook. Each is an [`Applied::Later`]: the future holds ids, not
+//! the connection, and the transport awaits or spawns it as its ordering
+//! rules require.
+
+use std::sync::Arc;
+
+use serde_json::Value as Json;
+use volna_hub::{CloseReason, Conn, Data, HubError};
+
+use super::admit::{self, Admission, Arrival};
+use super::{counted, AppError, Applied, Context, Reply};
+use crate::hooks::{publish_body, result_data, rpc_body, Hook, HookAnswer, HookFailure};
+
+/// A backend's refusal or failure as the client's error; a `disconnect`
+/// answer also disconnects the client.
+fn refusal(ctx: &Context, client: &str, answer: Result<HookAnswer, HookFailure>) -> AppError {
+    match answer {
+        Ok(HookAnswer::Error { message, .. }) => AppError::new("refused", message),
+        Ok(HookAnswer::Disconnect { code, reason }) => {
+            ctx.hub.disconnect(
+                None,
+                Some(client),
+                CloseReason::Disconnected {
+                    code,
+                    reason: reason.clone(),
+                },
+            );
+            AppError::new("refused", reason)
+        }
+        Ok(HookAnswer::Result(_)) => AppError::new("refused", "the backend said nothing"),
+        Err(failure) => AppError::new("hook-unavailable", failure.to_string()),
+    }
+}
+
+/// An event the rpc hook answers instead of the room relaying it.
+pub(super) fn rpc(
+    ctx: &Context,
+    conn: &Conn,
+    event: Arc<str>,
+    room: String,
+    data: Data,
+) -> Applied {
+    let ctx = ctx.clone();
+    let client = conn.client();
+    let user = conn.user();
+    let body = rpc_body(
+        &client,
+        user.as_deref().unwrap_or(""),
+        conn.transport(),
+        &event,
+        Some(&room),
+        &data,
+    );
+    Applied::Later(Box::pin(async move {
+        let answer = ctx.hooks.call(Hook::Rpc, &body).await;
+        let outcome = match answer {
+            Ok(HookAnswer::Result(result)) => Ok(Reply::Answered {
+                event,
+                data: result_data(&result).unwrap_or_else(|| Data {
+                    json: serde_json::value::to_raw_value(&Json::Null).expect("null"),
+                    attachments: Vec::new(),
+                }),
+            }),
+            other => Err(refusal(&ctx, &client, other)),
+        };
+        counted(&ctx.hub, outcome)
+    }))
+}
+
+/// A publication into a room whose policy says `publish = "hook"`: out once
+/// the publish hook allows it, with the data it returns if it returns any.
+pub(super) fn publish(
+    ctx: &Context,
+    conn: &Conn,
+    room: String,
+    event: Option<Arc<str>>,
+    data: Data,
+    include_self: bool,
+) -> Applied {
+    let hub = conn.hub();
+    if !hub.is_member(conn.nsp(), &room, conn.id()) {
+        // Nobody's hook is asked for what the hub would refuse anyway.
+        let refused = if hub.who(conn.nsp(), &room).is_some() {
+            HubError::NotMember(room)
+        } else {
+            HubError::NoSuchRoom(room)
+        };
+        return Applied::Now(counted(hub, Err(refused.into())));
+    }
+    let ctx = ctx.clone();
+    let (id, nsp, client) = (conn.id(), conn.nsp().clone(), conn.client());
+    let user = conn.user();
+    let body = publish_body(
+        &client,
+        user.as_deref().unwrap_or(""),
+        conn.transport(),
+        &room,
+        event.as_deref(),
+        &data,
+    );
+    Applied::Later(Box::pin(async move {
+        let answer = ctx.hooks.call(Hook::Publish, &body).await;
+        let outcome = match answer {
+            Ok(HookAnswer::Result(result)) => {
+                let data = result_data(&result).unwrap_or(data);
+                ctx.hub
+                    .publish_as(id, &nsp, &room, event, data, include_self)
+                    .map(Reply::Published)
+                    .map_err(AppError::from)
+            }
+            other => Err(refusal(&ctx, &client, other)),
+        };
+        counted(&ctx.hub, outcome)
+    }))
+}
+
+/// A sign-in: the connect hook is asked with what the client sent, and the
+/// connection becomes who it says (user, info, name, rooms).
+pub(super) fn auth(ctx: &Context, conn: &Conn, data: Json) -> Applied {
+    if !admit::has_connect_hook(ctx) {
+        return Applied::Now(counted(
+            &ctx.hub,
+            Err(AppError::new(
+                "no-auth",
+                "this server has no connect hook: there is nothing to sign in to",
+            )),
+        ));
+    }
+    let ctx = ctx.clone();
+    let id = conn.id();
+    let arrival = Arrival {
+        client: conn.client(),
+        transport: conn.transport(),
+        protocol: "auth",
+        remote_addr: None,
+        name: Some(conn.name().to_string()),
+        data,
+        headers: Default::default(),
+    };
+    Applied::Later(Box::pin(async move {
+        let client = arrival.client.clone();
+        match admit::admit(&ctx, arrival).await {
+            Admission::Admitted {
+                identity,
+                name,
+                rooms,
+            } => {
+                ctx.hub.identify(id, identity.user.clone(), identity.info);
+                if let Some(n) = name {
+                    if let Err(e) = ctx.hub.rename(id, &n) {
+                        tracing::info!(%client, name = %n, error = %e, "the name the connect hook gave could not be taken");
+                    }
+                }
+                for room in &rooms {
+                    if let Err(e) = ctx.hub.join_as(id, room) {
+                        tracing::info!(%client, %room, error = %e, "a room the connect hook granted could not be joined");
+                    }
+                }
+                Ok(Reply::Identified {
+                    user: identity.user,
+                    name: ctx
+                        .hub
+                        .client_info(id)
+                        .map_or_else(|| Arc::from(""), |c| c.name),
+                })
+            }
+            Admission::Refused { code, reason } => {
+                if code != admit::REFUSED_BY_BACKEND && code != admit::BACKEND_UNAVAILABLE {
+                    ctx.hub.disconnect(
+                        None,
+                        Some(&client),
+                        CloseReason::Disconnected {
+                            code,
+                            reason: reason.clone(),
+                        },
+                    );
+                }
+                let code = if code == admit::BACKEND_UNAVAILABLE {
+                    "hook-unavailable"
+                } else {
+                    "refused"
+                };
+                // Counted by admit already.
+                Err(AppError::new(code, reason))
+            }
+        }
+    }))
+}
