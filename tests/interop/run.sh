@@ -36,6 +36,8 @@ else
   VOLNA_API_KEY_FOR_TESTS=interop-$$-$RANDOM-key
   export VOLNA_API_KEY_FOR_TESTS
   volna_start interop --api-key "$VOLNA_API_KEY_FOR_TESTS" || exit 1
+  # test_hooks.py starts a volna of its own, with hooks pointing at its backend.
+  export VOLNA_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/volna"
 fi
 export VOLNA_TCP VOLNA_HTTP
 echo "== interop: server at $VOLNA_HTTP (Socket.IO) and $VOLNA_TCP (TCP)"

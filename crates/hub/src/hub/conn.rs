@@ -169,8 +169,8 @@ impl Hub {
     /// about to register (its transport needs one before: the connect hook
     /// is told it).
     pub fn new_client_id(&self) -> Arc<str> {
-        let n = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        Arc::from(format!("{}.{n:x}", self.inner.stem))
+        let n = self.inner.clients_made.fetch_add(1, Ordering::Relaxed);
+        Arc::from(format!("{}-c{n:x}", self.inner.stem))
     }
 
     /// Renames connection `id`: see [`Conn::set_name`].

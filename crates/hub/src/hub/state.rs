@@ -34,6 +34,8 @@ pub(super) struct Inner {
     pub(super) stem: String,
     /// Rooms created so far, for their epochs.
     pub(super) rooms_created: AtomicU64,
+    /// Client ids made ahead of registration so far.
+    pub(super) clients_made: AtomicU64,
 }
 
 #[derive(Default)]
@@ -103,6 +105,7 @@ impl Hub {
                 adapter: OnceLock::new(),
                 stem: format!("{:x}{:x}", crate::now_ms(), std::process::id()),
                 rooms_created: AtomicU64::new(0),
+                clients_made: AtomicU64::new(0),
             }),
         }
     }
