@@ -210,10 +210,11 @@ impl Server {
                 volna_transports::api::ApiConfig {
                     key: key.clone(),
                     max_body: config.api_max_body,
-                    node_uid: cluster.as_ref().map_or_else(
-                        || volna_transports::engineio::random_id(),
-                        |c| c.node_id().to_string(),
-                    ),
+                    node_uid: cluster
+                        .as_ref()
+                        .map_or_else(volna_transports::engineio::random_id, |c| {
+                            c.node_id().to_string()
+                        }),
                     node_name,
                 },
             )),

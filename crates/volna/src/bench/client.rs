@@ -303,6 +303,43 @@ impl Tx {
         Ok(())
     }
 
+    /// Emits the application event `event` to `room` carrying `text`, with
+    /// ack id `ack` (for an event the rpc hook answers: the answer is the
+    /// ack).
+    pub(super) async fn emit_acked(
+        &mut self,
+        room: &str,
+        event: &str,
+        text: &str,
+        ack: u64,
+    ) -> anyhow::Result<()> {
+        match self {
+            Tx::Ws(tx, Proto::SocketIo) => {
+                tx.send(WsMessage::text(format!(
+                    "42{ack}[{},{{\"room\":{},\"data\":{}}}]",
+                    json_string(event),
+                    json_string(room),
+                    json_string(text)
+                )))
+                .await?
+            }
+            Tx::Ws(tx, _) => {
+                tx.send(WsMessage::text(format!(
+                    "{{\"op\":\"emit\",\"event\":{},\"room\":{},\"data\":{},\"id\":{ack}}}",
+                    json_string(event),
+                    json_string(room),
+                    json_string(text)
+                )))
+                .await?
+            }
+            Tx::Tcp(w) => {
+                w.write_all(format!("/emit {event} {}\n", json_string(text)).as_bytes())
+                    .await?
+            }
+        }
+        Ok(())
+    }
+
     /// Sends an echo request carrying `text`.
     pub(super) async fn echo(&mut self, text: &str, ack: u64) -> anyhow::Result<()> {
         match self {

@@ -1,5 +1,8 @@
 //! `volna bench echo`: clients doing round trips with acks, one at a time
 //! each; round trips/s, latency percentiles, server CPU per round trip.
+//! With `--rpc EVENT` the round trip is that event, answered by the
+//! server's rpc hook (e.g. `volna bench hook-backend`): the difference with
+//! a plain echo in the same run is what the hook adds.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -17,6 +20,7 @@ pub(super) async fn run(
     n: usize,
     messages: u64,
     size: usize,
+    rpc: Option<String>,
 ) -> anyhow::Result<Report> {
     let target = Target::parse(&common.url)?;
     let bar = progress(common.quiet, n as u64, "connecting");
@@ -46,13 +50,18 @@ pub(super) async fn run(
     let mut tasks = Vec::new();
     for Member { mut tx, mut rx } in members {
         let done = done.clone();
+        let rpc = rpc.clone();
+        let room = common.room.clone();
         tasks.push(tokio::spawn(async move {
             let mut hist = new_histogram();
             for k in 0..messages {
                 let ack = k + 100;
                 let text = payload(k, base.elapsed().as_micros() as u64, size);
                 let sent = Instant::now();
-                tx.echo(&text, ack).await?;
+                match &rpc {
+                    Some(event) => tx.emit_acked(&room, event, &text, ack).await?,
+                    None => tx.echo(&text, ack).await?,
+                }
                 loop {
                     match tokio::time::timeout(Duration::from_secs(10), rx.next(proto)).await {
                         Err(_) => anyhow::bail!("no echo reply within 10 s"),
@@ -87,7 +96,11 @@ pub(super) async fn run(
     bar.finish_and_clear();
     let total = done.load(Ordering::Relaxed);
     let mut report = Report::new(format!(
-        "echo {} ({n} clients × {messages} round trips, {size} B)",
+        "{} {} ({n} clients × {messages} round trips, {size} B)",
+        rpc.as_ref().map_or_else(
+            || "echo".to_string(),
+            |e| format!("rpc {e} through the hook,")
+        ),
         target.url
     ));
     report.add("round trips", total);

@@ -2,19 +2,16 @@
 //! rate (or as fast as they can); deliveries/s, lost messages, latency
 //! percentiles, server CPU per delivery.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Mutex;
-use tokio_util::sync::CancellationToken;
-
-use super::client::{find_marker, payload, Received, Target};
+use super::client::{payload, Target};
 use super::common::Common;
-use super::members::{connect_members, join_one, Member};
+use super::deliveries::Deliveries;
+use super::members::{connect_members, join_one};
 use super::procfs;
 use super::progress::progress;
-use super::report::{add_latency, new_histogram, Report};
+use super::report::{add_latency, Report};
 
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
@@ -52,47 +49,9 @@ pub(super) async fn run(
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let base = Instant::now();
-    let delivered = Arc::new(AtomicU64::new(0));
-    let stop = CancellationToken::new();
-    let proto = target.proto;
-    let mut receivers = Vec::with_capacity(n);
-    let mut pub_tx = Vec::with_capacity(publishers);
-    for (i, Member { tx, mut rx }) in members.into_iter().enumerate() {
-        let tx = Arc::new(Mutex::new(tx));
-        if i < publishers {
-            pub_tx.push(tx.clone());
-        }
-        let delivered = delivered.clone();
-        let stop = stop.clone();
-        receivers.push(tokio::spawn(async move {
-            let mut hist = new_histogram();
-            let mut got: u64 = 0;
-            loop {
-                let frame = tokio::select! {
-                    _ = stop.cancelled() => break,
-                    r = rx.next(proto) => r,
-                };
-                match frame {
-                    Ok(Received::Frame(f)) => {
-                        if let Some((_seq, sent)) = find_marker(&f) {
-                            let now = base.elapsed().as_micros() as u64;
-                            let _ = hist.record(now.saturating_sub(sent).max(1));
-                            got += 1;
-                            delivered.fetch_add(1, Ordering::Relaxed);
-                            if got == messages {
-                                break;
-                            }
-                        }
-                    }
-                    Ok(Received::Ping) => {
-                        let _ = tx.lock().await.pong().await;
-                    }
-                    Ok(Received::Closed) | Err(_) => break,
-                }
-            }
-            (hist, got)
-        }));
-    }
+    let (deliveries, senders) = Deliveries::spawn(members, target.proto, messages, base);
+    let delivered = deliveries.delivered.clone();
+    let pub_tx: Vec<_> = senders.into_iter().take(publishers).collect();
     let expected = messages * n as u64;
     let cpu_before = common.pid.and_then(procfs::cpu_time);
     let bar = progress(common.quiet, expected, "deliveries");
@@ -139,34 +98,12 @@ pub(super) async fn run(
         p.await??;
     }
     let publish_time = started.elapsed();
-    // Wait for every delivery, or until nothing has arrived for `drain` s.
-    let mut last = delivered.load(Ordering::Relaxed);
-    let mut idle_since = Instant::now();
-    while last < expected {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let now = delivered.load(Ordering::Relaxed);
-        if now != last {
-            last = now;
-            idle_since = Instant::now();
-        } else if idle_since.elapsed() > Duration::from_secs_f64(drain) {
-            break;
-        }
-    }
+    deliveries.wait(expected, drain).await;
     let elapsed = started.elapsed();
     let cpu_after = common.pid.and_then(procfs::cpu_time);
-    stop.cancel();
     ticker.abort();
     bar.finish_and_clear();
-    let mut hist = new_histogram();
-    let mut short_members = 0;
-    for r in receivers {
-        let (h, got) = r.await?;
-        hist.add(&h).expect("same bounds");
-        if got < messages {
-            short_members += 1;
-        }
-    }
-    let got = delivered.load(Ordering::Relaxed);
+    let (hist, got, short_members) = deliveries.finish().await?;
     let mut report =
         Report::new(format!(
         "fanout {} ({n} members, {publishers} publisher(s), {messages} msgs of {size} B, rate {})",

@@ -9,7 +9,12 @@
 //! - `fanout`: members in one room, publishers at a rate; deliveries/s, lost
 //!   messages, latency percentiles, server CPU per delivery. (`bench/compare.py`
 //!   also runs it unpaced as its "burst".)
-//! - `echo`: round trips with acks; rate and latency percentiles.
+//! - `echo`: round trips with acks; rate and latency percentiles (with
+//!   `--rpc`, through the server's rpc hook).
+//! - `api`: the server API publishing into a room; requests/s,
+//!   deliveries/s, latency, CPU per delivery.
+//! - `hook-backend`: not a load: an rpc hook backend answering at once (or
+//!   after a delay) for `echo --rpc`.
 //! - `images`: images shared over `/ws` while echo clients measure round
 //!   trips; echo latency and the server's event-loop lag.
 //!
@@ -19,11 +24,14 @@
 //! clients), `report` (the figures and how they print), `progress` (the
 //! progress bar) and `procfs` (the server's CPU time and RSS).
 
+mod api;
 mod client;
 mod common;
 mod conns;
+mod deliveries;
 mod echo;
 mod fanout;
+mod http;
 mod images;
 mod members;
 mod procfs;
@@ -108,6 +116,48 @@ pub enum Scenario {
         /// Payload size in bytes.
         #[arg(long, default_value_t = 64)]
         size: usize,
+        /// Round trip through this application event instead of `echo`: an event the server's
+        /// rpc hook answers (start `volna serve --rpc-hook-url …` and `volna bench hook-backend`).
+        #[arg(long)]
+        rpc: Option<String>,
+    },
+    /// N members in one room, the server API publishing M messages into it over C keep-alive
+    /// HTTP connections (start the server with --api-key).
+    Api {
+        /// The options every scenario takes.
+        #[command(flatten)]
+        common: Common,
+        /// Members of the room.
+        #[arg(long, short = 'n', default_value_t = 1000)]
+        clients: usize,
+        /// Publish requests in total.
+        #[arg(long, short = 'm', default_value_t = 2000)]
+        messages: u64,
+        /// Payload size in bytes.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// The server's HTTP address.
+        #[arg(long, default_value = "http://127.0.0.1:3000")]
+        api: String,
+        /// The server API key.
+        #[arg(long, env = "VOLNA_API_KEY")]
+        api_key: String,
+        /// HTTP connections publishing at once.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        /// Publish this application event instead of a message.
+        #[arg(long)]
+        event: Option<String>,
+    },
+    /// Serve an rpc hook backend that answers every call with the data it was given (for
+    /// `echo --rpc`); runs until interrupted.
+    HookBackend {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8099")]
+        addr: std::net::SocketAddr,
+        /// Milliseconds to wait before answering.
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
     },
 }
 
@@ -140,10 +190,38 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<()> {
             clients,
             messages,
             size,
+            rpc,
         } => (
-            echo::run(&common, clients, messages, size).await?,
+            echo::run(&common, clients, messages, size, rpc).await?,
             common.json,
         ),
+        Scenario::Api {
+            common,
+            clients,
+            messages,
+            size,
+            api,
+            api_key,
+            connections,
+            event,
+        } => (
+            api::run(
+                &common,
+                clients,
+                messages,
+                size,
+                &api,
+                &api_key,
+                connections,
+                event,
+            )
+            .await?,
+            common.json,
+        ),
+        Scenario::HookBackend { addr, delay_ms } => {
+            http::serve_echo_hook(addr, std::time::Duration::from_millis(delay_ms)).await?;
+            return Ok(());
+        }
         Scenario::Images {
             common,
             clients,

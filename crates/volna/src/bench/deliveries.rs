@@ -1,0 +1,119 @@
+//! The receiving side of a fan-out: every member counts the marked
+//! messages it gets and records their latency, until it has them all or the
+//! run stops. Shared by `fanout` (members publish) and `api` (the server API
+//! publishes).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::client::{find_marker, Proto, Received, Tx};
+use super::members::Member;
+use super::report::new_histogram;
+
+/// The members' receive loops.
+pub(super) struct Deliveries {
+    /// Marked messages received so far, by every member.
+    pub(super) delivered: Arc<AtomicU64>,
+    stop: CancellationToken,
+    tasks: Vec<JoinHandle<(Histogram<u64>, u64)>>,
+    messages: u64,
+}
+
+impl Deliveries {
+    /// Starts a receive loop per member, each expecting `messages` marked
+    /// messages stamped against `base`. Returns the loops and every member's
+    /// sending half (shared with its loop, which answers pings).
+    pub(super) fn spawn(
+        members: Vec<Member>,
+        proto: Proto,
+        messages: u64,
+        base: Instant,
+    ) -> (Deliveries, Vec<Arc<Mutex<Tx>>>) {
+        let delivered = Arc::new(AtomicU64::new(0));
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::with_capacity(members.len());
+        let mut senders = Vec::with_capacity(members.len());
+        for Member { tx, mut rx } in members {
+            let tx = Arc::new(Mutex::new(tx));
+            senders.push(tx.clone());
+            let delivered = delivered.clone();
+            let stop = stop.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut hist = new_histogram();
+                let mut got: u64 = 0;
+                loop {
+                    let frame = tokio::select! {
+                        _ = stop.cancelled() => break,
+                        r = rx.next(proto) => r,
+                    };
+                    match frame {
+                        Ok(Received::Frame(f)) => {
+                            if let Some((_seq, sent)) = find_marker(&f) {
+                                let now = base.elapsed().as_micros() as u64;
+                                let _ = hist.record(now.saturating_sub(sent).max(1));
+                                got += 1;
+                                delivered.fetch_add(1, Ordering::Relaxed);
+                                if got == messages {
+                                    break;
+                                }
+                            }
+                        }
+                        Ok(Received::Ping) => {
+                            let _ = tx.lock().await.pong().await;
+                        }
+                        Ok(Received::Closed) | Err(_) => break,
+                    }
+                }
+                (hist, got)
+            }));
+        }
+        (
+            Deliveries {
+                delivered,
+                stop,
+                tasks,
+                messages,
+            },
+            senders,
+        )
+    }
+
+    /// Waits for `expected` deliveries in all, or until none has arrived for
+    /// `drain` seconds.
+    pub(super) async fn wait(&self, expected: u64, drain: f64) {
+        let mut last = self.delivered.load(Ordering::Relaxed);
+        let mut idle_since = Instant::now();
+        while last < expected {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let now = self.delivered.load(Ordering::Relaxed);
+            if now != last {
+                last = now;
+                idle_since = Instant::now();
+            } else if idle_since.elapsed() > Duration::from_secs_f64(drain) {
+                break;
+            }
+        }
+    }
+
+    /// Stops the loops: the latencies of every delivery, the deliveries and
+    /// how many members got fewer than all messages.
+    pub(super) async fn finish(self) -> anyhow::Result<(Histogram<u64>, u64, usize)> {
+        self.stop.cancel();
+        let mut hist = new_histogram();
+        let mut short = 0;
+        for t in self.tasks {
+            let (h, got) = t.await?;
+            hist.add(&h).expect("same bounds");
+            if got < self.messages {
+                short += 1;
+            }
+        }
+        Ok((hist, self.delivered.load(Ordering::Relaxed), short))
+    }
+}
