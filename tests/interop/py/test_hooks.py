@@ -25,6 +25,7 @@ import socketio
 import websocket
 
 WAIT = 5.0
+API_KEY = f"hooks-test-{os.getpid()}-key"
 VOLNA_BIN = os.environ.get("VOLNA_BIN", os.path.join(os.path.dirname(__file__), "../../../target/debug/volna"))
 
 POLICIES = """
@@ -154,6 +155,7 @@ class Volna:
                 "--connect-hook-url", f"{base}/connect",
                 "--rpc-hook-url", f"{base}/rpc",
                 "--publish-hook-url", f"{base}/publish",
+                "--api-key", API_KEY,
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -371,6 +373,42 @@ class HooksTest(unittest.TestCase):
             c = self.sio({"token": word})
             self.assertFalse(c.connected, word)
             self.assertIn(why, c.got["connect_error"].get(timeout=WAIT)["message"])
+
+    def test_a_users_personal_room_reaches_all_its_connections(self):
+        user = uuid.uuid4().hex[:8]
+        a, b = self.sio({"token": f"user-{user}"}), self.sio({"token": f"user-{user}"})
+        w = self.ws(f"?token=user-{user}")
+        w.recv(lambda m: m.get("type") == "welcome")
+        other = self.sio({"token": "user-someone-else"})
+        api = lambda method, body: json.load(  # noqa: E731
+            __import__("urllib.request").request.urlopen(
+                __import__("urllib.request").request.Request(
+                    f"{self.volna.http}/api/{method}",
+                    data=json.dumps(body).encode(),
+                    headers={"X-API-Key": API_KEY},
+                ),
+                timeout=WAIT,
+            )
+        )
+        self.assertEqual(api("publish", {"channel": f"#{user}", "data": "for you"}), {"result": {}})
+        for c in (a, b):
+            m = c.got["message"].get(timeout=WAIT)
+            self.assertEqual((m["room"], m["data"]), (f"#{user}", "for you"))
+        self.assertEqual(w.recv(lambda m: m.get("type") == "message")["data"], "for you")
+        time.sleep(0.2)
+        self.assertTrue(other.got["message"].empty(), "another user's connection got nothing")
+        stats = api("presence_stats", {"channel": f"inbox-{user}"})["result"]
+        self.assertEqual((stats["num_clients"], stats["num_users"]), (3, 1))
+        presence = api("presence", {"channel": f"inbox-{user}"})["result"]["presence"]
+        self.assertEqual({p["user"] for p in presence.values()}, {user})
+        self.assertEqual({json.dumps(p["conn_info"]) for p in presence.values()}, {'{"role": "tester"}'})
+        api("disconnect", {"user": user})
+        for c in (a, b):
+            reason = c.got["disconnect"].get(timeout=WAIT)
+            if reason:  # python-socketio >= 5.12 says why
+                self.assertEqual(reason[0], socketio.Client.reason.SERVER_DISCONNECT)
+        self.assertEqual(w.close_code(), 4000)
+        self.assertTrue(other.connected, "only that user's connections")
 
     # --- rpc ---
 
