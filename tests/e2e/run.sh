@@ -6,6 +6,9 @@
 #   E2E_HTTP=http://127.0.0.1:3000 E2E_TCP=127.0.0.1:7000 bash tests/e2e/run.sh
 #                                  # against a server already running (nothing built or started)
 #
+# tests/e2e/price-feed.test.mjs (the examples/price-feed application) starts its own volna (the binary this
+# script builds), backend and clients on free ports, also when E2E_HTTP/E2E_TCP are given.
+#
 # Screenshots go to tests/e2e/out/. Needs what scripts/install-test-deps.sh installs (/usr/bin/chromium,
 # tests/e2e/node_modules); runs that script first when either is missing. The suite is killed after
 # E2E_TIMEOUT seconds (default 180).
@@ -16,7 +19,7 @@ HERE=$ROOT/tests/e2e
 SUITE_TIMEOUT=${E2E_TIMEOUT:-180}
 export CHROMIUM=${CHROMIUM:-/usr/bin/chromium}
 
-if [ ! -x "$CHROMIUM" ] || [ ! -d "$HERE/node_modules/playwright-core" ]; then
+if [ ! -x "$CHROMIUM" ] || [ ! -d "$HERE/node_modules/playwright-core" ] || [ ! -x "$ROOT/target/interop-venv/bin/python" ]; then
   echo "== e2e: installing test dependencies"
   bash scripts/install-test-deps.sh || exit 1
 fi
@@ -35,7 +38,7 @@ export VOLNA_TCP VOLNA_HTTP
 echo "== e2e: chat page at $VOLNA_HTTP/, TCP at $VOLNA_TCP, browser $CHROMIUM"
 
 mkdir -p "$HERE/out"
-(cd "$HERE" && timeout -k 5 "$SUITE_TIMEOUT" node --test --test-reporter=spec --test-concurrency=1 chat.test.mjs)
+(cd "$HERE" && timeout -k 5 "$SUITE_TIMEOUT" node --test --test-reporter=spec --test-concurrency=1 chat.test.mjs price-feed.test.mjs)
 status=$?
 [ "$status" = 124 ] && echo "e2e: the suite timed out after ${SUITE_TIMEOUT}s" >&2
 if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
