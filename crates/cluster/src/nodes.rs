@@ -30,16 +30,11 @@ pub(crate) fn heartbeat(uid: &str, node: &NodeInfo) -> String {
 
 /// This node's figures, for its heartbeat.
 pub(crate) fn this_node(shared: &Shared, hub: &Hub) -> NodeInfo {
-    let counts = hub.counts();
-    NodeInfo {
-        uid: shared.uid.clone(),
-        name: shared.config.node_name.clone(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        num_clients: counts.clients,
-        num_users: counts.users,
-        num_channels: counts.rooms,
-        uptime: shared.started.elapsed().as_secs(),
-    }
+    hub.node_info(
+        &shared.uid,
+        &shared.config.node_name,
+        shared.started.elapsed(),
+    )
 }
 
 /// The goodbye node `uid` publishes when it stops.

@@ -23,7 +23,7 @@ use volna_hub::{
     PresenceKind,
 };
 
-use crate::app::admit::{self, Admission, Arrival};
+use crate::app::admit::{self, Arrival};
 use crate::app::{self, Applied, Op, Reply};
 use volna_protocols::line::{self, sanitize_for_line, Command, Item, LineSplitter, Timestamp};
 
@@ -218,15 +218,11 @@ async fn handle(
         data: serde_json::Value::Null,
         headers: serde_json::Map::new(),
     };
-    let (identity, name, rooms) = match admit::admit(&app, arrival).await {
-        Admission::Admitted {
-            identity,
-            name,
-            rooms,
-        } => (identity, name, rooms),
-        Admission::Refused { reason, .. } => {
+    let grant = match admit::admit(&app, arrival).await {
+        Ok(grant) => grant,
+        Err(refusal) => {
             let mut stream = stream;
-            let line = format!("error refused {}\n", sanitize_for_line(&reason));
+            let line = format!("error refused {}\n", sanitize_for_line(&refusal.reason));
             let _ = tokio::time::timeout(config.close_grace, async {
                 stream.write_all(line.as_bytes()).await?;
                 stream.shutdown().await
@@ -236,10 +232,7 @@ async fn handle(
         }
     };
     let outbox = Arc::new(Outbox::new(config.outbox));
-    let conn = app
-        .hub
-        .register_as(NAMESPACE, name.as_deref(), identity, outbox.clone(), codec);
-    admit::join_granted_rooms(&conn, &rooms);
+    let conn = grant.register(&app.hub, NAMESPACE, outbox.clone(), codec);
     tracing::debug!(%peer, id = conn.id(), "tcp client connected");
     let _ = outbox.push_one(Frame::text(format!(
         "welcome volna {}: you are {}. Type /help for commands, /join ROOM to start.\n",

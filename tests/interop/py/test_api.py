@@ -8,7 +8,6 @@ VOLNA_HTTP / VOLNA_TCP / VOLNA_API_KEY_FOR_TESTS. Every wait is bounded.
 """
 
 import base64
-import json
 import os
 import queue
 import time
@@ -16,7 +15,6 @@ import unittest
 
 import requests
 import socketio
-import websocket
 from cent import (
     BatchRequest,
     BroadcastRequest,
@@ -35,48 +33,10 @@ from cent import (
 )
 
 from test_socketio import HTTP, WAIT, ClientsCase, unique_name, unique_room
+from wsclient import WsClient
 
 KEY = os.environ.get("VOLNA_API_KEY_FOR_TESTS", "interop-api-key")
 API = f"{HTTP}/api"
-
-
-class WsClient:
-    """A /ws JSON client (websocket-client)."""
-
-    def __init__(self):
-        self.ws = websocket.create_connection(HTTP.replace("http", "ws", 1) + "/ws", timeout=WAIT)
-        self.pending = []
-        self.next_id = 0
-        self.next(lambda m: m.get("type") == "welcome")
-
-    def request(self, op, **fields):
-        self.next_id += 1
-        self.ws.send(json.dumps({"op": op, "id": self.next_id, **fields}))
-        rid = self.next_id
-        return self.next(lambda m: m.get("type") in ("reply", "error") and m.get("id") == rid)
-
-    def next(self, pred, timeout=WAIT):
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, m in enumerate(self.pending):
-                if pred(m):
-                    return self.pending.pop(i)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"/ws: timed out; have {self.pending[-5:]}")
-            self.ws.settimeout(left)
-            try:
-                frame = self.ws.recv()
-            except websocket.WebSocketTimeoutException:
-                continue
-            if isinstance(frame, str):
-                self.pending.append(json.loads(frame))
-
-    def close(self):
-        try:
-            self.ws.close()
-        except Exception:  # noqa: BLE001 - teardown
-            pass
 
 
 class ServerApiTest(ClientsCase, unittest.TestCase):
@@ -85,7 +45,8 @@ class ServerApiTest(ClientsCase, unittest.TestCase):
         self.cent = Cent(API, KEY, timeout=WAIT)
 
     def ws(self):
-        c = WsClient()
+        c = WsClient(HTTP, wait=WAIT)
+        c.recv(lambda m: m.get("type") == "welcome")
         self._clients.append(c)
         return c
 
@@ -111,7 +72,7 @@ class ServerApiTest(ClientsCase, unittest.TestCase):
         self.assertEqual(m["from"], "server")
         self.assertEqual(m["data"], {"text": "hello"})
         self.assertEqual(m["offset"], result.offset)
-        wm = w.next(lambda m: m.get("type") == "message" and m.get("room") == room)
+        wm = w.recv(lambda m: m.get("type") == "message" and m.get("room") == room)
         self.assertEqual(wm["from"]["name"], "server")
         self.assertEqual(wm["data"], {"text": "hello"})
         self.assertEqual(wm["offset"], result.offset)

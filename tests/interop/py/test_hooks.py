@@ -22,7 +22,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import socketio
-import websocket
+
+from wsclient import WsClient
 
 WAIT = 5.0
 API_KEY = f"hooks-test-{os.getpid()}-key"
@@ -193,48 +194,6 @@ def sio_client(http, auth=None):
     return sio
 
 
-class Ws:
-    def __init__(self, http, query=""):
-        self.ws = websocket.create_connection(http.replace("http", "ws", 1) + "/ws" + query, timeout=WAIT)
-        self.n = 0
-        self.pending = []
-
-    def recv(self, pred, timeout=WAIT):
-        deadline = time.monotonic() + timeout
-        while True:
-            for i, m in enumerate(self.pending):
-                if pred(m):
-                    return self.pending.pop(i)
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"/ws timed out; have {self.pending[-5:]}")
-            self.ws.settimeout(left)
-            try:
-                frame = self.ws.recv()
-            except websocket.WebSocketTimeoutException:
-                continue
-            except websocket.WebSocketConnectionClosedException:
-                raise AssertionError(f"/ws closed; have {self.pending[-5:]}") from None
-            if isinstance(frame, str) and frame:
-                self.pending.append(json.loads(frame))
-            elif not frame:
-                raise AssertionError(f"/ws closed; have {self.pending[-5:]}")
-
-    def close_code(self):
-        """Reads up to the close frame and returns its code."""
-        self.ws.settimeout(WAIT)
-        while True:
-            opcode, frame = self.ws.recv_data_frame(True)
-            if opcode == websocket.ABNF.OPCODE_CLOSE:
-                return int.from_bytes(frame.data[:2], "big")
-
-    def request(self, op, **fields):
-        self.n += 1
-        n = self.n
-        self.ws.send(json.dumps({"op": op, "id": n, **fields}))
-        return self.recv(lambda m: m.get("id") == n)
-
-
 class Tcp:
     def __init__(self, addr):
         host, _, port = addr.rpartition(":")
@@ -287,8 +246,8 @@ class HooksTest(unittest.TestCase):
         return c
 
     def ws(self, query=""):
-        c = Ws(self.volna.http, query)
-        self.closers.append(c.ws.close)
+        c = WsClient(self.volna.http, query, WAIT)
+        self.closers.append(c.close)
         return c
 
     def tcp(self):

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::deliver::Encoder;
 use super::state::{Hub, Member, Namespace};
-use crate::adapter::Outgoing;
+use crate::adapter::{NodeInfo, Outgoing};
 use crate::event::{ConnId, Data, Event, MemberInfo, Message};
 use crate::identity::{ClientInfo, SERVER_NAME, USER_ROOM_PREFIX};
 use crate::outbox::CloseReason;
@@ -153,6 +153,20 @@ impl Hub {
             name: e.name.clone(),
             info: e.info.clone(),
         })
+    }
+
+    /// This node as the server API's `info` lists it.
+    pub fn node_info(&self, uid: &str, name: &str, uptime: std::time::Duration) -> NodeInfo {
+        let counts = self.counts();
+        NodeInfo {
+            uid: uid.to_string(),
+            name: name.to_string(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            num_clients: counts.clients,
+            num_users: counts.users,
+            num_channels: counts.rooms,
+            uptime: uptime.as_secs(),
+        }
     }
 
     /// This node's connections, users and rooms.

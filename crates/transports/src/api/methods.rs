@@ -9,9 +9,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value as Json};
-use volna_hub::{
-    glob_matches, ClientInfo, CloseReason, Data, NodeInfo, ServerPublish, USER_ROOM_PREFIX,
-};
+use volna_hub::{glob_matches, ClientInfo, CloseReason, Data, ServerPublish, USER_ROOM_PREFIX};
 use volna_protocols::json::placeholder;
 
 use super::{ApiError, ApiState};
@@ -60,8 +58,8 @@ impl Method {
 /// Runs one method (not `batch`) on its parameters.
 pub(super) async fn run(state: &ApiState, method: Method, params: Json) -> Result<Json, ApiError> {
     match method {
-        Method::Publish => publish(state, decode(params)?),
-        Method::Broadcast => broadcast(state, decode(params)?),
+        Method::Publish => publish(state, decode(params.clone())?, decode(params)?),
+        Method::Broadcast => broadcast(state, decode(params.clone())?, decode(params)?),
         Method::Presence => presence(state, decode(params)?).await,
         Method::PresenceStats => presence_stats(state, decode(params)?).await,
         Method::History => history(state, decode(params)?),
@@ -123,11 +121,11 @@ fn channel(name: &str) -> Result<&str, ApiError> {
     Ok(name)
 }
 
-/// `publish`'s parameters. `event` is volna's: members receive the
-/// application's event of that name instead of a `message`.
+/// What `publish` and `broadcast` send: `data` or `b64data`, and `event`,
+/// volna's own field (members receive that application event instead of a
+/// `message`).
 #[derive(Deserialize)]
-struct PublishParams {
-    channel: String,
+struct Publication {
     #[serde(default)]
     data: Option<Box<RawValue>>,
     #[serde(default)]
@@ -136,16 +134,10 @@ struct PublishParams {
     event: Option<String>,
 }
 
-/// `broadcast`'s parameters.
+/// `broadcast`'s channels.
 #[derive(Deserialize)]
-struct BroadcastParams {
+struct ChannelList {
     channels: Vec<String>,
-    #[serde(default)]
-    data: Option<Box<RawValue>>,
-    #[serde(default)]
-    b64data: Option<String>,
-    #[serde(default)]
-    event: Option<String>,
 }
 
 /// The body of a publish: `data` as JSON, or `b64data` as one binary part
@@ -191,15 +183,15 @@ fn publish_one(
     )
 }
 
-fn publish(state: &ApiState, p: PublishParams) -> Result<Json, ApiError> {
+fn publish(state: &ApiState, target: ChannelParams, p: Publication) -> Result<Json, ApiError> {
     let data = body(p.data, p.b64data)?;
-    publish_one(state, &p.channel, event(p.event)?, data)
+    publish_one(state, &target.channel, event(p.event)?, data)
 }
 
-fn broadcast(state: &ApiState, p: BroadcastParams) -> Result<Json, ApiError> {
+fn broadcast(state: &ApiState, targets: ChannelList, p: Publication) -> Result<Json, ApiError> {
     let data = body(p.data, p.b64data)?;
     let event = event(p.event)?;
-    let responses: Vec<Json> = p
+    let responses: Vec<Json> = targets
         .channels
         .iter()
         .map(
@@ -409,16 +401,11 @@ fn disconnect(state: &ApiState, p: DisconnectParams) -> Result<Json, ApiError> {
 }
 
 fn info(state: &ApiState) -> Json {
-    let counts = state.hub.counts();
-    let mut nodes = vec![NodeInfo {
-        uid: state.config.node_uid.clone(),
-        name: state.config.node_name.clone(),
-        version: env!("CARGO_PKG_VERSION").into(),
-        num_clients: counts.clients,
-        num_users: counts.users,
-        num_channels: counts.rooms,
-        uptime: state.started.elapsed().as_secs(),
-    }];
+    let mut nodes = vec![state.hub.node_info(
+        &state.config.node_uid,
+        &state.config.node_name,
+        state.started.elapsed(),
+    )];
     if let Some(adapter) = state.hub.adapter() {
         nodes.extend(adapter.nodes());
     }

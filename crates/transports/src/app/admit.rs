@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use serde_json::{Map, Value as Json};
-use volna_hub::{Conn, Identity};
+use volna_hub::{Codec, Conn, Hub, Identity, Outbox};
 
 use super::Context;
 use crate::hooks::{connect_body, ConnectGrant, Hook, HookAnswer};
@@ -40,25 +40,47 @@ pub struct Arrival {
 }
 
 /// The decision on an [`Arrival`].
+pub type Admission = Result<Grant, Refusal>;
+
+/// In: who the client is, the name it takes, the rooms it joins at once.
 #[derive(Debug, Clone)]
-pub enum Admission {
-    /// In, as this identity, under this name, then joining these rooms.
-    Admitted {
-        /// Who it is.
-        identity: Identity,
-        /// The name it takes (the hook's, else the one it asked for).
-        name: Option<String>,
-        /// Rooms it joins at once.
-        rooms: Vec<String>,
-    },
-    /// Out, with a close code (3000–4999) and a reason for the client.
-    Refused {
-        /// `4403` for a backend's `error`, its own code for a
-        /// `disconnect`, `4503` when the backend failed.
-        code: u16,
-        /// Why, in words.
-        reason: String,
-    },
+pub struct Grant {
+    /// Who it is.
+    pub identity: Identity,
+    /// The name it takes (the hook's, else the one it asked for).
+    pub name: Option<String>,
+    /// Rooms it joins at once.
+    pub rooms: Vec<String>,
+}
+
+/// Out, with a close code (3000–4999) and a reason for the client.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// `4403` for a backend's `error`, its own code for a `disconnect`,
+    /// `4503` when the backend failed.
+    pub code: u16,
+    /// Why, in words.
+    pub reason: String,
+}
+
+impl Grant {
+    /// Registers the admitted client in namespace `nsp` and joins it to the
+    /// granted rooms (a room it cannot join is logged, not fatal).
+    pub fn register(
+        self,
+        hub: &Hub,
+        nsp: &str,
+        outbox: Arc<Outbox>,
+        codec: Arc<dyn Codec>,
+    ) -> Conn {
+        let conn = hub.register_as(nsp, self.name.as_deref(), self.identity, outbox, codec);
+        for room in &self.rooms {
+            if let Err(e) = conn.join(room) {
+                tracing::info!(client = %conn.client(), %room, error = %e, "a room the connect hook granted could not be joined");
+            }
+        }
+        conn
+    }
 }
 
 /// The close code of a client the backend refused with an `error`.
@@ -90,7 +112,7 @@ pub fn admit_now(ctx: &Context, arrival: &Arrival) -> Option<Admission> {
     if has_connect_hook(ctx) {
         return None;
     }
-    Some(Admission::Admitted {
+    Some(Ok(Grant {
         identity: Identity {
             client: Some(arrival.client.clone()),
             transport: arrival.transport,
@@ -98,7 +120,7 @@ pub fn admit_now(ctx: &Context, arrival: &Arrival) -> Option<Admission> {
         },
         name: arrival.name.clone(),
         rooms: Vec::new(),
-    })
+    }))
 }
 
 /// Decides on a new client: at once without a connect hook, else after
@@ -120,7 +142,7 @@ pub async fn admit(ctx: &Context, arrival: Arrival) -> Admission {
     let admission = match ctx.hooks.call(Hook::Connect, &body).await {
         Ok(HookAnswer::Result(result)) => {
             let grant = ConnectGrant::from_result(&result);
-            Admission::Admitted {
+            Ok(Grant {
                 identity: Identity {
                     client: Some(arrival.client),
                     user: grant.user,
@@ -129,30 +151,20 @@ pub async fn admit(ctx: &Context, arrival: Arrival) -> Admission {
                 },
                 name: grant.name.or(arrival.name),
                 rooms: grant.rooms,
-            }
+            })
         }
-        Ok(HookAnswer::Error { message, .. }) => Admission::Refused {
+        Ok(HookAnswer::Error { message, .. }) => Err(Refusal {
             code: REFUSED_BY_BACKEND,
             reason: message,
-        },
-        Ok(HookAnswer::Disconnect { code, reason }) => Admission::Refused { code, reason },
-        Err(failure) => Admission::Refused {
+        }),
+        Ok(HookAnswer::Disconnect { code, reason }) => Err(Refusal { code, reason }),
+        Err(failure) => Err(Refusal {
             code: BACKEND_UNAVAILABLE,
             reason: format!("cannot admit you now: {failure}"),
-        },
+        }),
     };
-    if matches!(admission, Admission::Refused { .. }) {
+    if admission.is_err() {
         super::count_bad_input(&ctx.hub);
     }
     admission
-}
-
-/// Joins an admitted client to the rooms its grant names. A room it cannot
-/// join is logged, not fatal.
-pub fn join_granted_rooms(conn: &Conn, rooms: &[String]) {
-    for room in rooms {
-        if let Err(e) = conn.join(room) {
-            tracing::info!(client = %conn.client(), %room, error = %e, "a room the connect hook granted could not be joined");
-        }
-    }
 }

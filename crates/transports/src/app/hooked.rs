@@ -9,9 +9,18 @@ use std::sync::Arc;
 use serde_json::Value as Json;
 use volna_hub::{CloseReason, Conn, Data, HubError};
 
-use super::admit::{self, Admission, Arrival};
+use super::admit::{self, Arrival, Refusal};
 use super::{counted, AppError, Applied, Context, Reply};
-use crate::hooks::{publish_body, result_data, rpc_body, Hook, HookAnswer, HookFailure};
+use crate::hooks::{publish_body, result_data, rpc_body, Caller, Hook, HookAnswer, HookFailure};
+
+/// Who `conn` is, for a hook's body.
+fn caller<'a>(conn: &Conn, client: &'a str, user: &'a Option<Arc<str>>) -> Caller<'a> {
+    Caller {
+        client,
+        user: user.as_deref().unwrap_or(""),
+        transport: conn.transport(),
+    }
+}
 
 /// A backend's refusal or failure as the client's error; a `disconnect`
 /// answer also disconnects the client.
@@ -43,16 +52,8 @@ pub(super) fn rpc(
     data: Data,
 ) -> Applied {
     let ctx = ctx.clone();
-    let client = conn.client();
-    let user = conn.user();
-    let body = rpc_body(
-        &client,
-        user.as_deref().unwrap_or(""),
-        conn.transport(),
-        &event,
-        Some(&room),
-        &data,
-    );
+    let (client, user) = (conn.client(), conn.user());
+    let body = rpc_body(caller(conn, &client, &user), &event, Some(&room), &data);
     Applied::Later(Box::pin(async move {
         let answer = ctx.hooks.call(Hook::Rpc, &body).await;
         let outcome = match answer {
@@ -90,16 +91,9 @@ pub(super) fn publish(
         return Applied::Now(counted(hub, Err(refused.into())));
     }
     let ctx = ctx.clone();
-    let (id, nsp, client) = (conn.id(), conn.nsp().clone(), conn.client());
-    let user = conn.user();
-    let body = publish_body(
-        &client,
-        user.as_deref().unwrap_or(""),
-        conn.transport(),
-        &room,
-        event.as_deref(),
-        &data,
-    );
+    let (id, nsp) = (conn.id(), conn.nsp().clone());
+    let (client, user) = (conn.client(), conn.user());
+    let body = publish_body(caller(conn, &client, &user), &room, event.as_deref(), &data);
     Applied::Later(Box::pin(async move {
         let answer = ctx.hooks.call(Hook::Publish, &body).await;
         let outcome = match answer {
@@ -142,31 +136,28 @@ pub(super) fn auth(ctx: &Context, conn: &Conn, data: Json) -> Applied {
     Applied::Later(Box::pin(async move {
         let client = arrival.client.clone();
         match admit::admit(&ctx, arrival).await {
-            Admission::Admitted {
-                identity,
-                name,
-                rooms,
-            } => {
-                ctx.hub.identify(id, identity.user.clone(), identity.info);
-                if let Some(n) = name {
+            Ok(grant) => {
+                ctx.hub
+                    .identify(id, grant.identity.user.clone(), grant.identity.info);
+                if let Some(n) = grant.name {
                     if let Err(e) = ctx.hub.rename(id, &n) {
                         tracing::info!(%client, name = %n, error = %e, "the name the connect hook gave could not be taken");
                     }
                 }
-                for room in &rooms {
+                for room in &grant.rooms {
                     if let Err(e) = ctx.hub.join_as(id, room) {
                         tracing::info!(%client, %room, error = %e, "a room the connect hook granted could not be joined");
                     }
                 }
                 Ok(Reply::Identified {
-                    user: identity.user,
+                    user: grant.identity.user,
                     name: ctx
                         .hub
                         .client_info(id)
                         .map_or_else(|| Arc::from(""), |c| c.name),
                 })
             }
-            Admission::Refused { code, reason } => {
+            Err(Refusal { code, reason }) => {
                 if code != admit::REFUSED_BY_BACKEND && code != admit::BACKEND_UNAVAILABLE {
                     ctx.hub.disconnect(
                         None,

@@ -147,46 +147,42 @@ pub fn connect_body(
     body
 }
 
+/// The client a hook call is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// Its client id.
+    pub client: &'a str,
+    /// Its user id; empty when anonymous.
+    pub user: &'a str,
+    /// Its transport's name.
+    pub transport: &'a str,
+}
+
 /// The body of an rpc hook call.
-pub fn rpc_body(
-    client: &str,
-    user: &str,
-    transport: &str,
-    event: &str,
-    room: Option<&str>,
-    data: &Data,
-) -> Json {
-    let mut body = json!({
-        "client": client,
-        "user": user,
-        "transport": transport,
-        "event": event,
-        "method": event,
-        "room": room,
-    });
-    put_data(&mut body, data);
-    body
+pub fn rpc_body(caller: Caller<'_>, event: &str, room: Option<&str>, data: &Data) -> Json {
+    caller_body(
+        caller,
+        json!({"event": event, "method": event, "room": room}),
+        data,
+    )
 }
 
 /// The body of a publish hook call.
-pub fn publish_body(
-    client: &str,
-    user: &str,
-    transport: &str,
-    room: &str,
-    event: Option<&str>,
-    data: &Data,
-) -> Json {
-    let mut body = json!({
-        "client": client,
-        "user": user,
-        "transport": transport,
-        "room": room,
-        "channel": room,
-        "event": event,
-    });
-    put_data(&mut body, data);
-    body
+pub fn publish_body(caller: Caller<'_>, room: &str, event: Option<&str>, data: &Data) -> Json {
+    caller_body(
+        caller,
+        json!({"room": room, "channel": room, "event": event}),
+        data,
+    )
+}
+
+/// `fields` with the caller and the data added.
+fn caller_body(caller: Caller<'_>, mut fields: Json, data: &Data) -> Json {
+    fields["client"] = Json::from(caller.client);
+    fields["user"] = Json::from(caller.user);
+    fields["transport"] = Json::from(caller.transport);
+    put_data(&mut fields, data);
+    fields
 }
 
 fn put_data(body: &mut Json, data: &Data) {

@@ -33,7 +33,9 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value as Json;
 use tokio::sync::Semaphore;
 
-pub use bodies::{connect_body, publish_body, result_data, rpc_body, ConnectGrant, HookAnswer};
+pub use bodies::{
+    connect_body, publish_body, result_data, rpc_body, Caller, ConnectGrant, HookAnswer,
+};
 
 /// Settings of the hooks. A hook without a URL is off.
 #[derive(Debug, Clone)]

@@ -20,7 +20,7 @@ use volna_hub::{Frame, Outbox};
 use volna_protocols::socketio::{write_connect, write_connect_error_with_data};
 
 use super::{App, Connected, SioCodec, Socket, SocketRef};
-use crate::app::admit::{self, Admission, Arrival};
+use crate::app::admit::{self, Admission, Arrival, Refusal};
 
 /// Sockets admitted by a task, waiting for the session to take them in.
 #[derive(Default)]
@@ -95,23 +95,17 @@ impl Connecting {
     fn finish(self, sid: &str, admission: Admission) {
         let nsp = &*self.nsp;
         match admission {
-            Admission::Admitted {
-                identity,
-                name,
-                rooms,
-            } => {
+            Ok(grant) => {
                 if self.outbox.closed().is_some() {
                     return;
                 }
                 let mut waiting = self.handoff.sockets.lock().unwrap();
-                let conn = self.app.hub.register_as(
+                let conn = grant.register(
+                    &self.app.hub,
                     nsp,
-                    name.as_deref(),
-                    identity,
                     self.outbox.clone(),
                     Arc::new(SioCodec::new(nsp)),
                 );
-                admit::join_granted_rooms(&conn, &rooms);
                 tracing::debug!(nsp, name = %conn.name(), "socket.io socket connected");
                 if !self.connected.done.swap(true, Ordering::AcqRel) {
                     self.connected.wake.notify_one();
@@ -128,7 +122,7 @@ impl Connecting {
                 waiting.retain(|(n, _)| &**n != nsp);
                 waiting.push((self.nsp.clone(), Socket { conn }));
             }
-            Admission::Refused { code, reason } => {
+            Err(Refusal { code, reason }) => {
                 // As a Node middleware's `next(err)` with `err.data`.
                 let mut s = String::from("4");
                 let data = serde_json::json!({ "code": code, "reason": &reason }).to_string();

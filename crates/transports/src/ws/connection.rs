@@ -22,7 +22,7 @@ use volna_protocols::websocket::{
 use super::render::{close_for, error_json, Obj};
 use super::requests::Requests;
 use super::{WsConfig, WsState, NAMESPACE};
-use crate::app::admit::{self, Admission, Arrival};
+use crate::app::admit::{self, Arrival, Refusal};
 use crate::websocket::{ReadEnd, Reader, WsSocket};
 
 /// "Never", for disabled timers (30 years, well inside `Instant`'s range).
@@ -59,13 +59,9 @@ pub(super) async fn run(sock: Arc<WsSocket>, mut reader: Reader, state: WsState,
     let cfg = state.config.clone();
     let app = state.http.app.clone();
     let outbox = Arc::new(Outbox::new(cfg.outbox));
-    let (identity, name, rooms) = match admit::admit(&app, arrival).await {
-        Admission::Admitted {
-            identity,
-            name,
-            rooms,
-        } => (identity, name, rooms),
-        Admission::Refused { code, reason } => {
+    let grant = match admit::admit(&app, arrival).await {
+        Ok(grant) => grant,
+        Err(Refusal { code, reason }) => {
             // Told in an error frame, then closed with the code.
             outbox.close(CloseReason::Disconnected { code, reason });
             drive(&sock, &mut reader, &outbox, &state, Endpoint::Json, |_| {
@@ -75,14 +71,7 @@ pub(super) async fn run(sock: Arc<WsSocket>, mut reader: Reader, state: WsState,
             return;
         }
     };
-    let conn = app.hub.register_as(
-        NAMESPACE,
-        name.as_deref(),
-        identity,
-        outbox.clone(),
-        state.codec.clone(),
-    );
-    admit::join_granted_rooms(&conn, &rooms);
+    let conn = grant.register(&app.hub, NAMESPACE, outbox.clone(), state.codec.clone());
     tracing::debug!(id = conn.id(), "websocket client connected");
     let welcome = Obj::with_capacity(160)
         .str("type", "welcome")

@@ -3,7 +3,6 @@
 //! requests/s, deliveries/s, lost messages, latency, server CPU per
 //! delivery.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::client::{payload, Target};
@@ -11,6 +10,7 @@ use super::common::Common;
 use super::deliveries::Deliveries;
 use super::http::HttpConn;
 use super::members::connect_members;
+use super::pacer::Pacer;
 use super::procfs;
 use super::progress::progress;
 use super::report::{add_latency, new_histogram, Report};
@@ -24,6 +24,7 @@ pub(super) async fn run(
     api: &str,
     key: &str,
     connections: usize,
+    rate: f64,
     event: Option<String>,
 ) -> anyhow::Result<Report> {
     anyhow::ensure!(connections >= 1, "need at least one HTTP connection");
@@ -49,16 +50,7 @@ pub(super) async fn run(
     let expected = messages * n as u64;
     let cpu_before = common.pid.and_then(procfs::cpu_time);
     let bar = progress(common.quiet, expected, "deliveries");
-    let ticker = {
-        let bar = bar.clone();
-        let delivered = deliveries.delivered.clone();
-        tokio::spawn(async move {
-            loop {
-                bar.set_position(delivered.load(Ordering::Relaxed));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let ticker = deliveries.show_on(&bar);
     let started = Instant::now();
     let mut posters = Vec::new();
     for c in 0..connections as u64 {
@@ -69,7 +61,9 @@ pub(super) async fn run(
         posters.push(tokio::spawn(async move {
             let mut conn = HttpConn::connect(api_addr).await?;
             let mut hist = new_histogram();
+            let mut pacer = Pacer::new(rate, connections);
             for k in 0..count {
+                pacer.wait().await;
                 let seq = k * connections as u64 + c;
                 let text = payload(seq, base.elapsed().as_micros() as u64, size);
                 let mut body = serde_json::json!({"channel": room, "data": text});
@@ -102,8 +96,9 @@ pub(super) async fn run(
     bar.finish_and_clear();
     let (hist, got, short) = deliveries.finish().await?;
     let mut report = Report::new(format!(
-        "api {api}/api/publish → {} ({n} members, {messages} publishes of {size} B over {connections} HTTP connection(s))",
-        target.url
+        "api {api}/api/publish → {} ({n} members, {messages} publishes of {size} B over {connections} HTTP connection(s), rate {})",
+        target.url,
+        if rate > 0.0 { format!("{rate}/s") } else { "max".into() }
     ));
     report.add(
         "publish requests/s",

@@ -84,6 +84,18 @@ impl Deliveries {
         )
     }
 
+    /// Shows the deliveries on `bar` until the returned task is aborted.
+    pub(super) fn show_on(&self, bar: &indicatif::ProgressBar) -> JoinHandle<()> {
+        let bar = bar.clone();
+        let delivered = self.delivered.clone();
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(delivered.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    }
+
     /// Waits for `expected` deliveries in all, or until none has arrived for
     /// `drain` seconds.
     pub(super) async fn wait(&self, expected: u64, drain: f64) {

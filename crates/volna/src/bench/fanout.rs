@@ -2,13 +2,13 @@
 //! rate (or as fast as they can); deliveries/s, lost messages, latency
 //! percentiles, server CPU per delivery.
 
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::client::{payload, Target};
 use super::common::Common;
 use super::deliveries::Deliveries;
 use super::members::{connect_members, join_one};
+use super::pacer::Pacer;
 use super::procfs;
 use super::progress::progress;
 use super::report::{add_latency, Report};
@@ -50,21 +50,11 @@ pub(super) async fn run(
 
     let base = Instant::now();
     let (deliveries, senders) = Deliveries::spawn(members, target.proto, messages, base);
-    let delivered = deliveries.delivered.clone();
     let pub_tx: Vec<_> = senders.into_iter().take(publishers).collect();
     let expected = messages * n as u64;
     let cpu_before = common.pid.and_then(procfs::cpu_time);
     let bar = progress(common.quiet, expected, "deliveries");
-    let ticker = {
-        let bar = bar.clone();
-        let delivered = delivered.clone();
-        tokio::spawn(async move {
-            loop {
-                bar.set_position(delivered.load(Ordering::Relaxed));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        })
-    };
+    let ticker = deliveries.show_on(&bar);
     let started = Instant::now();
     let mut pubs = Vec::new();
     let per_pub = messages / publishers as u64;
@@ -73,17 +63,10 @@ pub(super) async fn run(
         let count = per_pub + u64::from((p as u64) < extra);
         let room = common.room.clone();
         let event = event.clone();
-        let interval = (rate > 0.0).then(|| Duration::from_secs_f64(publishers as f64 / rate));
         pubs.push(tokio::spawn(async move {
-            let mut ticker = interval.map(|d| {
-                let mut t = tokio::time::interval(d);
-                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                t
-            });
+            let mut pacer = Pacer::new(rate, publishers);
             for k in 0..count {
-                if let Some(t) = ticker.as_mut() {
-                    t.tick().await;
-                }
+                pacer.wait().await;
                 let seq = k * publishers as u64 + p as u64;
                 let text = payload(seq, base.elapsed().as_micros() as u64, size);
                 tx.lock()

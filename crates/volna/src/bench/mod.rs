@@ -34,6 +34,7 @@ mod fanout;
 mod http;
 mod images;
 mod members;
+mod pacer;
 mod procfs;
 mod progress;
 mod report;
@@ -145,6 +146,9 @@ pub enum Scenario {
         /// HTTP connections publishing at once.
         #[arg(long, default_value_t = 4)]
         connections: usize,
+        /// Total publish rate in requests per second (0 = as fast as the answers come).
+        #[arg(long, default_value_t = 0.0)]
+        rate: f64,
         /// Publish this application event instead of a message.
         #[arg(long)]
         event: Option<String>,
@@ -203,6 +207,7 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<()> {
             api,
             api_key,
             connections,
+            rate,
             event,
         } => (
             api::run(
@@ -213,6 +218,7 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<()> {
                 &api,
                 &api_key,
                 connections,
+                rate,
                 event,
             )
             .await?,
