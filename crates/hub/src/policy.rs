@@ -58,8 +58,8 @@ pub struct RoomPolicy {
     /// Most members at a time; a join beyond is refused with `room-full`.
     pub max_members: Option<usize>,
     /// The events answered by the backend's rpc hook instead of relayed.
-    /// A room no table matches sends every event there (when the hook is
-    /// configured); a table, only those it lists.
+    /// With no table configured at all, every event goes there (when the
+    /// hook is configured); otherwise only those a table lists.
     pub rpc: EventRule,
 }
 
@@ -110,8 +110,8 @@ pub struct Policies {
 }
 
 impl Default for RoomPolicy {
-    /// The policy of a room no table matches: everything allowed, every
-    /// event to the rpc hook if there is one.
+    /// The policy of every room when no table is configured: everything
+    /// allowed, every event to the rpc hook if there is one.
     fn default() -> Self {
         RoomPolicy {
             rpc: EventRule::Any,
@@ -123,9 +123,14 @@ impl Default for RoomPolicy {
 impl Policies {
     /// Policies tried in the order given.
     pub fn new(rooms: Vec<RoomPolicy>) -> Policies {
+        let mut default = RoomPolicy::default();
+        if !rooms.is_empty() {
+            // With tables, only the events a table lists go to the rpc hook.
+            default.rpc = EventRule::Only(Vec::new());
+        }
         Policies {
             rooms: rooms.into_iter().map(Arc::new).collect(),
-            default: Arc::new(RoomPolicy::default()),
+            default: Arc::new(default),
         }
     }
 
@@ -193,6 +198,25 @@ mod tests {
         ] {
             assert_eq!(glob_matches(p, t), want, "{p} ~ {t}");
         }
+    }
+
+    #[test]
+    fn the_rpc_hook_takes_every_event_only_when_no_table_is_configured() {
+        assert!(Policies::default().for_room("x").routes_to_rpc("order"));
+        assert!(Policies::new(Vec::new())
+            .for_room("x")
+            .routes_to_rpc("order"));
+        let shop = RoomPolicy {
+            rpc: EventRule::Only(vec![Arc::from("order")]),
+            ..RoomPolicy::new("shop:*")
+        };
+        let p = Policies::new(vec![shop]);
+        assert!(p.for_room("shop:1").routes_to_rpc("order"));
+        assert!(!p.for_room("shop:1").routes_to_rpc("chat"));
+        assert!(
+            !p.for_room("lobby").routes_to_rpc("order"),
+            "a room no table matches relays"
+        );
     }
 
     #[test]

@@ -25,7 +25,7 @@
 //! image_max_pixels = 40000000
 //! redis = "redis://127.0.0.1:6379"  # join a cluster (docs/cluster.md); unset: single node
 //! redis_prefix = "socket.io"   # key prefix shared with the Node.js redis adapter
-//! static_dir = "examples/whiteboard/public"  # an application's pages, served under /app/
+//! static_dir = "public"        # an application's pages, served under /app/ (relative to this file)
 //! api_key = "secret"           # turns on the server API, POST /api/<method> (docs/applications.md)
 //! api_max_body = 1048576       # largest server API request, in bytes
 //! node_name = "eu-1"           # this node's name in the server API's `info`
@@ -456,7 +456,14 @@ impl ServeArgs {
             }
             cfg.redis = Some(cluster);
         }
-        if let Some(dir) = self.static_dir.clone().or(file.static_dir) {
+        // A folder named in the file is relative to the file; one given as a
+        // flag, to where volna runs.
+        let file_dir = self.config.as_deref().and_then(Path::parent);
+        let from_file = file.static_dir.map(|d| match file_dir {
+            Some(base) if d.is_relative() => base.join(d),
+            _ => d,
+        });
+        if let Some(dir) = self.static_dir.clone().or(from_file) {
             anyhow::ensure!(dir.is_dir(), "static_dir {} is not a folder", dir.display());
             cfg.static_dir = Some(dir);
         }

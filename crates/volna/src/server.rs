@@ -245,6 +245,20 @@ impl Server {
             router
         };
         let http_task = tokio::spawn(http::serve(http_listener, router, shutdown.clone()));
+        // Rooms that outlived their members (history_ttl) go once their
+        // history has.
+        let sweeper = {
+            let (hub, shutdown) = (hub.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = every.tick() => { hub.sweep_rooms(); }
+                    }
+                }
+            })
+        };
         tracing::info!(%tcp_addr, %http_addr, "volna {} listening", env!("CARGO_PKG_VERSION"));
         Ok(Server {
             tcp_addr,
@@ -252,7 +266,7 @@ impl Server {
             hub,
             shutdown,
             tracker,
-            tasks: vec![tcp_task, http_task],
+            tasks: vec![tcp_task, http_task, sweeper],
             config,
             images,
             lag,

@@ -383,6 +383,7 @@ class HooksTest(unittest.TestCase):
         self.assertEqual(refused["ok"], False)
         self.assertEqual(refused["code"], "refused")
         self.assertEqual(refused["error"], "quantity must be positive")
+        self.assertEqual(refused["backend_code"], 1001, "the backend's own code comes along")
         for mode, why in (("slow", "did not answer in time"), ("garbage", "not a hook answer"), ("500", "HTTP 500")):
             ack = s.call("order", {"room": room, "data": {"qty": 1, "mode": mode}}, timeout=WAIT)
             self.assertEqual(ack["code"], "hook-unavailable", mode)

@@ -68,7 +68,8 @@ impl Hub {
         ClusterWho::merge(local, remote)
     }
 
-    /// Every room of a namespace with its member count, sorted by name.
+    /// Every room of a namespace that has members, with its member count,
+    /// sorted by name.
     pub fn rooms(&self, nsp: &str) -> Vec<RoomInfo> {
         let rooms: Vec<Arc<Room>> = {
             let st = self.inner.state.lock().unwrap();
@@ -83,6 +84,7 @@ impl Hub {
                 name: r.name.clone(),
                 members: r.state.lock().unwrap().members.len(),
             })
+            .filter(|r| r.members > 0)
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
@@ -120,6 +122,29 @@ impl Hub {
             offset: rs.next_offset - 1,
             epoch: room.epoch.clone(),
         })
+    }
+
+    /// Drops the rooms that outlived their members (their policy's
+    /// `history_ttl`) once their last message is older than that. Returns how
+    /// many it dropped. The server calls it every few seconds.
+    pub fn sweep_rooms(&self) -> usize {
+        let now = crate::now_ms();
+        let mut st = self.inner.state.lock().unwrap();
+        let mut dropped = 0;
+        for ns in st.namespaces.values_mut() {
+            ns.rooms.retain(|_, room| {
+                let Some(ttl) = room.policy.history_ttl else {
+                    return true;
+                };
+                let rs = room.state.lock().unwrap();
+                let keep = !rs.members.is_empty() || rs.last_ts + ttl.as_millis() as u64 > now;
+                dropped += usize::from(!keep);
+                keep
+            });
+        }
+        st.namespaces
+            .retain(|_, ns| !ns.members.is_empty() || !ns.rooms.is_empty());
+        dropped
     }
 
     /// Whether connection `id` is a member of `room`.
@@ -246,8 +271,12 @@ impl Hub {
             if let Some(adapter) = self.inner.adapter.get() {
                 adapter.forward(Outgoing::Presence(Arc::new(presence)));
             }
-            drop(rs);
-            ns.rooms.remove(room_name);
+            // A room whose policy keeps its history for a time outlives its
+            // members until that history is gone ([`Hub::sweep_rooms`]).
+            if !(room.keeps_history_when_empty() && !rs.history.is_empty()) {
+                drop(rs);
+                ns.rooms.remove(room_name);
+            }
             return 0;
         }
         let mut enc = Encoder::new(Event::Presence(&presence));

@@ -64,7 +64,22 @@ impl Hub {
         event: Option<Arc<str>>,
         data: Data,
     ) -> ServerPublish {
-        if let Some(room) = self.room(nsp, target) {
+        let room = self.room(nsp, target).or_else(|| {
+            // A room whose policy keeps its history while empty is made by
+            // the server's publish, so a late joiner reads what it missed.
+            let keeps = !target.starts_with(USER_ROOM_PREFIX)
+                && volna_protocols::line::validate_room(target).is_ok()
+                && self.personal_members(nsp, target).is_empty()
+                && self
+                    .inner
+                    .config
+                    .policies
+                    .for_room(target)
+                    .history_ttl
+                    .is_some();
+            keeps.then(|| self.room_or_new(nsp, target))
+        });
+        if let Some(room) = room {
             let mut rs = room.state.lock().unwrap();
             let volatile = event.as_deref().is_some_and(|e| room.policy.is_volatile(e));
             let message =
@@ -357,6 +372,45 @@ mod tests {
         drop(a1);
         drop(a2);
         assert_eq!(hub.counts().users, 1);
+    }
+
+    #[test]
+    fn rooms_with_a_history_ttl_keep_their_history_without_members() {
+        let policies = Policies::new(vec![RoomPolicy {
+            history_ttl: Some(std::time::Duration::from_millis(80)),
+            ..RoomPolicy::new("feed:*")
+        }]);
+        let hub = Hub::new(HubConfig {
+            policies,
+            ..HubConfig::default()
+        });
+        // Published before anyone joined: kept for the first to come.
+        let ServerPublish::Room { message, epoch } =
+            hub.publish_server("/", "feed:1", None, Data::text("tick 1"))
+        else {
+            panic!("a room made for its history")
+        };
+        assert_eq!(message.offset, 1);
+        assert!(matches!(
+            hub.publish_server("/", "other", None, Data::text("x")),
+            ServerPublish::Nobody
+        ));
+        let a = conn(&hub, "ann", codec(1), OutboxLimits::default());
+        a.join("feed:1").unwrap();
+        assert_eq!(hub.history("/", "feed:1", 10).unwrap().len(), 1);
+        a.leave("feed:1").unwrap();
+        // Left empty, it keeps its history, offsets and epoch…
+        let stream = hub.stream("/", "feed:1", 0).unwrap();
+        assert_eq!((stream.offset, &*stream.epoch), (1, &*epoch));
+        assert!(
+            hub.rooms("/").is_empty(),
+            "listings show rooms with members"
+        );
+        assert_eq!(hub.sweep_rooms(), 0);
+        // …until its newest message is older than the ttl.
+        std::thread::sleep(std::time::Duration::from_millis(120));
+        assert_eq!(hub.sweep_rooms(), 1);
+        assert!(hub.stream("/", "feed:1", 0).is_none());
     }
 
     #[test]

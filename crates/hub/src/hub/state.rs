@@ -86,6 +86,15 @@ pub(super) struct Room {
     pub(super) state: Mutex<RoomState>,
 }
 
+impl Room {
+    /// Whether its policy keeps its history after the last member left
+    /// (for `history_ttl`), so that a late joiner, or the server API before
+    /// anyone joined, finds it.
+    pub(super) fn keeps_history_when_empty(&self) -> bool {
+        self.policy.history_ttl.is_some() && self.policy.history != Some(0)
+    }
+}
+
 pub(super) struct RoomState {
     pub(super) members: HashMap<ConnId, Member>,
     pub(super) next_offset: u64,
@@ -150,6 +159,24 @@ impl Hub {
                 history: VecDeque::new(),
             }),
         })
+    }
+
+    /// Room `name` of namespace `nsp`, made (with its namespace) if it does
+    /// not exist.
+    pub(super) fn room_or_new(&self, nsp: &str, name: &str) -> Arc<Room> {
+        let mut st = self.inner.state.lock().unwrap();
+        let nsp: Arc<str> = match st.namespaces.get_key_value(nsp) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(nsp),
+        };
+        let ns = st.namespaces.entry(nsp.clone()).or_default();
+        if let Some(room) = ns.rooms.get(name) {
+            return room.clone();
+        }
+        let name: Arc<str> = Arc::from(name);
+        let room = self.new_room(&nsp, &name);
+        ns.rooms.insert(name, room.clone());
+        room
     }
 
     pub(super) fn room(&self, nsp: &str, room: &str) -> Option<Arc<Room>> {

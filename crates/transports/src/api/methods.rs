@@ -56,10 +56,14 @@ impl Method {
 }
 
 /// Runs one method (not `batch`) on its parameters.
-pub(super) async fn run(state: &ApiState, method: Method, params: Json) -> Result<Json, ApiError> {
+pub(super) async fn run(
+    state: &ApiState,
+    method: Method,
+    params: &RawValue,
+) -> Result<Json, ApiError> {
     match method {
-        Method::Publish => publish(state, decode(params.clone())?, decode(params)?),
-        Method::Broadcast => broadcast(state, decode(params.clone())?, decode(params)?),
+        Method::Publish => publish(state, decode(params)?, decode(params)?),
+        Method::Broadcast => broadcast(state, decode(params)?, decode(params)?),
         Method::Presence => presence(state, decode(params)?).await,
         Method::PresenceStats => presence_stats(state, decode(params)?).await,
         Method::History => history(state, decode(params)?),
@@ -70,37 +74,41 @@ pub(super) async fn run(state: &ApiState, method: Method, params: Json) -> Resul
     }
 }
 
+/// `batch`'s parameters.
+#[derive(Deserialize)]
+struct BatchParams<'a> {
+    #[serde(borrow)]
+    commands: Vec<std::collections::BTreeMap<String, &'a RawValue>>,
+}
+
 /// `batch {commands: [{<method>: params}…], parallel?}` →
 /// `{"replies": [{<method>: result} | {"error": …}…]}`, in order.
-pub(super) async fn batch(state: &ApiState, params: Json) -> Json {
-    let commands = match params.get("commands").and_then(Json::as_array) {
-        Some(c) if c.len() <= MAX_BATCH => c.clone(),
-        Some(_) => {
+pub(super) async fn batch(state: &ApiState, params: &RawValue) -> Json {
+    let commands = match decode::<BatchParams<'_>>(params) {
+        Ok(p) if p.commands.len() <= MAX_BATCH => p.commands,
+        Ok(_) => {
             let e = ApiError::new(
                 ApiError::LIMIT_EXCEEDED,
                 format!("at most {MAX_BATCH} commands per batch"),
             );
             return e.json();
         }
-        None => return ApiError::bad_request("batch needs a list of commands").json(),
+        Err(_) => return ApiError::bad_request("batch needs a list of commands").json(),
     };
     let mut replies = Vec::with_capacity(commands.len());
     for command in commands {
-        let reply = match command.as_object().filter(|o| o.len() == 1) {
-            Some(o) => {
-                let (name, params) = o.iter().next().expect("one entry");
-                match Method::from_name(name).filter(|m| *m != Method::Batch) {
-                    Some(m) => match Box::pin(run(state, m, params.clone())).await {
-                        Ok(result) => json!({ name.as_str(): result }),
-                        Err(e) => e.json(),
-                    },
-                    None => ApiError::new(
-                        ApiError::METHOD_NOT_FOUND,
-                        format!("method not found: {name}"),
-                    )
-                    .json(),
-                }
-            }
+        let reply = match command.iter().next().filter(|_| command.len() == 1) {
+            Some((name, params)) => match Method::from_name(name).filter(|m| *m != Method::Batch) {
+                Some(m) => match Box::pin(run(state, m, params)).await {
+                    Ok(result) => json!({ name.as_str(): result }),
+                    Err(e) => e.json(),
+                },
+                None => ApiError::new(
+                    ApiError::METHOD_NOT_FOUND,
+                    format!("method not found: {name}"),
+                )
+                .json(),
+            },
             None => ApiError::bad_request("a command is an object with one method").json(),
         };
         replies.push(reply);
@@ -108,8 +116,8 @@ pub(super) async fn batch(state: &ApiState, params: Json) -> Json {
     json!({ "replies": replies })
 }
 
-fn decode<T: for<'de> Deserialize<'de>>(params: Json) -> Result<T, ApiError> {
-    serde_json::from_value(params).map_err(|e| ApiError::bad_request(e.to_string()))
+fn decode<'a, T: Deserialize<'a>>(params: &'a RawValue) -> Result<T, ApiError> {
+    serde_json::from_str(params.get()).map_err(|e| ApiError::bad_request(e.to_string()))
 }
 
 fn channel(name: &str) -> Result<&str, ApiError> {

@@ -29,6 +29,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
+use serde_json::value::RawValue;
 use serde_json::{json, Value as Json};
 use volna_hub::{Hub, Stats};
 
@@ -124,10 +125,11 @@ async fn call(
         tracing::info!(%method, "server API: refused a request without the right key");
         return StatusCode::UNAUTHORIZED.into_response();
     }
-    let params: Json = match serde_json::from_slice(&body) {
-        Ok(Json::Null) if body.iter().all(u8::is_ascii_whitespace) => json!({}),
+    // Kept as the text it came in: `data` goes out byte for byte.
+    let text = std::str::from_utf8(&body).unwrap_or("\u{fffd}");
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    let params: Box<RawValue> = match serde_json::from_str(text) {
         Ok(v) => v,
-        Err(_) if body.iter().all(u8::is_ascii_whitespace) => json!({}),
         Err(e) => {
             Stats::bump(&stats.api_errors);
             let error = ApiError::bad_request(format!("the body is not JSON: {e}"));
@@ -145,8 +147,8 @@ async fn call(
     Stats::bump(&stats.api_requests);
     let body = match method {
         // A batch answers `{"replies": […]}` at the top, as Centrifugo does.
-        methods::Method::Batch => methods::batch(&state, params).await,
-        method => match methods::run(&state, method, params).await {
+        methods::Method::Batch => methods::batch(&state, &params).await,
+        method => match methods::run(&state, method, &params).await {
             Ok(result) => json!({ "result": result }),
             Err(error) => {
                 Stats::bump(&stats.api_errors);

@@ -26,7 +26,10 @@ fn caller<'a>(conn: &Conn, client: &'a str, user: &'a Option<Arc<str>>) -> Calle
 /// answer also disconnects the client.
 fn refusal(ctx: &Context, client: &str, answer: Result<HookAnswer, HookFailure>) -> AppError {
     match answer {
-        Ok(HookAnswer::Error { message, .. }) => AppError::new("refused", message),
+        Ok(HookAnswer::Error { code, message }) => AppError {
+            backend_code: Some(code),
+            ..AppError::new("refused", message)
+        },
         Ok(HookAnswer::Disconnect { code, reason }) => {
             ctx.hub.disconnect(
                 None,

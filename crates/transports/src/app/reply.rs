@@ -69,6 +69,9 @@ pub struct AppError {
     pub code: &'static str,
     /// What went wrong, in words.
     pub message: String,
+    /// The backend's own code, when its hook refused (`backend_code` on
+    /// Socket.IO and `/ws`).
+    pub backend_code: Option<u32>,
 }
 
 impl AppError {
@@ -77,6 +80,7 @@ impl AppError {
         AppError {
             code,
             message: message.into(),
+            backend_code: None,
         }
     }
 

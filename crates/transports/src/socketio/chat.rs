@@ -212,7 +212,13 @@ fn render(socket: &SocketRef<'_>, outcome: Outcome) -> Answer {
 fn render_reply(outcome: Outcome, in_cluster: bool) -> Answer {
     let reply = match outcome {
         Ok(reply) => reply,
-        Err(e) => return Answer::value(&json!({"ok": false, "error": e.message, "code": e.code})),
+        Err(e) => {
+            let mut answer = json!({"ok": false, "error": e.message, "code": e.code});
+            if let Some(code) = e.backend_code {
+                answer["backend_code"] = code.into();
+            }
+            return Answer::value(&answer);
+        }
     };
     let value = match reply {
         Reply::Nick { name } => json!({"ok": true, "name": &*name}),

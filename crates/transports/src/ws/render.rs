@@ -198,13 +198,13 @@ pub(super) fn render(
     let reply_value = match outcome {
         Ok(r) => r,
         Err(e) => {
-            return vec![Frame::text(error_json(
-                id,
-                Some(op),
-                e.code,
-                &e.message,
-                false,
-            ))];
+            let mut text = error_json(id, Some(op), e.code, &e.message, false);
+            if let Some(code) = e.backend_code {
+                // `…}` → `…,"backend_code":N}`
+                text.pop();
+                let _ = write!(text, ",\"backend_code\":{code}}}");
+            }
+            return vec![Frame::text(text)];
         }
     };
     let text = match reply_value {
