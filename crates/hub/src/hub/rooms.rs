@@ -273,7 +273,7 @@ impl Hub {
             }
             // A room whose policy keeps its history for a time outlives its
             // members until that history is gone ([`Hub::sweep_rooms`]).
-            if !(room.keeps_history_when_empty() && !rs.history.is_empty()) {
+            if !room.keeps_history_when_empty() || rs.history.is_empty() {
                 drop(rs);
                 ns.rooms.remove(room_name);
             }
