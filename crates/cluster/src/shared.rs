@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use rand::Rng;
+use rand::RngExt;
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
 use volna_hub::{ClientInfo, NodeInfo, Outgoing};

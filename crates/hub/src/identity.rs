@@ -20,6 +20,11 @@ pub struct Identity {
     /// The transport's name (`tcp`, `websocket`, `socketio`), for hooks
     /// and listings.
     pub transport: &'static str,
+    /// When its credentials expire, in seconds since the Unix epoch (a
+    /// token's `exp`).
+    pub expires: Option<u64>,
+    /// The room patterns (globs) it may join; `None`: any room.
+    pub rooms: Option<Arc<[String]>>,
 }
 
 /// A connection as the server API lists it (presence, `info`).

@@ -40,6 +40,8 @@ async fn start(cfg: WsConfig) -> TestServer {
         hub: hub.clone(),
         images: None,
         hooks: volna_transports::hooks::Hooks::none(),
+        tokens: None,
+        anonymous: true,
     };
     tokio::spawn(tcp::serve(
         tcp_listener,

@@ -34,6 +34,10 @@
 //! publish_hook_url = "http://127.0.0.1:8000/volna/publish"
 //! hook_timeout_ms = 1000
 //! hook_max_in_flight = 256
+//! jwt_secret = "…"             # clients' JWTs: an HMAC secret, or jwt_public_key = "key.pem", or jwks = "keys.json"
+//! jwt_audience = ["volna"]     # checked when set; jwt_issuer likewise
+//! anonymous = true             # false: only signed-in users (docs/security.md)
+//! max_rooms_per_connection = 128
 //!
 //! [[rooms]]                    # room policies, first match wins (see crate::rooms)
 //! match = "doc:*"
@@ -110,6 +114,11 @@ pub struct ServerConfig {
     pub node_name: Option<String>,
     /// The backend hooks. No URL (the default): none.
     pub hooks: volna_transports::hooks::HookConfig,
+    /// The keys that check clients' tokens. None (the default): tokens are
+    /// not used.
+    pub tokens: volna_transports::app::tokens::TokenConfig,
+    /// Whether clients without an identity are admitted. Defaults to true.
+    pub anonymous: bool,
 }
 
 impl Default for ServerConfig {
@@ -134,6 +143,8 @@ impl Default for ServerConfig {
             api_max_body: volna_transports::api::ApiConfig::DEFAULT_MAX_BODY,
             node_name: None,
             hooks: volna_transports::hooks::HookConfig::default(),
+            tokens: Default::default(),
+            anonymous: true,
         }
     }
 }
@@ -204,6 +215,20 @@ pub struct FileConfig {
     pub hook_timeout_ms: Option<u64>,
     /// Hook calls in flight per hook at most.
     pub hook_max_in_flight: Option<usize>,
+    /// HMAC secret of clients' tokens.
+    pub jwt_secret: Option<String>,
+    /// PEM public key file of clients' tokens.
+    pub jwt_public_key: Option<PathBuf>,
+    /// JWKS file of clients' tokens.
+    pub jwks: Option<PathBuf>,
+    /// Accepted token audiences.
+    pub jwt_audience: Option<Vec<String>>,
+    /// Accepted token issuers.
+    pub jwt_issuer: Option<Vec<String>>,
+    /// Whether anonymous clients are admitted.
+    pub anonymous: Option<bool>,
+    /// Rooms one connection may be in at once.
+    pub max_rooms_per_connection: Option<usize>,
     /// Room policies (`[[rooms]]` tables; see [`crate::rooms`]).
     pub rooms: Option<Vec<crate::rooms::RoomTable>>,
 }
@@ -321,6 +346,27 @@ pub struct ServeArgs {
     /// Hook calls in flight per hook at most; more fail at once as busy [default: 256].
     #[arg(long, env = "VOLNA_HOOK_MAX_IN_FLIGHT")]
     pub hook_max_in_flight: Option<usize>,
+    /// HMAC secret (HS256/384/512) that signs clients' JWTs, at least 16 bytes [default: none].
+    #[arg(long, env = "VOLNA_JWT_SECRET")]
+    pub jwt_secret: Option<String>,
+    /// PEM public key file (RSA, EC P-256/P-384 or Ed25519) that verifies clients' JWTs [default: none].
+    #[arg(long, env = "VOLNA_JWT_PUBLIC_KEY")]
+    pub jwt_public_key: Option<PathBuf>,
+    /// JWKS file whose keys (by `kid`) verify clients' JWTs; read again when a `kid` is unknown [default: none].
+    #[arg(long, env = "VOLNA_JWKS")]
+    pub jwks: Option<PathBuf>,
+    /// Accepted `aud` of clients' JWTs (comma-separated) [default: not checked].
+    #[arg(long, env = "VOLNA_JWT_AUDIENCE", value_delimiter = ',')]
+    pub jwt_audience: Option<Vec<String>>,
+    /// Accepted `iss` of clients' JWTs (comma-separated) [default: not checked].
+    #[arg(long, env = "VOLNA_JWT_ISSUER", value_delimiter = ',')]
+    pub jwt_issuer: Option<Vec<String>>,
+    /// Admit clients without an identity (token or connect hook) [default: true].
+    #[arg(long, env = "VOLNA_ANONYMOUS")]
+    pub anonymous: Option<bool>,
+    /// Rooms one connection may be in at once [default: 128].
+    #[arg(long, env = "VOLNA_MAX_ROOMS_PER_CONNECTION")]
+    pub max_rooms_per_connection: Option<usize>,
 }
 
 impl ServeArgs {
@@ -466,6 +512,29 @@ impl ServeArgs {
         if let Some(dir) = self.static_dir.clone().or(from_file) {
             anyhow::ensure!(dir.is_dir(), "static_dir {} is not a folder", dir.display());
             cfg.static_dir = Some(dir);
+        }
+        let tokens = &mut cfg.tokens;
+        tokens.secret = self.jwt_secret.clone().or(file.jwt_secret.clone());
+        tokens.public_key = self.jwt_public_key.clone().or(file.jwt_public_key.clone());
+        tokens.jwks = self.jwks.clone().or(file.jwks.clone());
+        tokens.audience = self
+            .jwt_audience
+            .clone()
+            .or(file.jwt_audience.clone())
+            .unwrap_or_default();
+        tokens.issuer = self
+            .jwt_issuer
+            .clone()
+            .or(file.jwt_issuer.clone())
+            .unwrap_or_default();
+        volna_transports::app::tokens::Tokens::new(tokens).map_err(|e| anyhow::anyhow!(e))?;
+        cfg.anonymous = self.anonymous.or(file.anonymous).unwrap_or(true);
+        if let Some(n) = self
+            .max_rooms_per_connection
+            .or(file.max_rooms_per_connection)
+        {
+            anyhow::ensure!(n >= 1, "max_rooms_per_connection must be at least 1");
+            cfg.hub.max_rooms_per_conn = n;
         }
         if let Some(key) = self.api_key.clone().or(file.api_key) {
             anyhow::ensure!(

@@ -36,7 +36,7 @@ pub enum StartError {
         /// What is wrong with them.
         source: volna_cluster::ClusterError,
     },
-    /// A hook URL is unusable.
+    /// A hook URL or a token key is unusable.
     Hooks {
         /// What is wrong with it.
         why: String,
@@ -61,7 +61,7 @@ impl std::fmt::Display for StartError {
                 write!(f, "cannot start the image worker threads: {source}")
             }
             StartError::Cluster { source } => write!(f, "cannot join the cluster: {source}"),
-            StartError::Hooks { why } => write!(f, "cannot use the backend hooks: {why}"),
+            StartError::Hooks { why } => write!(f, "cannot start: {why}"),
         }
     }
 }
@@ -178,6 +178,9 @@ impl Server {
             }),
             hooks: volna_transports::hooks::Hooks::new(&config.hooks)
                 .map_err(|why| StartError::Hooks { why })?,
+            tokens: volna_transports::app::tokens::Tokens::new(&config.tokens)
+                .map_err(|why| StartError::Hooks { why })?,
+            anonymous: config.anonymous,
         };
         let tcp_task = tokio::spawn(tcp::serve(
             tcp_listener,

@@ -13,8 +13,6 @@ import json
 import os
 import queue
 import socket
-import subprocess
-import tempfile
 import threading
 import time
 import unittest
@@ -23,12 +21,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import socketio
 
+from volnaproc import Volna, free_port
 from wsclient import WsClient
 
 WAIT = 5.0
 API_KEY = f"hooks-test-{os.getpid()}-key"
-VOLNA_BIN = os.environ.get("VOLNA_BIN", os.path.join(os.path.dirname(__file__), "../../../target/debug/volna"))
-
 POLICIES = """
 [[rooms]]
 match = "mod:*"
@@ -38,12 +35,6 @@ publish = "hook"
 match = "shop:*"
 rpc = ["order"]
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Backend:
@@ -140,43 +131,18 @@ class Backend:
         return 404, {}
 
 
-class Volna:
-    """A volna of the test's own, with the hooks pointing at the backend."""
-
-    def __init__(self, backend):
-        self.dir = tempfile.mkdtemp(prefix="volna-hooks-")
-        config = os.path.join(self.dir, "volna.toml")
-        with open(config, "w") as f:
-            f.write(POLICIES)
-        base = f"http://127.0.0.1:{backend.port}"
-        self.proc = subprocess.Popen(
-            [
-                VOLNA_BIN, "serve", "--config", config,
-                "--tcp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log", "warn",
-                "--connect-hook-url", f"{base}/connect",
-                "--rpc-hook-url", f"{base}/rpc",
-                "--publish-hook-url", f"{base}/publish",
-                "--api-key", API_KEY,
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        deadline = time.monotonic() + 20
-        banner = ""
-        while time.monotonic() < deadline and " serving: " not in banner:
-            banner = self.proc.stdout.readline()
-            if not banner and self.proc.poll() is not None:
-                raise RuntimeError("volna exited before its banner")
-        self.tcp = banner.split("tcp://", 1)[1].split(" ", 1)[0].rstrip(",")
-        self.http = "http://" + banner.split("http://", 1)[1].split()[0].rstrip(",")
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+def hooked_volna(backend):
+    """A volna with the three hooks pointing at the backend."""
+    base = f"http://127.0.0.1:{backend.port}"
+    return Volna(
+        [
+            "--connect-hook-url", f"{base}/connect",
+            "--rpc-hook-url", f"{base}/rpc",
+            "--publish-hook-url", f"{base}/publish",
+            "--api-key", API_KEY,
+        ],
+        POLICIES,
+    )
 
 
 def sio_client(http, auth=None):
@@ -223,7 +189,7 @@ class HooksTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.backend = Backend()
-        cls.volna = Volna(cls.backend)
+        cls.volna = hooked_volna(cls.backend)
 
     @classmethod
     def tearDownClass(cls):

@@ -16,6 +16,9 @@ pub struct HubConfig {
     /// Per-room rules, by room name. Defaults to none: every room allows
     /// everything.
     pub policies: Policies,
+    /// Rooms one connection may be in at once; a join beyond is refused
+    /// with `too-many-rooms`. Defaults to 128.
+    pub max_rooms_per_conn: usize,
 }
 
 impl Default for HubConfig {
@@ -24,6 +27,7 @@ impl Default for HubConfig {
             history_len: 100,
             presence_limit: 256,
             policies: Policies::default(),
+            max_rooms_per_conn: 128,
         }
     }
 }

@@ -4,8 +4,6 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use serde_json::value::RawValue;
-
 use volna_protocols::line::validate_name;
 
 use super::error::HubError;
@@ -91,6 +89,8 @@ impl Hub {
                 user: identity.user,
                 info: identity.info,
                 transport: identity.transport,
+                expires: identity.expires,
+                allowed_rooms: identity.rooms,
             },
         );
         drop(st);
@@ -140,8 +140,9 @@ impl Hub {
         Ok(new)
     }
 
-    /// Says who connection `id` is now: see [`Conn::identify`].
-    pub fn identify(&self, id: ConnId, user: Option<Arc<str>>, info: Option<Arc<RawValue>>) {
+    /// Says who connection `id` is now: see [`Conn::identify`]. Its
+    /// client id and transport stay.
+    pub fn identify(&self, id: ConnId, identity: Identity) {
         let mut st = self.inner.state.lock().unwrap();
         let st = &mut *st;
         let Some(entry) = st.conns.get_mut(&id) else {
@@ -150,19 +151,30 @@ impl Hub {
         let Some(ns) = st.namespaces.get_mut(&entry.nsp) else {
             return;
         };
-        if let Some(old) = entry.user.take() {
-            if let Some(ids) = ns.users.get_mut(&old) {
-                ids.retain(|c| *c != id);
-                if ids.is_empty() {
-                    ns.users.remove(&old);
+        if entry.user != identity.user {
+            if let Some(old) = entry.user.take() {
+                if let Some(ids) = ns.users.get_mut(&old) {
+                    ids.retain(|c| *c != id);
+                    if ids.is_empty() {
+                        ns.users.remove(&old);
+                    }
                 }
             }
+            if let Some(user) = &identity.user {
+                ns.users.entry(user.clone()).or_default().push(id);
+            }
         }
-        if let Some(user) = &user {
-            ns.users.entry(user.clone()).or_default().push(id);
-        }
-        entry.user = user;
-        entry.info = info;
+        entry.user = identity.user;
+        entry.info = identity.info;
+        entry.expires = identity.expires;
+        entry.allowed_rooms = identity.rooms;
+    }
+
+    /// When connection `id`'s credentials expire (seconds since the Unix
+    /// epoch), if they do.
+    pub fn expires(&self, id: ConnId) -> Option<u64> {
+        let st = self.inner.state.lock().unwrap();
+        st.conns.get(&id).and_then(|e| e.expires)
     }
 
     /// A new client id, unique across restarts and nodes, for a connection
@@ -272,10 +284,10 @@ impl Conn {
         st.conns.get(&self.id).map_or("", |e| e.transport)
     }
 
-    /// Says who it is now (a later sign-in: `/ws` op `auth`, TCP `/auth`):
-    /// its user (its personal room `#user` follows) and public info.
-    pub fn identify(&self, user: Option<Arc<str>>, info: Option<Arc<RawValue>>) {
-        self.hub.identify(self.id, user, info);
+    /// Says who it is now (a later sign-in or a refreshed token): see
+    /// [`Hub::identify`].
+    pub fn identify(&self, identity: Identity) {
+        self.hub.identify(self.id, identity);
     }
 
     /// The rooms it is in, in the order it joined them.

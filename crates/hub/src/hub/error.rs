@@ -35,6 +35,12 @@ pub enum HubError {
     /// The server API named neither a room nor a connection that exists.
     #[error("nothing named {0} here")]
     NoSuchTarget(String),
+    /// What the connection may not do (why).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The connection is in as many rooms as allowed.
+    #[error("you are in {0} rooms, the most a connection may join; leave one first")]
+    TooManyRooms(usize),
     /// The connection was already unregistered.
     #[error("the connection is closed")]
     Gone,
@@ -53,6 +59,8 @@ impl HubError {
             HubError::EventNotAllowed(..) => "event-not-allowed",
             HubError::ReservedRoom(_) => "reserved-room",
             HubError::NoSuchTarget(_) => "no-such-target",
+            HubError::Forbidden(_) => "forbidden",
+            HubError::TooManyRooms(_) => "too-many-rooms",
             HubError::Gone => "gone",
         }
     }

@@ -161,6 +161,18 @@ impl Hub {
         let mut st = self.inner.state.lock().unwrap();
         let st = &mut *st;
         let entry = st.conns.get_mut(&id).ok_or(HubError::Gone)?;
+        if let Some(allowed) = &entry.allowed_rooms {
+            if !allowed.iter().any(|p| crate::glob_matches(p, room_name)) {
+                return Err(HubError::Forbidden(format!(
+                    "your token does not grant room {room_name}"
+                )));
+            }
+        }
+        if entry.rooms.len() >= self.inner.config.max_rooms_per_conn
+            && !entry.rooms.iter().any(|r| &**r == room_name)
+        {
+            return Err(HubError::TooManyRooms(self.inner.config.max_rooms_per_conn));
+        }
         let ns = st
             .namespaces
             .get_mut(&entry.nsp)

@@ -289,6 +289,7 @@ mod tests {
                 user: Some(Arc::from(user)),
                 info: None,
                 transport: "test",
+                ..Identity::default()
             },
             Arc::new(Outbox::new(OutboxLimits::default())),
             codec(1),

@@ -63,6 +63,8 @@ pub(super) struct ConnEntry {
     pub(super) user: Option<Arc<str>>,
     pub(super) info: Option<Arc<RawValue>>,
     pub(super) transport: &'static str,
+    pub(super) expires: Option<u64>,
+    pub(super) allowed_rooms: Option<Arc<[String]>>,
 }
 
 /// What a room (or a namespace) keeps of a member: enough to deliver to it.

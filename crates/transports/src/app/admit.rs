@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use axum::http::HeaderMap;
 use serde_json::{Map, Value as Json};
-use volna_hub::{Codec, Conn, Hub, Identity, Outbox};
+use volna_hub::{CloseReason, Codec, Conn, Hub, Identity, Outbox};
 
 use super::Context;
 use crate::hooks::{connect_body, ConnectGrant, Hook, HookAnswer};
@@ -51,6 +51,9 @@ pub struct Grant {
     pub name: Option<String>,
     /// Rooms it joins at once.
     pub rooms: Vec<String>,
+    /// An anonymous client of a server that wants users: it must sign in
+    /// within this long.
+    pub sign_in_by: Option<std::time::Duration>,
 }
 
 /// Out, with a close code (3000–4999) and a reason for the client.
@@ -73,11 +76,18 @@ impl Grant {
         outbox: Arc<Outbox>,
         codec: Arc<dyn Codec>,
     ) -> Conn {
+        let expires = self.identity.expires;
         let conn = hub.register_as(nsp, self.name.as_deref(), self.identity, outbox, codec);
         for room in &self.rooms {
             if let Err(e) = conn.join(room) {
                 tracing::info!(client = %conn.client(), %room, error = %e, "a room the connect hook granted could not be joined");
             }
+        }
+        if expires.is_some() {
+            watch_expiry(hub, conn.id(), conn.client());
+        }
+        if let Some(within) = self.sign_in_by {
+            require_sign_in(hub, conn.id(), conn.client(), within);
         }
         conn
     }
@@ -105,14 +115,56 @@ pub fn passed_headers(ctx: &Context, headers: &HeaderMap) -> Map<String, Json> {
         .collect()
 }
 
-/// The decision without waiting, when there is no connect hook: every
-/// client in, anonymous, under the name it asked for. `None`: the hook must
-/// be asked ([`admit`]).
-pub fn admit_now(ctx: &Context, arrival: &Arrival) -> Option<Admission> {
-    if has_connect_hook(ctx) {
-        return None;
+/// The close code of a client refused for want of valid credentials.
+pub const UNAUTHORIZED: u16 = 4401;
+
+/// How long a `/ws` or TCP client of a server that refuses anonymous
+/// clients has to sign in (`auth`) before it is closed.
+pub const SIGN_IN_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What the client's token says, if it sent one and the server has keys:
+/// `Ok(None)` when there is nothing to check.
+fn from_token(ctx: &Context, arrival: &Arrival) -> Result<Option<Grant>, Refusal> {
+    let Some(tokens) = &ctx.tokens else {
+        return Ok(None);
+    };
+    let Some(token) = arrival.data.get("token").and_then(Json::as_str) else {
+        return Ok(None);
+    };
+    let claims = tokens.verify(token).map_err(|e| Refusal {
+        code: UNAUTHORIZED,
+        reason: e.to_string(),
+    })?;
+    Ok(Some(Grant {
+        identity: Identity {
+            client: Some(arrival.client.clone()),
+            user: Some(Arc::from(claims.user)),
+            info: claims
+                .info
+                .and_then(|i| serde_json::value::to_raw_value(&i).ok())
+                .map(Arc::from),
+            transport: arrival.transport,
+            expires: Some(claims.expires),
+            rooms: claims.rooms.map(Arc::from),
+        },
+        name: claims.name.or_else(|| arrival.name.clone()),
+        rooms: Vec::new(),
+        sign_in_by: None,
+    }))
+}
+
+/// An anonymous client: in, unless the server refuses anonymous clients —
+/// then a client that can still sign in (TCP, `/ws`) is in until it does
+/// (or [`SIGN_IN_WITHIN`] passes), any other refused.
+fn anonymous(ctx: &Context, arrival: &Arrival) -> Admission {
+    let can_sign_in_later = arrival.protocol != "socketio";
+    if !ctx.anonymous && !can_sign_in_later {
+        return Err(Refusal {
+            code: UNAUTHORIZED,
+            reason: "unauthorized: this server admits signed-in users only; send a token".into(),
+        });
     }
-    Some(Ok(Grant {
+    Ok(Grant {
         identity: Identity {
             client: Some(arrival.client.clone()),
             transport: arrival.transport,
@@ -120,15 +172,41 @@ pub fn admit_now(ctx: &Context, arrival: &Arrival) -> Option<Admission> {
         },
         name: arrival.name.clone(),
         rooms: Vec::new(),
-    }))
+        sign_in_by: (!ctx.anonymous).then_some(SIGN_IN_WITHIN),
+    })
 }
 
-/// Decides on a new client: at once without a connect hook, else after
-/// asking it. A refusal is counted as bad input.
+/// The decision without waiting, when there is no connect hook: the
+/// token's identity, or an anonymous client. `None`: the hook must be asked
+/// ([`admit`]).
+pub fn admit_now(ctx: &Context, arrival: &Arrival) -> Option<Admission> {
+    if has_connect_hook(ctx) {
+        return None;
+    }
+    let admission = match from_token(ctx, arrival) {
+        Ok(Some(grant)) => Ok(grant),
+        Ok(None) => anonymous(ctx, arrival),
+        Err(refusal) => Err(refusal),
+    };
+    if admission.is_err() {
+        super::count_bad_input(&ctx.hub);
+    }
+    Some(admission)
+}
+
+/// Decides on a new client: its token checked, then the connect hook asked
+/// (when there is one). A refusal is counted as bad input.
 pub async fn admit(ctx: &Context, arrival: Arrival) -> Admission {
     if let Some(admission) = admit_now(ctx, &arrival) {
         return admission;
     }
+    let from_token = match from_token(ctx, &arrival) {
+        Ok(grant) => grant,
+        Err(refusal) => {
+            super::count_bad_input(&ctx.hub);
+            return Err(refusal);
+        }
+    };
     let transport = arrival.transport;
     let body = connect_body(
         &arrival.client,
@@ -141,16 +219,32 @@ pub async fn admit(ctx: &Context, arrival: Arrival) -> Admission {
     );
     let admission = match ctx.hooks.call(Hook::Connect, &body).await {
         Ok(HookAnswer::Result(result)) => {
-            let grant = ConnectGrant::from_result(&result);
+            // The hook has the last word; what it leaves out, the token says.
+            let hook = ConnectGrant::from_result(&result);
+            let token = from_token.map(|g| (g.identity, g.name));
+            let (token_id, token_name) = token.unzip();
+            let token_id = token_id.unwrap_or_default();
+            let user = hook.user.or(token_id.user);
+            if user.is_none() && !ctx.anonymous && arrival.protocol == "socketio" {
+                super::count_bad_input(&ctx.hub);
+                return Err(Refusal {
+                    code: UNAUTHORIZED,
+                    reason: "unauthorized: this server admits signed-in users only".into(),
+                });
+            }
+            let sign_in_by = (user.is_none() && !ctx.anonymous).then_some(SIGN_IN_WITHIN);
             Ok(Grant {
                 identity: Identity {
                     client: Some(arrival.client),
-                    user: grant.user,
-                    info: grant.info,
+                    user,
+                    info: hook.info.or(token_id.info),
                     transport,
+                    expires: token_id.expires,
+                    rooms: token_id.rooms,
                 },
-                name: grant.name.or(arrival.name),
-                rooms: grant.rooms,
+                name: hook.name.or(token_name.flatten()).or(arrival.name),
+                rooms: hook.rooms,
+                sign_in_by,
             })
         }
         Ok(HookAnswer::Error { message, .. }) => Err(Refusal {
@@ -167,4 +261,55 @@ pub async fn admit(ctx: &Context, arrival: Arrival) -> Admission {
         super::count_bad_input(&ctx.hub);
     }
     admission
+}
+
+/// Disconnects connection `id` (`token-expired`) once its credentials
+/// expire, unless they were renewed by then (it looks again each time).
+pub fn watch_expiry(hub: &Hub, id: volna_hub::ConnId, client: Arc<str>) {
+    let hub = hub.clone();
+    tokio::spawn(async move {
+        loop {
+            let Some(expires) = hub.expires(id) else {
+                return; // gone, or no longer expiring
+            };
+            let now = volna_hub::now_ms() / 1000;
+            if expires <= now {
+                hub.disconnect(
+                    None,
+                    Some(&client),
+                    CloseReason::Disconnected {
+                        code: UNAUTHORIZED,
+                        reason: "token-expired: send a fresh token (refresh) before it expires"
+                            .into(),
+                    },
+                );
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(expires - now)).await;
+        }
+    });
+}
+
+/// Disconnects connection `id` (`unauthorized`) unless it signed in within
+/// `within`.
+fn require_sign_in(
+    hub: &Hub,
+    id: volna_hub::ConnId,
+    client: Arc<str>,
+    within: std::time::Duration,
+) {
+    let hub = hub.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(within).await;
+        if hub.client_info(id).is_some_and(|c| c.user.is_empty()) {
+            hub.disconnect(
+                None,
+                Some(&client),
+                CloseReason::Disconnected {
+                    code: UNAUTHORIZED,
+                    reason: "unauthorized: not signed in in time".into(),
+                },
+            );
+        }
+    });
 }

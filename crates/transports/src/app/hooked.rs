@@ -113,20 +113,23 @@ pub(super) fn publish(
     }))
 }
 
-/// A sign-in: the connect hook is asked with what the client sent, and the
-/// connection becomes who it says (user, info, name, rooms).
+/// A sign-in, or a fresh token: the token is checked and the connect hook
+/// asked (whichever the server has) with what the client sent, and the
+/// connection becomes who they say (user, info, name, rooms, expiry). A
+/// connection signed in as one user cannot become another.
 pub(super) fn auth(ctx: &Context, conn: &Conn, data: Json) -> Applied {
-    if !admit::has_connect_hook(ctx) {
+    if !admit::has_connect_hook(ctx) && ctx.tokens.is_none() {
         return Applied::Now(counted(
             &ctx.hub,
             Err(AppError::new(
                 "no-auth",
-                "this server has no connect hook: there is nothing to sign in to",
+                "this server has neither token keys nor a connect hook: there is nothing to sign in to",
             )),
         ));
     }
     let ctx = ctx.clone();
     let id = conn.id();
+    let before = conn.user();
     let arrival = Arrival {
         client: conn.client(),
         transport: conn.transport(),
@@ -139,12 +142,24 @@ pub(super) fn auth(ctx: &Context, conn: &Conn, data: Json) -> Applied {
     Applied::Later(Box::pin(async move {
         let client = arrival.client.clone();
         match admit::admit(&ctx, arrival).await {
+            Ok(grant) if grant.identity.user.is_none() => Err(AppError::new(
+                "unauthorized",
+                "no identity in what you sent: send a token",
+            )),
+            Ok(grant) if before.is_some() && grant.identity.user != before => Err(AppError::new(
+                "forbidden",
+                "you are signed in as another user: a fresh token must be for the same user",
+            )),
             Ok(grant) => {
-                ctx.hub
-                    .identify(id, grant.identity.user.clone(), grant.identity.info);
-                if let Some(n) = grant.name {
+                let user = grant.identity.user.clone();
+                let watch = ctx.hub.expires(id).is_none() && grant.identity.expires.is_some();
+                ctx.hub.identify(id, grant.identity);
+                if watch {
+                    admit::watch_expiry(&ctx.hub, id, client.clone());
+                }
+                if let Some(n) = grant.name.filter(|_| before.is_none()) {
                     if let Err(e) = ctx.hub.rename(id, &n) {
-                        tracing::info!(%client, name = %n, error = %e, "the name the connect hook gave could not be taken");
+                        tracing::info!(%client, name = %n, error = %e, "the name the token or hook gave could not be taken");
                     }
                 }
                 for room in &grant.rooms {
@@ -153,7 +168,7 @@ pub(super) fn auth(ctx: &Context, conn: &Conn, data: Json) -> Applied {
                     }
                 }
                 Ok(Reply::Identified {
-                    user: grant.identity.user,
+                    user,
                     name: ctx
                         .hub
                         .client_info(id)
@@ -161,7 +176,10 @@ pub(super) fn auth(ctx: &Context, conn: &Conn, data: Json) -> Applied {
                 })
             }
             Err(Refusal { code, reason }) => {
-                if code != admit::REFUSED_BY_BACKEND && code != admit::BACKEND_UNAVAILABLE {
+                if code != admit::REFUSED_BY_BACKEND
+                    && code != admit::BACKEND_UNAVAILABLE
+                    && code != admit::UNAUTHORIZED
+                {
                     ctx.hub.disconnect(
                         None,
                         Some(&client),
@@ -171,10 +189,11 @@ pub(super) fn auth(ctx: &Context, conn: &Conn, data: Json) -> Applied {
                         },
                     );
                 }
-                let code = if code == admit::BACKEND_UNAVAILABLE {
-                    "hook-unavailable"
-                } else {
-                    "refused"
+                let code = match code {
+                    admit::BACKEND_UNAVAILABLE => "hook-unavailable",
+                    admit::UNAUTHORIZED if reason.starts_with("token-expired") => "token-expired",
+                    admit::UNAUTHORIZED => "unauthorized",
+                    _ => "refused",
                 };
                 // Counted by admit already.
                 Err(AppError::new(code, reason))

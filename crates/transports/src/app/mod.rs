@@ -19,12 +19,14 @@
 //! - `reply.rs`: [`Reply`] and [`AppError`];
 //! - `admit.rs`: admitting a new client ([`admit::admit`]);
 //! - `hooked.rs`: the operations the backend's hooks answer or allow;
+//! - `tokens.rs`: JWT identity ([`tokens::Tokens`]);
 //! - this file: [`Context`] and [`Op::apply`].
 
 pub mod admit;
 mod hooked;
 mod op;
 mod reply;
+pub mod tokens;
 
 use volna_hub::{BoxFuture, ClusterWho, Conn, Hub, HubError, Publish, Stats};
 
@@ -44,6 +46,10 @@ pub struct Context {
     pub images: Option<ImageService>,
     /// The backend hooks ([`Hooks::none`] when there are none).
     pub hooks: Hooks,
+    /// The keys that check clients' tokens; `None`: tokens are not used.
+    pub tokens: Option<tokens::Tokens>,
+    /// Whether clients without an identity are admitted (the default).
+    pub anonymous: bool,
 }
 
 /// The result of an operation.
@@ -64,6 +70,19 @@ impl Op {
     /// Applies the operation for `conn`. A refusal is counted as bad input.
     pub fn apply(self, conn: &Conn, ctx: &Context) -> Applied {
         let hub = conn.hub();
+        if !ctx.anonymous && !matches!(self, Op::Auth { .. }) && conn.user().is_none() {
+            // A server for signed-in users: nothing but `auth` before it.
+            let why = "unauthorized: sign in first (auth with a token)";
+            hub.disconnect(
+                None,
+                Some(&conn.client()),
+                volna_hub::CloseReason::Disconnected {
+                    code: admit::UNAUTHORIZED,
+                    reason: why.into(),
+                },
+            );
+            return Applied::Now(counted(hub, Err(AppError::new("unauthorized", why))));
+        }
         let now = match self {
             Op::Nick { name } => conn.set_name(&name).map(|name| Reply::Nick { name }),
             Op::Join { room } => conn.join(&room).map(Reply::Join),

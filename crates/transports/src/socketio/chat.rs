@@ -124,6 +124,10 @@ fn decode(event: &EventCall<'_>) -> Result<Op, AppError> {
             name: string_arg(event, "a name")?,
         },
         "rooms" => Op::Rooms,
+        // A fresh token before the one given at connect expires.
+        "refresh" => Op::Auth {
+            data: serde_json::json!({ "token": string_arg(event, "a token")? }),
+        },
         "history" => {
             let room = string_arg(event, "a room name")?;
             let limit = match event.args.get(1) {

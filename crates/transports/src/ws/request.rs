@@ -15,6 +15,7 @@ use crate::app::{self, Op};
 /// Every op the protocol knows.
 const OPS: &[&str] = &[
     "nick", "join", "leave", "message", "echo", "who", "rooms", "history", "image", "emit", "auth",
+    "refresh",
 ];
 
 /// A request's fields as raw JSON, checked one by one afterwards so errors
@@ -227,8 +228,9 @@ pub(super) fn parse_request(text: &str, cfg: &WsConfig) -> Result<Request, ReqEr
             room: string_field(&id, "room", env.room)?,
         },
         "rooms" => Op::Rooms,
-        "auth" => {
-            // Everything but `op` and `id` goes to the connect hook.
+        "auth" | "refresh" => {
+            // Everything but `op` and `id` goes to the token check and the
+            // connect hook; `refresh` is a fresh token before one expires.
             let mut data: serde_json::Value =
                 serde_json::from_str(text).expect("checked as JSON above");
             if let Some(fields) = data.as_object_mut() {

@@ -46,6 +46,8 @@ pub(crate) async fn start(config: SocketIoConfig) -> TestServer {
         hub: hub.clone(),
         images: None,
         hooks: volna_transports::hooks::Hooks::none(),
+        tokens: None,
+        anonymous: true,
     };
     tokio::spawn(tcp::serve(
         tcp_listener,

@@ -1,0 +1,50 @@
+"""A volna of a test's own: started from VOLNA_BIN (set by tests/interop/run.sh) on free ports with
+the flags the test needs, its addresses read from its banner, stopped after. For tests whose server
+needs settings the shared one has not (hooks, token keys)."""
+
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+VOLNA_BIN = os.environ.get("VOLNA_BIN", os.path.join(os.path.dirname(__file__), "../../../target/debug/volna"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Volna:
+    def __init__(self, args, config=""):
+        """Starts `volna serve` with `args` and, when given, this TOML as its settings file."""
+        self.dir = tempfile.mkdtemp(prefix="volna-test-")
+        extra = []
+        if config:
+            path = os.path.join(self.dir, "volna.toml")
+            with open(path, "w") as f:
+                f.write(config)
+            extra = ["--config", path]
+        self.proc = subprocess.Popen(
+            [VOLNA_BIN, "serve", *extra, "--tcp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log", "warn", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        deadline = time.monotonic() + 20
+        banner = ""
+        while time.monotonic() < deadline and " serving: " not in banner:
+            banner = self.proc.stdout.readline()
+            if not banner and self.proc.poll() is not None:
+                raise RuntimeError("volna exited before its banner")
+        self.tcp = banner.split("tcp://", 1)[1].split(" ", 1)[0].rstrip(",")
+        self.http = "http://" + banner.split("http://", 1)[1].split()[0].rstrip(",")
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
