@@ -34,7 +34,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 taskset -c 1 "$bin" bench hook-backend --addr "127.0.0.1:$hook_port" 2>/dev/null &
 pids+=($!)
-taskset -c 0 "$bin" serve --tcp-addr 127.0.0.1:0 --http-addr "127.0.0.1:$port" --log warn \
+# No per-connection rate limit: the publisher sends $rate messages a second.
+taskset -c 0 "$bin" serve --tcp-addr 127.0.0.1:0 --http-addr "127.0.0.1:$port" --log warn --messages-per-second 0 \
   --config "$work/volna.toml" --api-key "$key" --rpc-hook-url "http://127.0.0.1:$hook_port/rpc" &
 server=$!
 pids+=($server)

@@ -34,7 +34,7 @@ start_node() { # $1 = extra flags; prints "PID HTTP_PORT"
   local http tcp
   http=$(free_port); tcp=$(free_port)
   # shellcheck disable=SC2086
-  $VOLNA serve --http-addr "127.0.0.1:$http" --tcp-addr "127.0.0.1:$tcp" --log warn --queue-frames 65536 $1 >/dev/null 2>&1 &
+  $VOLNA serve --http-addr "127.0.0.1:$http" --tcp-addr "127.0.0.1:$tcp" --log warn --queue-frames 65536 --messages-per-second 0 $1 >/dev/null 2>&1 &
   local pid=$!
   for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$http/health" >/dev/null 2>&1 && break; sleep 0.05; done
   echo "$pid $http"

@@ -12,7 +12,7 @@ for mode in pool inline; do
   extra=()
   [ "$mode" = inline ] && extra=(--images-inline)
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  taskset -c 0 "$bin" serve --tcp-addr 127.0.0.1:0 --http-addr "127.0.0.1:$port" --log warn "${extra[@]}" &
+  taskset -c 0 "$bin" serve --tcp-addr 127.0.0.1:0 --http-addr "127.0.0.1:$port" --log warn --messages-per-second 0 "${extra[@]}" &
   server=$!
   trap 'kill $server 2>/dev/null || true' EXIT
   for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done

@@ -23,6 +23,8 @@ pub struct Stats {
     pub protocol_closes: AtomicU64,
     /// Volatile events not delivered to a member whose queue was busy.
     pub volatile_dropped: AtomicU64,
+    /// Requests refused for going over a connection's rate.
+    pub rate_limited: AtomicU64,
     /// Server API requests answered.
     pub api_requests: AtomicU64,
     /// Server API requests refused (bad key, bad request, an error result).
@@ -56,6 +58,7 @@ impl Stats {
             ("bad_input", Self::get(&self.bad_input)),
             ("protocol_closes", Self::get(&self.protocol_closes)),
             ("volatile_dropped", Self::get(&self.volatile_dropped)),
+            ("rate_limited", Self::get(&self.rate_limited)),
             ("api_requests", Self::get(&self.api_requests)),
             ("api_errors", Self::get(&self.api_errors)),
         ]

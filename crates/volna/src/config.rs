@@ -38,6 +38,7 @@
 //! jwt_audience = ["volna"]     # checked when set; jwt_issuer likewise
 //! anonymous = true             # false: only signed-in users (docs/security.md)
 //! max_rooms_per_connection = 128
+//! messages_per_second = 500    # per connection, every request; messages_burst = 1000
 //!
 //! [[rooms]]                    # room policies, first match wins (see crate::rooms)
 //! match = "doc:*"
@@ -229,6 +230,10 @@ pub struct FileConfig {
     pub anonymous: Option<bool>,
     /// Rooms one connection may be in at once.
     pub max_rooms_per_connection: Option<usize>,
+    /// Requests per connection and second (0: no limit).
+    pub messages_per_second: Option<f64>,
+    /// Requests a connection may make at once above that rate.
+    pub messages_burst: Option<u32>,
     /// Room policies (`[[rooms]]` tables; see [`crate::rooms`]).
     pub rooms: Option<Vec<crate::rooms::RoomTable>>,
 }
@@ -367,6 +372,13 @@ pub struct ServeArgs {
     /// Rooms one connection may be in at once [default: 128].
     #[arg(long, env = "VOLNA_MAX_ROOMS_PER_CONNECTION")]
     pub max_rooms_per_connection: Option<usize>,
+    /// Requests per connection and second, every operation counted; over it a request is refused
+    /// `rate-limited`, and a client that keeps sending is disconnected; 0: no limit [default: 500].
+    #[arg(long, env = "VOLNA_MESSAGES_PER_SECOND")]
+    pub messages_per_second: Option<f64>,
+    /// Requests a connection may make at once above that rate [default: 1000].
+    #[arg(long, env = "VOLNA_MESSAGES_BURST")]
+    pub messages_burst: Option<u32>,
 }
 
 impl ServeArgs {
@@ -535,6 +547,14 @@ impl ServeArgs {
         {
             anyhow::ensure!(n >= 1, "max_rooms_per_connection must be at least 1");
             cfg.hub.max_rooms_per_conn = n;
+        }
+        if let Some(v) = self.messages_per_second.or(file.messages_per_second) {
+            anyhow::ensure!(v >= 0.0, "messages_per_second must not be negative");
+            cfg.hub.rate.per_second = v;
+        }
+        if let Some(v) = self.messages_burst.or(file.messages_burst) {
+            anyhow::ensure!(v >= 1, "messages_burst must be at least 1");
+            cfg.hub.rate.burst = v;
         }
         if let Some(key) = self.api_key.clone().or(file.api_key) {
             anyhow::ensure!(

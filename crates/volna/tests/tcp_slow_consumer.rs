@@ -12,6 +12,8 @@ use volna_hub::{OutboxLimits, Stats};
 #[tokio::test]
 async fn slow_reader_is_dropped_with_a_reason_others_get_everything() {
     let mut config = ServerConfig::default();
+    // The publisher sends 5000 lines as fast as it can: over the default rate.
+    config.hub.rate.per_second = 0.0;
     config.tcp.outbox = OutboxLimits {
         max_frames: 256,
         max_bytes: 256 << 10,

@@ -48,6 +48,8 @@ async fn a_stalled_member_misses_volatile_events_and_stays_connected() {
     let mut game = RoomPolicy::new("game");
     game.volatile = vec!["pos".into()];
     let mut config = volna::config::ServerConfig::default();
+    // 1500 events as fast as it can: over a client's default request rate.
+    config.hub.rate.per_second = 0.0;
     config.hub.policies = Policies::new(vec![game]);
     // A small queue for TCP members: the stalled one is behind quickly once
     // its socket buffers are full.

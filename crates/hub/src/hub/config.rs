@@ -1,5 +1,6 @@
 //! [`HubConfig`]: the hub's settings.
 
+use super::limit::RateLimit;
 use crate::policy::Policies;
 
 /// Settings of the hub.
@@ -19,6 +20,9 @@ pub struct HubConfig {
     /// Rooms one connection may be in at once; a join beyond is refused
     /// with `too-many-rooms`. Defaults to 128.
     pub max_rooms_per_conn: usize,
+    /// Requests per connection and second (every operation counts).
+    /// Defaults to [`RateLimit::default`].
+    pub rate: RateLimit,
 }
 
 impl Default for HubConfig {
@@ -28,6 +32,7 @@ impl Default for HubConfig {
             presence_limit: 256,
             policies: Policies::default(),
             max_rooms_per_conn: 128,
+            rate: RateLimit::default(),
         }
     }
 }

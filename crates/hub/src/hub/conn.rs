@@ -2,11 +2,12 @@
 //! name), renaming it, and the [`Conn`] handle whose drop unregisters it.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use volna_protocols::line::validate_name;
 
 use super::error::HubError;
+use super::limit::{Bucket, Verdict};
 use super::rooms::JoinInfo;
 use super::state::{ConnEntry, Hub, Member};
 use crate::event::{Codec, ConnId, Data, Message};
@@ -100,6 +101,7 @@ impl Hub {
             id,
             nsp,
             outbox,
+            bucket: Mutex::new(Bucket::new(self.inner.config.rate)),
         }
     }
 
@@ -231,6 +233,8 @@ pub struct Conn {
     id: ConnId,
     nsp: Arc<str>,
     outbox: Arc<Outbox>,
+    /// Its request rate; only its own transport task takes from it.
+    bucket: Mutex<Bucket>,
 }
 
 impl Conn {
@@ -261,6 +265,16 @@ impl Conn {
             .get(&self.id)
             .map(|e| e.name.clone())
             .unwrap_or_else(|| Arc::from(""))
+    }
+
+    /// Takes one request from its rate ([`RateLimit`](super::RateLimit)); a
+    /// refusal is counted (`rate_limited`).
+    pub fn take_request(&self) -> Verdict {
+        let verdict = self.bucket.lock().unwrap().take();
+        if verdict != Verdict::Allowed {
+            Stats::bump(&self.hub.inner.stats.rate_limited);
+        }
+        verdict
     }
 
     /// Its client id (the server API's name for it; Socket.IO: the socket id).

@@ -9,6 +9,7 @@
 //!   [`Conn`] handle.
 //! - `rooms.rs`: join, leave and presence; room and member listings
 //!   ([`JoinInfo`], [`RoomInfo`]); history; cluster-wide `who`.
+//! - `limit.rs`: a connection's request rate ([`RateLimit`]).
 //! - `publish.rs`: offsets, timestamps and history of published messages.
 //! - `server.rs`: what the server does itself (the server API): publishing
 //!   from the server, personal rooms, presence with identities, counts,
@@ -22,6 +23,7 @@ mod config;
 mod conn;
 mod deliver;
 mod error;
+mod limit;
 mod publish;
 mod rooms;
 mod server;
@@ -32,6 +34,7 @@ mod testing;
 pub use config::HubConfig;
 pub use conn::Conn;
 pub use error::HubError;
+pub use limit::{RateLimit, Verdict};
 pub use rooms::{JoinInfo, RoomInfo, Stream, JOIN_SAMPLE};
 pub use server::{NodeCounts, ServerPublish};
 pub use state::Hub;

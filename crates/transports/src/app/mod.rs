@@ -28,7 +28,7 @@ mod op;
 mod reply;
 pub mod tokens;
 
-use volna_hub::{BoxFuture, ClusterWho, Conn, Hub, HubError, Publish, Stats};
+use volna_hub::{BoxFuture, ClusterWho, Conn, Hub, HubError, Publish, Stats, Verdict};
 
 pub use op::{event_name, Op, MAX_EVENT_NAME, MAX_HISTORY, RESERVED_EVENTS};
 pub use reply::{AppError, Reply};
@@ -52,6 +52,9 @@ pub struct Context {
     pub anonymous: bool,
 }
 
+/// The close code of a connection disconnected for flooding.
+pub const RATE_LIMITED: u16 = 4429;
+
 /// The result of an operation.
 pub type Outcome = Result<Reply, AppError>;
 
@@ -70,6 +73,23 @@ impl Op {
     /// Applies the operation for `conn`. A refusal is counted as bad input.
     pub fn apply(self, conn: &Conn, ctx: &Context) -> Applied {
         let hub = conn.hub();
+        match conn.take_request() {
+            Verdict::Allowed => {}
+            verdict => {
+                let why = "rate-limited: too many requests; slow down";
+                if verdict == Verdict::Flooding {
+                    hub.disconnect(
+                        None,
+                        Some(&conn.client()),
+                        volna_hub::CloseReason::Disconnected {
+                            code: RATE_LIMITED,
+                            reason: why.into(),
+                        },
+                    );
+                }
+                return Applied::Now(counted(hub, Err(AppError::new("rate-limited", why))));
+            }
+        }
         if !ctx.anonymous && !matches!(self, Op::Auth { .. }) && conn.user().is_none() {
             // A server for signed-in users: nothing but `auth` before it.
             let why = "unauthorized: sign in first (auth with a token)";

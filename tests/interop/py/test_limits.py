@@ -1,0 +1,97 @@
+"""Interop: per-connection limits (docs/security.md) on every transport, with a volna of the test's own
+started with small limits: rooms per connection, and the request rate (a token bucket: over it a
+request is refused `rate-limited`; a client that keeps sending is disconnected, close code 4429). The
+other clients never notice: a client that stays within its rate keeps being answered."""
+
+import queue
+import socket
+import time
+import unittest
+
+import socketio
+
+from volnaproc import Volna
+from wsclient import WsClient
+
+WAIT = 5.0
+BURST = 10
+
+
+class LimitsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.volna = Volna(["--max-rooms-per-connection", "3", "--messages-per-second", "5",
+                           "--messages-burst", str(BURST)])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.volna.stop()
+
+    def setUp(self):
+        self.closers = []
+
+    def tearDown(self):
+        for close in self.closers:
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - teardown
+                pass
+
+    def sio(self):
+        sio = socketio.Client(reconnection=False, request_timeout=WAIT)
+        sio.gone = queue.Queue()
+        sio.on("disconnect", lambda *r: sio.gone.put(r))
+        sio.connect(self.volna.http, transports=["websocket"], wait_timeout=WAIT)
+        self.closers.append(sio.disconnect)
+        return sio
+
+    def tcp(self):
+        host, _, port = self.volna.tcp.rpartition(":")
+        sock = socket.create_connection((host, int(port)), timeout=WAIT)
+        self.closers.append(sock.close)
+        f = sock.makefile("rw", encoding="utf-8", newline="\n")
+        f.readline()  # welcome
+        return f
+
+    def test_rooms_per_connection(self):
+        s = self.sio()
+        for i in range(3):
+            self.assertTrue(s.call("join", f"lim-s{i}", timeout=WAIT)["ok"])
+        ack = s.call("join", "lim-s3", timeout=WAIT)
+        self.assertEqual((ack["ok"], ack["code"]), (False, "too-many-rooms"))
+        self.assertTrue(s.call("join", "lim-s0", timeout=WAIT)["ok"], "a room it is in already is fine")
+        w = WsClient(self.volna.http, wait=WAIT)
+        self.closers.append(w.close)
+        for i in range(3):
+            self.assertEqual(w.request("join", room=f"lim-w{i}")["type"], "reply")
+        self.assertEqual(w.request("join", room="lim-w3")["code"], "too-many-rooms")
+        t = self.tcp()
+        for i in range(4):
+            t.write(f"/join lim-t{i}\n")
+        t.flush()
+        lines = [t.readline().strip() for _ in range(4)]
+        self.assertTrue(lines[3].startswith("error too-many-rooms"), lines)
+
+    def test_rate_refuses_then_disconnects_a_flooder_only(self):
+        calm = self.sio()
+        flood = self.sio()
+        answers = [flood.call("echo", i, timeout=WAIT) for i in range(BURST + 3)]
+        refused = [a for a in answers if isinstance(a, dict) and a.get("code") == "rate-limited"]
+        self.assertEqual(len(answers) - len(refused), BURST, "the burst passes, then refusals")
+        self.assertEqual(calm.call("echo", "still here", timeout=WAIT), "still here", "others are answered")
+        w = WsClient(self.volna.http, wait=WAIT)
+        self.closers.append(w.close)
+        for i in range(3 * BURST):  # keeps sending while refused
+            w.ws.send('{"op":"echo","data":1,"id":%d}' % i)
+        self.assertEqual(w.close_code(), 4429, "disconnected for flooding")
+        t = self.tcp()
+        t.write("".join(f"/echo {i}\n" for i in range(3 * BURST)))
+        t.flush()
+        seen = t.read()  # until the server closes it
+        self.assertIn("error rate-limited", seen)
+        time.sleep(1.2)
+        self.assertEqual(calm.call("echo", "after", timeout=WAIT), "after")
+
+
+if __name__ == "__main__":
+    unittest.main()
