@@ -19,7 +19,8 @@
 //!   one place;
 //! - [`images`]: image sharing (thumbnails on the worker pool);
 //! - [`hooks`]: the backend hooks (connect, rpc, publish);
-//! - [`close`]: close reason → WebSocket close code.
+//! - [`close`]: close reason → WebSocket close code;
+//! - [`origin`]: which browser pages may connect (`allowed_origins`).
 //!
 //! Each transport turns its wire format into calls on the shared
 //! [`volna_hub::Hub`] and implements [`volna_hub::Codec`] for the way back.
@@ -33,6 +34,7 @@ pub mod engineio;
 pub mod hooks;
 pub mod http;
 pub mod images;
+pub mod origin;
 pub mod pages;
 pub mod socketio;
 pub mod tcp;

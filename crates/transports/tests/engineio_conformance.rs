@@ -341,8 +341,9 @@ async fn max_payload_is_enforced() {
 }
 
 #[tokio::test]
-async fn cors_is_off_by_default_and_configurable() {
+async fn other_origins_are_refused_unless_allowed_and_then_get_cors() {
     let srv = start(config(5000, 5000)).await;
+    // A page of another site: refused (cross-site WebSocket hijacking).
     let resp = request(
         srv.http,
         "GET",
@@ -351,11 +352,22 @@ async fn cors_is_off_by_default_and_configurable() {
         b"",
     )
     .await;
+    assert_eq!(resp.status, 403);
+    // A page of the server's own origin, or no browser at all: served.
+    let own = format!("http://{}", srv.http);
+    let resp = request(
+        srv.http,
+        "GET",
+        &format!("{EIO}?EIO=4&transport=polling"),
+        &[("Origin", own.as_str())],
+        b"",
+    )
+    .await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("access-control-allow-origin"), None);
 
     let mut cfg = config(5000, 5000);
-    cfg.engine.cors_origins = vec!["https://app.example".into()];
+    cfg.engine.allowed_origins = vec!["https://app.example".into()];
     let srv = start(cfg).await;
     let resp = request(
         srv.http,
@@ -381,6 +393,7 @@ async fn cors_is_off_by_default_and_configurable() {
         b"",
     )
     .await;
+    assert_eq!(resp.status, 403);
     assert_eq!(resp.header("access-control-allow-origin"), None);
     let resp = request(
         srv.http,

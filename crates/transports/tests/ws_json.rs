@@ -779,3 +779,49 @@ async fn history_is_cut_to_fit_the_outgoing_queue() {
     assert_eq!(r["data"], "still connected");
     assert_eq!(Stats::get(&s.hub.stats().slow_consumers), 0);
 }
+
+/// The status line an upgrade to `/ws` from a page of `origin` gets.
+async fn upgrade_status(s: &TestServer, origin: Option<&str>) -> String {
+    let mut stream = TcpStream::connect(s.http).await.unwrap();
+    let mut req = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+        s.http
+    );
+    if let Some(o) = origin {
+        req.push_str(&format!("Origin: {o}\r\n"));
+    }
+    req.push_str("\r\n");
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut lines = BufReader::new(stream).lines();
+    tokio::time::timeout(Duration::from_secs(5), lines.next_line())
+        .await
+        .expect("an answer in time")
+        .unwrap()
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn pages_of_other_sites_cannot_upgrade_unless_allowed() {
+    let s = start(WsConfig::default()).await;
+    assert!(
+        upgrade_status(&s, None).await.contains(" 101 "),
+        "no browser"
+    );
+    let own = format!("http://{}", s.http);
+    assert!(upgrade_status(&s, Some(&own)).await.contains(" 101 "));
+    assert!(upgrade_status(&s, Some("https://evil.example"))
+        .await
+        .contains(" 403 "));
+    let s = start(WsConfig {
+        allowed_origins: vec!["https://app.example".into()],
+        ..WsConfig::default()
+    })
+    .await;
+    assert!(upgrade_status(&s, Some("https://app.example"))
+        .await
+        .contains(" 101 "));
+    assert!(upgrade_status(&s, Some("https://evil.example"))
+        .await
+        .contains(" 403 "));
+}

@@ -17,7 +17,7 @@
 //! max_payload = 1000000        # bytes per polling payload / WebSocket message
 //! connect_timeout_ms = 45000   # time to join a Socket.IO namespace
 //! socketio_path = "/socket.io/"
-//! cors_origins = []            # e.g. ["https://example.com"] or ["*"]
+//! allowed_origins = []         # browser pages of other origins that may connect, e.g. ["https://example.com"] or ["*"]
 //! coalesce_ms = 15             # hold broadcasts to a busy WebSocket client for up to this long (0: off)
 //! image_workers = 4            # thumbnail threads (default: the number of CPUs)
 //! image_queue = 64             # image jobs that may wait for a worker
@@ -182,7 +182,9 @@ pub struct FileConfig {
     pub connect_timeout_ms: Option<u64>,
     /// HTTP path of Socket.IO.
     pub socketio_path: Option<String>,
-    /// Origins allowed to use Socket.IO from a browser.
+    /// Browser origins besides volna's own that may connect.
+    pub allowed_origins: Option<Vec<String>>,
+    /// The former name of `allowed_origins`.
     pub cors_origins: Option<Vec<String>>,
     /// WebSocket broadcast coalescing, in ms (0: off).
     pub coalesce_ms: Option<u64>,
@@ -294,8 +296,17 @@ pub struct ServeArgs {
     /// HTTP path of Socket.IO [default: /socket.io/].
     #[arg(long, env = "VOLNA_SOCKETIO_PATH")]
     pub socketio_path: Option<String>,
-    /// Origins allowed to use Socket.IO from a browser (comma-separated, `*` for any) [default: none, no CORS headers].
-    #[arg(long, env = "VOLNA_CORS_ORIGINS", value_delimiter = ',')]
+    /// Browser origins besides volna's own that may connect (WebSocket, /ws, polling; comma-separated,
+    /// `*` for any); pages of other sites are refused with 403 [default: none, volna's own origin only].
+    #[arg(
+        long,
+        env = "VOLNA_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        alias = "cors-origins"
+    )]
+    pub allowed_origins: Option<Vec<String>>,
+    /// The former name of `VOLNA_ALLOWED_ORIGINS`.
+    #[arg(skip)]
     pub cors_origins: Option<Vec<String>>,
     /// WebSocket broadcast coalescing (Socket.IO and /ws) in ms: a client written to less than this ago gets its next
     /// broadcasts together when it has passed; replies are never held; doubled for a client that got 8+ frames in its last write; 0 = off, at most 300 [default: 15].
@@ -466,8 +477,20 @@ impl ServeArgs {
             );
             sio.engine.path = if v.ends_with('/') { v } else { format!("{v}/") };
         }
-        if let Some(v) = self.cors_origins.clone().or(file.cors_origins) {
-            sio.engine.cors_origins = v.into_iter().filter(|o| !o.is_empty()).collect();
+        let old_variable = std::env::var("VOLNA_CORS_ORIGINS")
+            .ok()
+            .map(|v| v.split(',').map(str::to_owned).collect());
+        if let Some(v) = self
+            .allowed_origins
+            .clone()
+            .or(self.cors_origins.clone())
+            .or(file.allowed_origins)
+            .or(file.cors_origins)
+            .or(old_variable)
+        {
+            let list: Vec<String> = v.into_iter().filter(|o| !o.is_empty()).collect();
+            sio.engine.allowed_origins = list.clone();
+            cfg.ws.allowed_origins = list;
         }
         if let Some(v) = self.coalesce_ms.or(file.coalesce_ms) {
             let max = u64::from(volna_transports::websocket::MAX_HOLD_MS);
@@ -642,12 +665,16 @@ mod tests {
         assert_eq!(cfg.socketio.connect_timeout, Duration::from_millis(1000));
         let args = ServeArgs {
             socketio_path: Some("/rt".into()),
-            cors_origins: Some(vec!["https://a.example".into()]),
+            allowed_origins: Some(vec!["https://a.example".into()]),
             ..Default::default()
         };
         let (cfg, _) = args.resolve().unwrap();
         assert_eq!(cfg.socketio.engine.path, "/rt/");
-        assert_eq!(cfg.socketio.engine.cors_origins, vec!["https://a.example"]);
+        assert_eq!(
+            cfg.socketio.engine.allowed_origins,
+            vec!["https://a.example"]
+        );
+        assert_eq!(cfg.ws.allowed_origins, vec!["https://a.example"]);
         assert!(!cfg.socketio.conformance);
     }
 }

@@ -68,7 +68,7 @@ pub struct EngineConfig {
     /// Origins allowed to call from a browser page. Empty (the default): no
     /// CORS headers at all, as the reference server without its `cors`
     /// option. `*` allows any origin (reflected, with credentials).
-    pub cors_origins: Vec<String>,
+    pub allowed_origins: Vec<String>,
     /// Bounds of each session's outgoing queue.
     pub outbox: OutboxLimits,
     /// Broadcast coalescing on WebSocket sessions: a connection written to less
@@ -87,7 +87,7 @@ impl Default for EngineConfig {
             ping_timeout: Duration::from_millis(20_000),
             max_payload: 1_000_000,
             upgrade_timeout: Duration::from_secs(10),
-            cors_origins: Vec::new(),
+            allowed_origins: Vec::new(),
             outbox: OutboxLimits::default(),
             coalesce: Duration::from_millis(15),
         }
@@ -317,7 +317,7 @@ impl Engine {
     }
 
     fn cors_enabled(&self) -> bool {
-        !self.config.cors_origins.is_empty()
+        !self.config.allowed_origins.is_empty()
     }
 
     /// Adds CORS headers for an allowed `Origin`.
@@ -330,7 +330,7 @@ impl Engine {
         };
         let allowed = self
             .config
-            .cors_origins
+            .allowed_origins
             .iter()
             .any(|o| o == "*" || o.as_bytes().eq_ignore_ascii_case(origin.as_bytes()));
         out.append(header::VARY, HeaderValue::from_static("Origin"));
@@ -380,6 +380,10 @@ async fn handle(State(engine): State<Arc<Engine>>, req: Request) -> Response {
         Err(refusal) => return refusal.into_response(),
     };
     let headers = &parts.headers;
+    if !crate::origin::origin_allowed(headers, &engine.config.allowed_origins) {
+        crate::app::count_bad_input(&engine.hub);
+        return crate::origin::refused_origin();
+    }
     let transport = match query.get("transport").map(String::as_str) {
         Some("polling") => TransportKind::Polling,
         Some("websocket") => TransportKind::WebSocket,

@@ -80,6 +80,9 @@ pub struct WsConfig {
     /// Largest message `/ws/echo` accepts. Defaults to 16 MiB, the largest
     /// message of the Autobahn suite.
     pub echo_max_message_size: usize,
+    /// Browser origins besides volna's own that may connect
+    /// ([`crate::origin`]); `*` for any. Defaults to none.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for WsConfig {
@@ -95,6 +98,7 @@ impl Default for WsConfig {
             coalesce: Duration::from_millis(15),
             echo: true,
             echo_max_message_size: 16 << 20,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -176,6 +180,10 @@ async fn ws_handler(
     Query(query): Query<ConnectQuery>,
     req: Request,
 ) -> Response {
+    if !crate::origin::origin_allowed(req.headers(), &state.config.allowed_origins) {
+        crate::app::count_bad_input(&state.http.app.hub);
+        return crate::origin::refused_origin();
+    }
     let max = state.config.max_message_size;
     let s = state.clone();
     let ctx = &state.http.app;
@@ -204,6 +212,9 @@ async fn ws_handler(
 }
 
 async fn echo_handler(State(state): State<WsState>, req: Request) -> Response {
+    if !crate::origin::origin_allowed(req.headers(), &state.config.allowed_origins) {
+        return crate::origin::refused_origin();
+    }
     let max = state.config.echo_max_message_size;
     let s = state.clone();
     accept(&state, req, max, move |sock, reader| {
