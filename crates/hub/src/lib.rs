@@ -70,7 +70,7 @@ pub use identity::{ClientInfo, Identity, SERVER_NAME, USER_ROOM_PREFIX};
 pub use outbox::{
     clock_instant, clock_ms, Batch, CloseReason, DirectSink, Frame, Outbox, OutboxLimits, PushError,
 };
-pub use policy::{glob_matches, EventRule, Policies, Publish, RoomPolicy};
+pub use policy::{glob_matches, Access, EventRule, Policies, Publish, RoomPolicy};
 pub use stats::Stats;
 
 /// Milliseconds since the Unix epoch.

@@ -36,6 +36,18 @@ pub enum Publish {
     Hook,
 }
 
+/// Who may do something in a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Access {
+    /// Every connection, anonymous ones too.
+    #[default]
+    Anyone,
+    /// Identified users (a token or the connect hook).
+    Users,
+    /// Users whose token's `rooms` claim grants the room.
+    Granted,
+}
+
 /// The rules of the rooms a glob matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoomPolicy {
@@ -57,6 +69,12 @@ pub struct RoomPolicy {
     pub presence: bool,
     /// Most members at a time; a join beyond is refused with `room-full`.
     pub max_members: Option<usize>,
+    /// Who may join (and so publish).
+    pub join: Access,
+    /// Who may read the history.
+    pub read_history: Access,
+    /// Who may list the members (`who`).
+    pub read_presence: Access,
     /// The events answered by the backend's rpc hook instead of relayed.
     /// With no table configured at all, every event goes there (when the
     /// hook is configured); otherwise only those a table lists.
@@ -77,6 +95,9 @@ impl RoomPolicy {
             presence: true,
             max_members: None,
             rpc: EventRule::Only(Vec::new()),
+            join: Access::Anyone,
+            read_history: Access::Anyone,
+            read_presence: Access::Anyone,
         }
     }
 

@@ -12,6 +12,8 @@
 //! history_ttl = 3600            # seconds a message stays in the history
 //! presence = true               # announce joins and leaves
 //! max_members = 50              # a join beyond is refused with room-full
+//! join = "users"                # who may join (and so publish): anyone, users (signed in), granted (token's rooms claim)
+//! read_history = "users"        # who may read the history; read_presence: who may list the members
 //! ```
 //!
 //! The first table whose `match` fits a room's name is its policy; a room
@@ -21,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
-use volna_hub::{EventRule, Policies, Publish, RoomPolicy};
+use volna_hub::{Access, EventRule, Policies, Publish, RoomPolicy};
 use volna_transports::app;
 
 /// One `[[rooms]]` table as written.
@@ -47,6 +49,12 @@ pub struct RoomTable {
     pub max_members: Option<usize>,
     /// `"*"` or the events the rpc hook answers.
     pub rpc: Option<Events>,
+    /// Who may join: `anyone`, `users` or `granted`.
+    pub join: Option<String>,
+    /// Who may read the history.
+    pub read_history: Option<String>,
+    /// Who may list the members.
+    pub read_presence: Option<String>,
 }
 
 /// The `events` key: every name, or a list.
@@ -88,6 +96,17 @@ fn event_names(names: &[String]) -> anyhow::Result<Vec<Arc<str>>> {
         .collect()
 }
 
+fn access(value: Option<&str>, key: &str) -> anyhow::Result<Access> {
+    Ok(match value {
+        None | Some("anyone") => Access::Anyone,
+        Some("users") => Access::Users,
+        Some("granted") => Access::Granted,
+        Some(other) => {
+            anyhow::bail!("{key} must be \"anyone\", \"users\" or \"granted\", not {other:?}")
+        }
+    })
+}
+
 fn rule(events: &Events, key: &str) -> anyhow::Result<EventRule> {
     Ok(match events {
         Events::All(s) if s == "*" => EventRule::Any,
@@ -125,6 +144,9 @@ fn policy(t: &RoomTable, hooks: HooksOn) -> anyhow::Result<RoomPolicy> {
             anyhow::bail!("publish must be \"members\", \"none\" or \"hook\", not {other:?}")
         }
     };
+    p.join = access(t.join.as_deref(), "join")?;
+    p.read_history = access(t.read_history.as_deref(), "read_history")?;
+    p.read_presence = access(t.read_presence.as_deref(), "read_presence")?;
     p.history = t.history;
     p.history_ttl = match t.history_ttl {
         Some(0) => anyhow::bail!("history_ttl must be at least 1 second"),

@@ -36,6 +36,18 @@ AUDIENCE = "volna-interop"
 API_KEY = f"tokens-test-{os.getpid()}-key"
 
 
+POLICIES = """
+[[rooms]]
+match = "vip:*"
+join = "granted"
+
+[[rooms]]
+match = "staff:*"
+read_history = "granted"
+read_presence = "granted"
+"""
+
+
 def pem_public(key):
     return key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
@@ -73,7 +85,7 @@ class TokensTest(unittest.TestCase):
             "--jwt-audience", AUDIENCE,
             "--anonymous", "false",
             "--api-key", API_KEY,
-        ])
+        ], POLICIES)
 
     @classmethod
     def tearDownClass(cls):
@@ -270,6 +282,33 @@ class TokensTest(unittest.TestCase):
         self.assertTrue(s.call("join", "team:blue", timeout=WAIT)["ok"])
         ack = s.call("join", "elsewhere", timeout=WAIT)
         self.assertEqual((ack["ok"], ack["code"]), (False, "forbidden"))
+
+
+    # --- room policies: who may join and read ---
+
+    def test_who_may_join_and_read(self):
+        user = uuid.uuid4().hex[:8]
+        plain = jwt.encode(claims(user), SECRET, algorithm="HS256")
+        vip = jwt.encode(claims(user + "v", rooms=["vip:*", "staff:*"]), SECRET, algorithm="HS256")
+        s = self.sio(plain)
+        ack = s.call("join", "vip:1", timeout=WAIT)
+        self.assertEqual((ack["ok"], ack["code"]), (False, "forbidden"))
+        self.assertTrue(s.call("join", "staff:1", timeout=WAIT)["ok"], "anyone may join staff rooms")
+        self.assertEqual(s.call("history", "staff:1", timeout=WAIT)["code"], "forbidden")
+        self.assertEqual(s.call("who", "staff:1", timeout=WAIT)["code"], "forbidden")
+        w = self.ws(f"?token={plain}")
+        w.recv(lambda m: m.get("type") == "welcome")
+        self.assertEqual(w.request("join", room="vip:2")["code"], "forbidden")
+        t = self.tcp()
+        t.write(f"/auth {plain}\n/join vip:3\n")
+        t.flush()
+        t.readline()  # ok auth
+        self.assertTrue(t.readline().startswith("error forbidden"))
+        v = self.sio(vip)
+        self.assertTrue(v.call("join", "vip:1", timeout=WAIT)["ok"])
+        self.assertTrue(v.call("join", "staff:1", timeout=WAIT)["ok"])
+        self.assertTrue(v.call("history", "staff:1", timeout=WAIT)["ok"])
+        self.assertTrue(v.call("who", "staff:1", timeout=WAIT)["ok"])
 
 
 if __name__ == "__main__":

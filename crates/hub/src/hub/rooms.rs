@@ -8,10 +8,11 @@ use volna_protocols::line::validate_room;
 
 use super::deliver::Encoder;
 use super::error::HubError;
-use super::state::{Hub, Member, Namespace, Room};
+use super::state::{ConnEntry, Hub, Member, Namespace, Room};
 use crate::adapter::{ClusterWho, Outgoing};
 use crate::event::{ConnId, Event, MemberInfo, Message, Presence, PresenceKind};
 use crate::identity::USER_ROOM_PREFIX;
+use crate::policy::Access;
 
 /// A room's kept messages and position ([`Hub::stream`]).
 #[derive(Debug, Clone)]
@@ -147,6 +148,27 @@ impl Hub {
         dropped
     }
 
+    /// Whether connection `id` may do what `access` allows in `room`;
+    /// `Err` says who may.
+    pub fn may(&self, id: ConnId, access: Access, room: &str) -> Result<(), HubError> {
+        let st = self.inner.state.lock().unwrap();
+        let allowed = st.conns.get(&id).is_some_and(|e| {
+            permits(access, e)
+                && (access != Access::Granted
+                    || e.allowed_rooms
+                        .as_ref()
+                        .is_some_and(|a| a.iter().any(|p| crate::glob_matches(p, room))))
+        });
+        if allowed {
+            Ok(())
+        } else {
+            Err(HubError::Forbidden(format!(
+                "{} may do that in room {room}",
+                who(access)
+            )))
+        }
+    }
+
     /// Whether connection `id` is a member of `room`.
     pub fn is_member(&self, nsp: &str, room: &str, id: ConnId) -> bool {
         self.room(nsp, room)
@@ -168,6 +190,21 @@ impl Hub {
                 )));
             }
         }
+        let policy = match st
+            .namespaces
+            .get(&entry.nsp)
+            .and_then(|ns| ns.rooms.get(room_name))
+        {
+            Some(room) => room.policy.clone(),
+            None => self.inner.config.policies.for_room(room_name),
+        };
+        if !permits(policy.join, entry) {
+            return Err(HubError::Forbidden(format!(
+                "{} may join room {room_name}",
+                who(policy.join)
+            )));
+        }
+        let entry = st.conns.get_mut(&id).ok_or(HubError::Gone)?;
         if entry.rooms.len() >= self.inner.config.max_rooms_per_conn
             && !entry.rooms.iter().any(|r| &**r == room_name)
         {
@@ -441,5 +478,24 @@ mod tests {
             limit + 10,
             "who lists everyone"
         );
+    }
+}
+
+/// Whether a connection meets `access` (for `Granted`, whether it has a
+/// `rooms` claim at all; the room is checked against it by the caller).
+fn permits(access: Access, entry: &ConnEntry) -> bool {
+    match access {
+        Access::Anyone => true,
+        Access::Users => entry.user.is_some(),
+        Access::Granted => entry.user.is_some() && entry.allowed_rooms.is_some(),
+    }
+}
+
+/// Who `access` lets in, for refusals.
+fn who(access: Access) -> &'static str {
+    match access {
+        Access::Anyone => "anyone",
+        Access::Users => "only signed-in users",
+        Access::Granted => "only users whose token grants the room",
     }
 }

@@ -415,6 +415,52 @@ mod tests {
     }
 
     #[test]
+    fn policies_say_who_may_join_and_read() {
+        use crate::policy::Access;
+        let policies = Policies::new(vec![
+            RoomPolicy {
+                join: Access::Users,
+                read_history: Access::Granted,
+                ..RoomPolicy::new("staff:*")
+            },
+            RoomPolicy {
+                join: Access::Granted,
+                ..RoomPolicy::new("vip:*")
+            },
+        ]);
+        let hub = Hub::new(HubConfig {
+            policies,
+            ..HubConfig::default()
+        });
+        let anon = conn(&hub, "anon", codec(1), OutboxLimits::default());
+        let user = identified(&hub, "ann", "c-ann", "ann");
+        let granted = hub.register_as(
+            "/",
+            Some("vip"),
+            Identity {
+                user: Some(Arc::from("vip")),
+                rooms: Some(Arc::from(vec!["vip:*".to_string(), "staff:*".to_string()])),
+                ..Identity::default()
+            },
+            Arc::new(Outbox::new(OutboxLimits::default())),
+            codec(1),
+        );
+        assert_eq!(anon.join("staff:1").unwrap_err().code(), "forbidden");
+        user.join("staff:1").unwrap();
+        assert_eq!(user.join("vip:1").unwrap_err().code(), "forbidden");
+        granted.join("vip:1").unwrap();
+        assert_eq!(
+            granted.join("elsewhere").unwrap_err().code(),
+            "forbidden",
+            "a token's rooms claim limits every join"
+        );
+        anon.join("lobby").unwrap();
+        assert!(hub.may(user.id(), Access::Granted, "staff:1").is_err());
+        assert!(hub.may(granted.id(), Access::Granted, "staff:1").is_ok());
+        assert!(hub.may(anon.id(), Access::Anyone, "staff:1").is_ok());
+    }
+
+    #[test]
     fn nobody_may_take_the_servers_name() {
         let hub = Hub::new(HubConfig::default());
         let a = conn(&hub, SERVER_NAME, codec(1), OutboxLimits::default());

@@ -103,6 +103,17 @@ impl Op {
             );
             return Applied::Now(counted(hub, Err(AppError::new("unauthorized", why))));
         }
+        // Who may read a room's members and history: its policy says.
+        let read = match &self {
+            Op::Who { room } => Some((room, hub.policy(conn.nsp(), room).read_presence)),
+            Op::History { room, .. } => Some((room, hub.policy(conn.nsp(), room).read_history)),
+            _ => None,
+        };
+        if let Some((room, access)) = read {
+            if let Err(e) = hub.may(conn.id(), access, room) {
+                return Applied::Now(counted(hub, Err(e.into())));
+            }
+        }
         let now = match self {
             Op::Nick { name } => conn.set_name(&name).map(|name| Reply::Nick { name }),
             Op::Join { room } => conn.join(&room).map(Reply::Join),
