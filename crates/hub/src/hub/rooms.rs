@@ -376,6 +376,25 @@ fn sorted_infos<'m>(members: impl Iterator<Item = (&'m ConnId, &'m Member)>) -> 
     list
 }
 
+/// Whether a connection meets `access` (for `Granted`, whether it has a
+/// `rooms` claim at all; the room is checked against it by the caller).
+fn permits(access: Access, entry: &ConnEntry) -> bool {
+    match access {
+        Access::Anyone => true,
+        Access::Users => entry.user.is_some(),
+        Access::Granted => entry.user.is_some() && entry.allowed_rooms.is_some(),
+    }
+}
+
+/// Who `access` lets in, for refusals.
+fn who(access: Access) -> &'static str {
+    match access {
+        Access::Anyone => "anyone",
+        Access::Users => "only signed-in users",
+        Access::Granted => "only users whose token grants the room",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -478,24 +497,5 @@ mod tests {
             limit + 10,
             "who lists everyone"
         );
-    }
-}
-
-/// Whether a connection meets `access` (for `Granted`, whether it has a
-/// `rooms` claim at all; the room is checked against it by the caller).
-fn permits(access: Access, entry: &ConnEntry) -> bool {
-    match access {
-        Access::Anyone => true,
-        Access::Users => entry.user.is_some(),
-        Access::Granted => entry.user.is_some() && entry.allowed_rooms.is_some(),
-    }
-}
-
-/// Who `access` lets in, for refusals.
-fn who(access: Access) -> &'static str {
-    match access {
-        Access::Anyone => "anyone",
-        Access::Users => "only signed-in users",
-        Access::Granted => "only users whose token grants the room",
     }
 }
