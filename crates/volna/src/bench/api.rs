@@ -28,7 +28,7 @@ pub(super) async fn run(
     event: Option<String>,
 ) -> anyhow::Result<Report> {
     anyhow::ensure!(connections >= 1, "need at least one HTTP connection");
-    let target = Target::parse(&common.url)?;
+    let target = Target::of(common)?;
     let api_addr = tokio::net::lookup_host(api.trim_start_matches("http://").trim_end_matches('/'))
         .await?
         .next()

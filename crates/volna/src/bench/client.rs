@@ -36,6 +36,9 @@ pub(super) struct Target {
     /// HTTP path for WebSocket targets.
     pub(super) path: String,
     pub(super) url: String,
+    /// A token every client presents (Socket.IO `auth`, `/ws?token=`, TCP
+    /// `/auth`).
+    pub(super) token: Option<String>,
 }
 
 impl Target {
@@ -71,6 +74,15 @@ impl Target {
             addr,
             path: path.to_string(),
             url: url.to_string(),
+            token: None,
+        })
+    }
+
+    /// The `--url` of `common`, with its `--token`.
+    pub(super) fn of(common: &super::common::Common) -> anyhow::Result<Target> {
+        Ok(Target {
+            token: common.token.clone(),
+            ..Target::parse(&common.url)?
         })
     }
 }
@@ -172,13 +184,26 @@ pub(super) async fn connect(target: &Target, source: Option<IpAddr>) -> anyhow::
                 target.url,
                 line.trim_end()
             );
+            let mut w = w;
+            if let Some(token) = &target.token {
+                w.write_all(format!("/auth {token}\n").as_bytes()).await?;
+                line.clear();
+                tokio::time::timeout(Duration::from_secs(10), r.read_line(&mut line))
+                    .await
+                    .map_err(|_| anyhow::anyhow!("no answer to /auth from {}", target.url))??;
+                anyhow::ensure!(
+                    line.starts_with("ok auth"),
+                    "/auth refused: {}",
+                    line.trim_end()
+                );
+            }
             Ok((Tx::Tcp(w), Rx::Tcp(r)))
         }
         Proto::SocketIo | Proto::Ws => {
-            let query = if target.proto == Proto::SocketIo {
-                "?EIO=4&transport=websocket"
-            } else {
-                ""
+            let query = match (target.proto, &target.token) {
+                (Proto::SocketIo, _) => "?EIO=4&transport=websocket".to_string(),
+                (_, Some(token)) => format!("?token={token}"),
+                _ => String::new(),
             };
             let url = format!("ws://{}{}{}", target.addr, target.path, query);
             let request = url.as_str().into_client_request()?;
@@ -205,7 +230,11 @@ pub(super) async fn connect(target: &Target, source: Option<IpAddr>) -> anyhow::
                     open.starts_with('0'),
                     "{url} is not an Engine.IO v4 server (first packet {open:?})"
                 );
-                tx.send(WsMessage::text("40")).await?;
+                let connect = match &target.token {
+                    Some(token) => format!("40{}", serde_json::json!({ "token": token })),
+                    None => "40".to_string(),
+                };
+                tx.send(WsMessage::text(connect)).await?;
                 loop {
                     let t = next_text(&mut rx).await?;
                     if t.starts_with("40") {

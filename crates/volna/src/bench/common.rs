@@ -31,4 +31,8 @@ pub struct Common {
     /// (docs/cluster.md), so half the room is reached across nodes.
     #[arg(long)]
     pub spread_url: Option<String>,
+    /// A token every client presents when it connects (Socket.IO auth, /ws ?token=, TCP /auth):
+    /// for servers that check JWTs.
+    #[arg(long)]
+    pub token: Option<String>,
 }

@@ -14,7 +14,7 @@ use super::progress::progress;
 use super::report::{summarize_failures, Report};
 
 pub(super) async fn run(common: &Common, n: usize, hold: f64) -> anyhow::Result<Report> {
-    let target = Target::parse(&common.url)?;
+    let target = Target::of(common)?;
     // Fail fast with a clear message if the target is down or speaks
     // something else.
     let probe = join_one(&target, &common.room, None).await?;

@@ -22,7 +22,7 @@ pub(super) async fn run(
     size: usize,
     rpc: Option<String>,
 ) -> anyhow::Result<Report> {
-    let target = Target::parse(&common.url)?;
+    let target = Target::of(common)?;
     let bar = progress(common.quiet, n as u64, "connecting");
     let (members, failures, _) = connect_members(common, &target, n, &bar).await;
     bar.finish_and_clear();

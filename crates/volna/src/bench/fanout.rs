@@ -28,7 +28,7 @@ pub(super) async fn run(
         n >= 1 && publishers >= 1 && publishers <= n,
         "need 1 <= publishers <= clients"
     );
-    let target = Target::parse(&common.url)?;
+    let target = Target::of(common)?;
     let probe = join_one(&target, &common.room, None).await?;
     drop(probe);
     let bar = progress(common.quiet, n as u64, "joining");

@@ -59,7 +59,7 @@ pub(super) async fn run(
     duration: f64,
     width: u32,
 ) -> anyhow::Result<Report> {
-    let target = Target::parse(&common.url)?;
+    let target = Target::of(common)?;
     anyhow::ensure!(
         target.proto == Proto::Ws,
         "the images scenario drives volna's /ws endpoint: use --url ws://HOST:PORT/ws"

@@ -81,7 +81,11 @@ pub(super) async fn connect_members_with(
     let spread = common
         .spread_url
         .as_deref()
-        .and_then(|u| Target::parse(u).ok());
+        .and_then(|u| Target::parse(u).ok())
+        .map(|t| Target {
+            token: common.token.clone(),
+            ..t
+        });
     for i in 0..n {
         let sem = sem.clone();
         let target = match (&spread, i % 2) {
