@@ -29,7 +29,7 @@ enum Command {
     /// Load-test a Socket.IO v4 server (volna or another) or volna's /ws and TCP endpoints.
     Bench {
         #[command(subcommand)]
-        scenario: volna::bench::Scenario,
+        scenario: Box<volna::bench::Scenario>,
     },
 }
 
@@ -61,7 +61,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             result
         }
         Command::Bench { scenario } => {
-            let result = runtime.block_on(volna::bench::run(scenario));
+            let result = runtime.block_on(volna::bench::run(*scenario));
             runtime.shutdown_timeout(std::time::Duration::from_millis(100));
             result
         }
