@@ -15,7 +15,7 @@ py=target/interop-venv/bin/python
 clients=${CLIENTS:-2000}
 trips=${ROUND_TRIPS:-20000}
 work=$(mktemp -d)
-secret=bench-secret-0123456789abcdef
+secret=bench-secret-0123456789abcdef-0123456789
 "$py" - "$work" "$secret" <<'PY'
 import sys, time, jwt
 from cryptography.hazmat.primitives import serialization
