@@ -11,11 +11,10 @@ import http from "node:http";
 import net from "node:net";
 import zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./browser.mjs";
 
 const HTTP = process.env.VOLNA_HTTP || "http://127.0.0.1:3000";
 const TCP = process.env.VOLNA_TCP || "127.0.0.1:7000";
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const WAIT_MS = Number(process.env.E2E_WAIT_MS || 10000);
 const OUT = path.join(path.dirname(fileURLToPath(import.meta.url)), "out");
 const ROOM = "general";
@@ -198,21 +197,7 @@ async function shot(page, name) {
 before(async () => {
   // Playwright gives the browser a fresh temporary profile (its own --user-data-dir, deleted on close; it
   // refuses one in args), so no state leaks between runs. Contexts are separate, like two browsers.
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30000,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -27,7 +27,7 @@ import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { CHROMIUM, launchChromium } from "./browser.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "../..");
@@ -35,7 +35,6 @@ const EXAMPLE = path.join(ROOT, "examples/price-feed");
 const OUT = path.join(HERE, "out");
 const VOLNA = process.env.VOLNA_BIN || path.join(process.env.CARGO_TARGET_DIR || path.join(ROOT, "target"), "debug/volna");
 const PYTHON = process.env.PRICE_FEED_PYTHON || path.join(ROOT, "target/interop-venv/bin/python");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const WAIT_MS = Number(process.env.E2E_WAIT_MS || 10000);
 const API_KEY = `e2e-price-feed-${process.pid}-key`;
 const SYMBOLS = ["BTC", "ETH", "SOL", "XAU"];
@@ -262,21 +261,7 @@ before(async () => {
     }
   }
 
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30000,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

@@ -12,10 +12,9 @@ import fs from "node:fs";
 import path from "node:path";
 import http from "node:http";
 import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { launchChromium } from "./browser.mjs";
 
 const HTTP = process.env.VOLNA_HTTP || "http://127.0.0.1:3000";
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
 const WAIT_MS = Number(process.env.E2E_WAIT_MS || 10000);
 const OUT = path.join(path.dirname(fileURLToPath(import.meta.url)), "out");
 // Boards of their own, so that a run against a server already running starts from empty boards.
@@ -145,21 +144,7 @@ async function shot(page, name) {
 
 before(async () => {
   // As in chat.test.mjs: a fresh temporary profile per launch, separate contexts like separate browsers.
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    timeout: 30000,
-    args: [
-      "--headless",
-      "--no-sandbox",
-      "--disable-gpu",
-      "--disable-quic",
-      "--no-first-run",
-      "--disable-background-networking",
-      "--disable-component-update",
-      "--disable-sync",
-    ],
-  });
+  browser = await launchChromium();
 });
 
 after(async () => {

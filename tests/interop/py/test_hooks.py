@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import socketio
 
-from volnaproc import Volna, free_port
+from volnaproc import ClosingCase, Volna, free_port
 from wsclient import WsClient
 
 WAIT = 5.0
@@ -185,7 +185,7 @@ class Tcp:
         self.sock.sendall(line.encode() + b"\n")
 
 
-class HooksTest(unittest.TestCase):
+class HooksTest(ClosingCase):
     @classmethod
     def setUpClass(cls):
         cls.backend = Backend()
@@ -195,16 +195,6 @@ class HooksTest(unittest.TestCase):
     def tearDownClass(cls):
         cls.volna.stop()
         cls.backend.stop()
-
-    def setUp(self):
-        self.closers = []
-
-    def tearDown(self):
-        for close in self.closers:
-            try:
-                close()
-            except Exception:  # noqa: BLE001 - teardown
-                pass
 
     def sio(self, auth=None):
         c = sio_client(self.volna.http, auth)

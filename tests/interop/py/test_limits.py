@@ -10,14 +10,14 @@ import unittest
 
 import socketio
 
-from volnaproc import Volna
+from volnaproc import ClosingCase, Volna
 from wsclient import WsClient
 
 WAIT = 5.0
 BURST = 10
 
 
-class LimitsTest(unittest.TestCase):
+class LimitsTest(ClosingCase):
     @classmethod
     def setUpClass(cls):
         cls.volna = Volna(["--max-rooms-per-connection", "3", "--messages-per-second", "5",
@@ -26,16 +26,6 @@ class LimitsTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.volna.stop()
-
-    def setUp(self):
-        self.closers = []
-
-    def tearDown(self):
-        for close in self.closers:
-            try:
-                close()
-            except Exception:  # noqa: BLE001 - teardown
-                pass
 
     def sio(self):
         sio = socketio.Client(reconnection=False, request_timeout=WAIT)

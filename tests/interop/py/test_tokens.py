@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 
-from volnaproc import Volna
+from volnaproc import ClosingCase, Volna
 from wsclient import WsClient
 
 WAIT = 5.0
@@ -66,7 +66,7 @@ def claims(user, **extra):
     return body
 
 
-class TokensTest(unittest.TestCase):
+class TokensTest(ClosingCase):
     @classmethod
     def setUpClass(cls):
         cls.dir = tempfile.mkdtemp(prefix="volna-tokens-")
@@ -98,16 +98,6 @@ class TokensTest(unittest.TestCase):
         with open(tmp, "w") as f:
             json.dump({"keys": keys}, f)
         os.replace(tmp, cls.jwks_path)
-
-    def setUp(self):
-        self.closers = []
-
-    def tearDown(self):
-        for close in self.closers:
-            try:
-                close()
-            except Exception:  # noqa: BLE001 - teardown
-                pass
 
     # --- clients ---
 

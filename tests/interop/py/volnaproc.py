@@ -7,6 +7,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import unittest
 
 VOLNA_BIN = os.environ.get("VOLNA_BIN", os.path.join(os.path.dirname(__file__), "../../../target/debug/volna"))
 
@@ -48,3 +49,17 @@ class Volna:
             self.proc.wait(5)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+
+
+class ClosingCase(unittest.TestCase):
+    """A test case whose clients are closed after each test: `self.closers.append(client.close)`."""
+
+    def setUp(self):
+        self.closers = []
+
+    def tearDown(self):
+        for close in self.closers:
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - teardown
+                pass
