@@ -9,6 +9,7 @@ use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +46,10 @@ pub struct TcpConfig {
     /// (as in the classic Python socket examples) still get answers. `None`
     /// waits for the newline forever. Defaults to 300 ms.
     pub partial_line_flush: Option<Duration>,
+    /// A client that sends no line at all this long after connecting is
+    /// closed (sockets held open and silent cost a file each). `None`:
+    /// never. Defaults to 120 s.
+    pub first_line_timeout: Option<Duration>,
 }
 
 impl Default for TcpConfig {
@@ -55,6 +60,7 @@ impl Default for TcpConfig {
             close_grace: Duration::from_secs(5),
             history_default: 20,
             partial_line_flush: Some(Duration::from_millis(300)),
+            first_line_timeout: Some(Duration::from_secs(120)),
         }
     }
 }
@@ -248,8 +254,27 @@ async fn handle(
         // A room the connect hook joined it to is its current room.
         current: conn.rooms().last().cloned(),
     };
+    // Silent since it connected: closed once `first_line_timeout` passes.
+    let lines_seen = AtomicBool::new(false);
+    let first_line = async {
+        match config.first_line_timeout {
+            Some(limit) => tokio::time::sleep(limit).await,
+            None => std::future::pending().await,
+        }
+        if lines_seen.load(Ordering::Relaxed) {
+            std::future::pending::<()>().await;
+        }
+    };
     let read_result = tokio::select! {
-        r = commands.read_loop(&rd) => r,
+        r = commands.read_loop(&rd, &lines_seen) => r,
+        _ = first_line => {
+            app::count_bad_input(&app.hub);
+            outbox.close(CloseReason::Disconnected {
+                code: 4408,
+                reason: "idle: no line since you connected".into(),
+            });
+            Ok(())
+        }
         _ = outbox.wait_closed() => Ok(()),
         _ = shutdown.cancelled() => {
             outbox.close(CloseReason::ServerShutdown);
@@ -282,7 +307,7 @@ struct Commands<'a> {
 
 impl Commands<'_> {
     /// Reads and handles lines until EOF or `/quit`.
-    async fn read_loop(&mut self, rd: &OwnedReadHalf) -> io::Result<()> {
+    async fn read_loop(&mut self, rd: &OwnedReadHalf, lines_seen: &AtomicBool) -> io::Result<()> {
         let mut splitter = LineSplitter::new(self.config.max_line);
         loop {
             let flush_partial = match (self.config.partial_line_flush, splitter.is_empty()) {
@@ -317,6 +342,7 @@ impl Commands<'_> {
                 }
             }
             while let Some(item) = splitter.next_item() {
+                lines_seen.store(true, Ordering::Relaxed);
                 let parsed = match item {
                     Item::Line(bytes) => line::parse(bytes),
                     Item::TooLong => Err(line::LineError::TooLong {

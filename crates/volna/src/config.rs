@@ -39,6 +39,8 @@
 //! anonymous = true             # false: only signed-in users (docs/security.md)
 //! max_rooms_per_connection = 128
 //! messages_per_second = 500    # per connection, every request; messages_burst = 1000
+//! http_header_timeout_ms = 10000  # slow-loris: time to send a request head; max_header_bytes = 65536
+//! tcp_first_line_timeout_ms = 120000  # a TCP client silent this long after connecting is closed
 //!
 //! [[rooms]]                    # room policies, first match wins (see crate::rooms)
 //! match = "doc:*"
@@ -120,6 +122,8 @@ pub struct ServerConfig {
     pub tokens: volna_transports::app::tokens::TokenConfig,
     /// Whether clients without an identity are admitted. Defaults to true.
     pub anonymous: bool,
+    /// Bounds on HTTP request heads (slow-loris, size).
+    pub http_limits: volna_transports::http::HttpLimits,
 }
 
 impl Default for ServerConfig {
@@ -146,6 +150,7 @@ impl Default for ServerConfig {
             hooks: volna_transports::hooks::HookConfig::default(),
             tokens: Default::default(),
             anonymous: true,
+            http_limits: Default::default(),
         }
     }
 }
@@ -232,6 +237,12 @@ pub struct FileConfig {
     pub anonymous: Option<bool>,
     /// Rooms one connection may be in at once.
     pub max_rooms_per_connection: Option<usize>,
+    /// Time a client has to send an HTTP request head, in ms.
+    pub http_header_timeout_ms: Option<u64>,
+    /// Largest HTTP request head, in bytes.
+    pub max_header_bytes: Option<usize>,
+    /// Time a TCP client has to send its first line, in ms (0: forever).
+    pub tcp_first_line_timeout_ms: Option<u64>,
     /// Requests per connection and second (0: no limit).
     pub messages_per_second: Option<f64>,
     /// Requests a connection may make at once above that rate.
@@ -390,6 +401,15 @@ pub struct ServeArgs {
     /// Requests a connection may make at once above that rate [default: 1000].
     #[arg(long, env = "VOLNA_MESSAGES_BURST")]
     pub messages_burst: Option<u32>,
+    /// Time a client has to send an HTTP request head (slow-loris), in ms [default: 10000].
+    #[arg(long, env = "VOLNA_HTTP_HEADER_TIMEOUT_MS")]
+    pub http_header_timeout_ms: Option<u64>,
+    /// Largest HTTP request head in bytes, at least 8192 [default: 65536].
+    #[arg(long, env = "VOLNA_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Time a TCP client has to send its first line, in ms; 0 = forever [default: 120000].
+    #[arg(long, env = "VOLNA_TCP_FIRST_LINE_TIMEOUT_MS")]
+    pub tcp_first_line_timeout_ms: Option<u64>,
 }
 
 impl ServeArgs {
@@ -570,6 +590,20 @@ impl ServeArgs {
         {
             anyhow::ensure!(n >= 1, "max_rooms_per_connection must be at least 1");
             cfg.hub.max_rooms_per_conn = n;
+        }
+        if let Some(v) = self.http_header_timeout_ms.or(file.http_header_timeout_ms) {
+            anyhow::ensure!(v >= 100, "http_header_timeout_ms must be at least 100");
+            cfg.http_limits.header_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = self.max_header_bytes.or(file.max_header_bytes) {
+            anyhow::ensure!(v >= 8192, "max_header_bytes must be at least 8192");
+            cfg.http_limits.max_header_bytes = v;
+        }
+        if let Some(v) = self
+            .tcp_first_line_timeout_ms
+            .or(file.tcp_first_line_timeout_ms)
+        {
+            cfg.tcp.first_line_timeout = (v > 0).then(|| Duration::from_millis(v));
         }
         if let Some(v) = self.messages_per_second.or(file.messages_per_second) {
             anyhow::ensure!(v >= 0.0, "messages_per_second must not be negative");

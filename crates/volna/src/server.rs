@@ -247,7 +247,12 @@ impl Server {
         } else {
             router
         };
-        let http_task = tokio::spawn(http::serve(http_listener, router, shutdown.clone()));
+        let http_task = tokio::spawn(http::serve_with(
+            http_listener,
+            router,
+            shutdown.clone(),
+            config.http_limits,
+        ));
         // Rooms that outlived their members (history_ttl) go once their
         // history has.
         let sweeper = {

@@ -21,7 +21,8 @@ class LimitsTest(ClosingCase):
     @classmethod
     def setUpClass(cls):
         cls.volna = Volna(["--max-rooms-per-connection", "3", "--messages-per-second", "5",
-                           "--messages-burst", str(BURST)])
+                           "--messages-burst", str(BURST), "--http-header-timeout-ms", "500",
+                           "--tcp-first-line-timeout-ms", "700"])
 
     @classmethod
     def tearDownClass(cls):
@@ -81,6 +82,36 @@ class LimitsTest(ClosingCase):
         self.assertIn("error rate-limited", seen)
         time.sleep(1.2)
         self.assertEqual(calm.call("echo", "after", timeout=WAIT), "after")
+
+
+    def test_slow_and_silent_clients_are_dropped(self):
+        host, _, port = self.volna.http.removeprefix("http://").rpartition(":")
+        loris = socket.create_connection((host, int(port)), timeout=WAIT)
+        self.closers.append(loris.close)
+        loris.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")  # and never the rest of the head
+        started = time.monotonic()
+        self.assertEqual(loris.recv(100), b"", "the server hangs up on a slow head")
+        self.assertLess(time.monotonic() - started, 3)
+        big = socket.create_connection((host, int(port)), timeout=WAIT)
+        self.closers.append(big.close)
+        big.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 300_000 + b"\r\n\r\n")
+        answer = b""
+        while True:
+            try:
+                chunk = big.recv(4096)
+            except ConnectionResetError:
+                break
+            if not chunk:
+                break
+            answer += chunk
+        self.assertTrue(answer.startswith(b"HTTP/1.1 431") or answer == b"", answer[:40])
+        t = self.tcp()
+        started = time.monotonic()
+        rest = t.read()  # nothing sent: closed after the first-line timeout
+        self.assertIn("idle", rest)
+        self.assertLess(time.monotonic() - started, 3)
+        calm = self.sio()
+        self.assertEqual(calm.call("echo", "ok", timeout=WAIT), "ok", "the others are unaffected")
 
 
 if __name__ == "__main__":

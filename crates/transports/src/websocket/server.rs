@@ -32,7 +32,12 @@ pub struct RawCapable;
 /// Serves `router` on `listener` with hyper's HTTP/1 server until
 /// `shutdown` is cancelled, then waits for open HTTP exchanges to finish
 /// (upgraded connections are on their own by then).
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+    limits: crate::http::HttpLimits,
+) {
     let router = router.layer(axum::Extension(RawCapable));
     let conns = TaskTracker::new();
     loop {
@@ -62,7 +67,12 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
         });
         let shutdown = shutdown.clone();
         conns.spawn(async move {
+            // A client that sends its request head too slowly (slow-loris)
+            // or too much of it is dropped; hyper answers 431 to the latter.
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(limits.max_header_bytes)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             tokio::pin!(conn);
