@@ -88,26 +88,7 @@ async fn health(
     Json(body.into())
 }
 
-/// Bounds on every HTTP request's head.
-#[derive(Debug, Clone, Copy)]
-pub struct HttpLimits {
-    /// Time a client has to send a request's head; a slower one (a
-    /// slow-loris attack, an idle keep-alive connection) is dropped.
-    /// Defaults to 10 s.
-    pub header_timeout: std::time::Duration,
-    /// Largest request head, in bytes (at least 8192); a larger one is
-    /// refused. Defaults to 64 KiB.
-    pub max_header_bytes: usize,
-}
-
-impl Default for HttpLimits {
-    fn default() -> Self {
-        HttpLimits {
-            header_timeout: std::time::Duration::from_secs(10),
-            max_header_bytes: 64 << 10,
-        }
-    }
-}
+pub use crate::websocket::HttpLimits;
 
 /// Serves `router` on `listener` until `shutdown` is cancelled, with the
 /// HTTP/1 server whose upgraded connections every WebSocket endpoint runs

@@ -26,6 +26,6 @@ pub mod socket;
 
 pub use flusher::{Flusher, MAX_HOLD_MS};
 pub use reader::{ReadEnd, Reader};
-pub use server::{serve, RawCapable, Refusal, Upgrade};
+pub use server::{serve, HttpLimits, RawCapable, Refusal, Upgrade};
 pub use socket::WsSocket;
 pub use volna_protocols::websocket::Message;

@@ -25,6 +25,27 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// Bounds on every HTTP request's head.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// Time a client has to send a request's head; a slower one (a
+    /// slow-loris attack, an idle keep-alive connection) is dropped.
+    /// Defaults to 10 s.
+    pub header_timeout: std::time::Duration,
+    /// Largest request head, in bytes (at least 8192); a larger one is
+    /// refused. Defaults to 64 KiB.
+    pub max_header_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_timeout: std::time::Duration::from_secs(10),
+            max_header_bytes: 64 << 10,
+        }
+    }
+}
+
 /// Marks a request served by [`serve`]: its upgrade yields a `TcpStream`.
 #[derive(Debug, Clone, Copy)]
 pub struct RawCapable;
@@ -36,7 +57,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
-    limits: crate::http::HttpLimits,
+    limits: HttpLimits,
 ) {
     let router = router.layer(axum::Extension(RawCapable));
     let conns = TaskTracker::new();
