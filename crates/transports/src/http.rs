@@ -94,15 +94,22 @@ pub use crate::websocket::HttpLimits;
 /// HTTP/1 server whose upgraded connections every WebSocket endpoint runs
 /// on ([`crate::websocket::serve`]), and the default [`HttpLimits`].
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) {
-    serve_with(listener, router, shutdown, HttpLimits::default()).await
+    let no_gate = crate::ipgate::IpGate::new(crate::ipgate::IpLimits {
+        max_open: 0,
+        per_second: 0.0,
+        ..Default::default()
+    });
+    serve_with(listener, router, shutdown, HttpLimits::default(), no_gate).await
 }
 
-/// [`serve`] with these limits.
+/// [`serve`] with these limits, and connections counted in `gate` (shared
+/// with the TCP transport).
 pub async fn serve_with(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
     limits: HttpLimits,
+    gate: crate::ipgate::IpGate,
 ) {
-    crate::websocket::serve(listener, router, shutdown, limits).await
+    crate::websocket::serve(listener, router, shutdown, limits, gate).await
 }

@@ -20,7 +20,8 @@
 //! - [`images`]: image sharing (thumbnails on the worker pool);
 //! - [`hooks`]: the backend hooks (connect, rpc, publish);
 //! - [`close`]: close reason → WebSocket close code;
-//! - [`origin`]: which browser pages may connect (`allowed_origins`).
+//! - [`origin`]: which browser pages may connect (`allowed_origins`);
+//! - [`ipgate`]: connections per client address.
 //!
 //! Each transport turns its wire format into calls on the shared
 //! [`volna_hub::Hub`] and implements [`volna_hub::Codec`] for the way back.
@@ -34,6 +35,7 @@ pub mod engineio;
 pub mod hooks;
 pub mod http;
 pub mod images;
+pub mod ipgate;
 pub mod origin;
 pub mod pages;
 pub mod socketio;

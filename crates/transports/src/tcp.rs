@@ -186,11 +186,20 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
+                let place = match app.ip_gate.admit(peer.ip()) {
+                    Ok(place) => place,
+                    Err(refusal) => {
+                        app::count_bad_input(&app.hub);
+                        tracker.spawn(refuse(stream, refusal.message(), config.close_grace));
+                        continue;
+                    }
+                };
                 let app = app.clone();
                 let config = config.clone();
                 let codec = codec.clone();
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
+                    let _place = place;
                     if let Err(e) = handle(stream, peer, app, config, codec, shutdown).await {
                         tracing::debug!(%peer, error = %e, "tcp connection ended with an error");
                     }
@@ -203,6 +212,16 @@ pub async fn serve(
             }
         }
     }
+}
+
+/// Tells a client it is refused (`error WHY`) and closes the connection.
+async fn refuse(mut stream: TcpStream, why: &str, grace: Duration) {
+    let line = format!("error {}\n", sanitize_for_line(why));
+    let _ = tokio::time::timeout(grace, async {
+        stream.write_all(line.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
 }
 
 /// Serves one TCP client until it quits, disconnects or is disconnected.
@@ -227,12 +246,11 @@ async fn handle(
     let grant = match admit::admit(&app, arrival).await {
         Ok(grant) => grant,
         Err(refusal) => {
-            let mut stream = stream;
-            let line = format!("error refused {}\n", sanitize_for_line(&refusal.reason));
-            let _ = tokio::time::timeout(config.close_grace, async {
-                stream.write_all(line.as_bytes()).await?;
-                stream.shutdown().await
-            })
+            refuse(
+                stream,
+                &format!("refused {}", refusal.reason),
+                config.close_grace,
+            )
             .await;
             return Ok(());
         }

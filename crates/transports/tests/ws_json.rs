@@ -42,6 +42,7 @@ async fn start(cfg: WsConfig) -> TestServer {
         hooks: volna_transports::hooks::Hooks::none(),
         tokens: None,
         anonymous: true,
+        ip_gate: volna_transports::ipgate::IpGate::new(Default::default()),
     };
     tokio::spawn(tcp::serve(
         tcp_listener,

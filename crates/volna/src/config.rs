@@ -41,6 +41,7 @@
 //! messages_per_second = 500    # per connection, every request; messages_burst = 1000
 //! http_header_timeout_ms = 10000  # slow-loris: time to send a request head; max_header_bytes = 65536
 //! tcp_first_line_timeout_ms = 120000  # a TCP client silent this long after connecting is closed
+//! max_connections_per_ip = 256         # connections_per_ip_per_second = 64; loopback exempt unless limit_loopback = true
 //!
 //! [[rooms]]                    # room policies, first match wins (see crate::rooms)
 //! match = "doc:*"
@@ -124,6 +125,8 @@ pub struct ServerConfig {
     pub anonymous: bool,
     /// Bounds on HTTP request heads (slow-loris, size).
     pub http_limits: volna_transports::http::HttpLimits,
+    /// Connections per client address.
+    pub ip_limits: volna_transports::ipgate::IpLimits,
 }
 
 impl Default for ServerConfig {
@@ -151,6 +154,7 @@ impl Default for ServerConfig {
             tokens: Default::default(),
             anonymous: true,
             http_limits: Default::default(),
+            ip_limits: Default::default(),
         }
     }
 }
@@ -243,6 +247,12 @@ pub struct FileConfig {
     pub max_header_bytes: Option<usize>,
     /// Time a TCP client has to send its first line, in ms (0: forever).
     pub tcp_first_line_timeout_ms: Option<u64>,
+    /// Connections open at once per client address (0: no limit).
+    pub max_connections_per_ip: Option<u32>,
+    /// New connections per second per client address (0: no limit).
+    pub connections_per_ip_per_second: Option<f64>,
+    /// Whether loopback addresses are limited too.
+    pub limit_loopback: Option<bool>,
     /// Requests per connection and second (0: no limit).
     pub messages_per_second: Option<f64>,
     /// Requests a connection may make at once above that rate.
@@ -410,6 +420,16 @@ pub struct ServeArgs {
     /// Time a TCP client has to send its first line, in ms; 0 = forever [default: 120000].
     #[arg(long, env = "VOLNA_TCP_FIRST_LINE_TIMEOUT_MS")]
     pub tcp_first_line_timeout_ms: Option<u64>,
+    /// Connections (TCP and HTTP) open at once per client address; 0 = no limit [default: 256].
+    #[arg(long, env = "VOLNA_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<u32>,
+    /// New connections per second per client address (bursts of twice that); 0 = no limit [default: 64].
+    #[arg(long, env = "VOLNA_CONNECTIONS_PER_IP_PER_SECOND")]
+    pub connections_per_ip_per_second: Option<f64>,
+    /// Apply the per-address limits to loopback addresses too (a proxy on this machine makes every
+    /// client 127.0.0.1) [default: false].
+    #[arg(long, env = "VOLNA_LIMIT_LOOPBACK")]
+    pub limit_loopback: Option<bool>,
 }
 
 impl ServeArgs {
@@ -604,6 +624,23 @@ impl ServeArgs {
             .or(file.tcp_first_line_timeout_ms)
         {
             cfg.tcp.first_line_timeout = (v > 0).then(|| Duration::from_millis(v));
+        }
+        if let Some(v) = self.max_connections_per_ip.or(file.max_connections_per_ip) {
+            cfg.ip_limits.max_open = v;
+        }
+        if let Some(v) = self
+            .connections_per_ip_per_second
+            .or(file.connections_per_ip_per_second)
+        {
+            anyhow::ensure!(
+                v >= 0.0,
+                "connections_per_ip_per_second must not be negative"
+            );
+            cfg.ip_limits.per_second = v;
+            cfg.ip_limits.burst = ((v * 2.0) as u32).max(1);
+        }
+        if let Some(v) = self.limit_loopback.or(file.limit_loopback) {
+            cfg.ip_limits.limit_loopback = v;
         }
         if let Some(v) = self.messages_per_second.or(file.messages_per_second) {
             anyhow::ensure!(v >= 0.0, "messages_per_second must not be negative");

@@ -181,6 +181,7 @@ impl Server {
             tokens: volna_transports::app::tokens::Tokens::new(&config.tokens)
                 .map_err(|why| StartError::Hooks { why })?,
             anonymous: config.anonymous,
+            ip_gate: volna_transports::ipgate::IpGate::new(config.ip_limits),
         };
         let tcp_task = tokio::spawn(tcp::serve(
             tcp_listener,
@@ -252,6 +253,7 @@ impl Server {
             router,
             shutdown.clone(),
             config.http_limits,
+            app.ip_gate.clone(),
         ));
         // Rooms that outlived their members (history_ttl) go once their
         // history has.

@@ -114,5 +114,43 @@ class LimitsTest(ClosingCase):
         self.assertEqual(calm.call("echo", "ok", timeout=WAIT), "ok", "the others are unaffected")
 
 
+class IpLimitsTest(ClosingCase):
+    """Connections per client address, TCP and HTTP together (loopback limited for the test)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.volna = Volna(["--max-connections-per-ip", "3", "--limit-loopback", "true",
+                           "--connections-per-ip-per-second", "1000"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.volna.stop()
+
+    def connect_tcp(self):
+        host, _, port = self.volna.tcp.rpartition(":")
+        sock = socket.create_connection((host, int(port)), timeout=WAIT)
+        self.closers.append(sock.close)
+        return sock, sock.makefile("r", encoding="utf-8")
+
+    def test_connections_per_address_are_bounded_across_transports(self):
+        (s1, f1), (s2, f2) = self.connect_tcp(), self.connect_tcp()
+        self.assertTrue(f1.readline().startswith("welcome") and f2.readline().startswith("welcome"))
+        w = WsClient(self.volna.http, wait=WAIT)  # the third, over HTTP
+        self.closers.append(w.close)
+        w.recv(lambda m: m.get("type") == "welcome")
+        s4, f4 = self.connect_tcp()
+        self.assertTrue(f4.readline().startswith("error too-many-connections"))
+        host, _, port = self.volna.http.removeprefix("http://").rpartition(":")
+        h = socket.create_connection((host, int(port)), timeout=WAIT)
+        self.closers.append(h.close)
+        h.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertTrue(h.recv(100).startswith(b"HTTP/1.1 429"))
+        f1.close()
+        s1.close()
+        time.sleep(0.3)
+        s5, f5 = self.connect_tcp()
+        self.assertTrue(f5.readline().startswith("welcome"), "a freed place is taken again")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -50,6 +50,8 @@ pub struct Context {
     pub tokens: Option<tokens::Tokens>,
     /// Whether clients without an identity are admitted (the default).
     pub anonymous: bool,
+    /// Connections per client address, shared by TCP and HTTP.
+    pub ip_gate: crate::ipgate::IpGate,
 }
 
 /// The close code of a connection disconnected for flooding.

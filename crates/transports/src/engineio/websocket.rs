@@ -27,6 +27,7 @@ where
     F: FnOnce(Arc<Engine>, Arc<WsSocket>, Reader) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let place = upgrade.place();
     let (resp, stream) = upgrade.accept();
     let engine2 = engine.clone();
     engine.tracker.spawn(async move {
@@ -34,7 +35,12 @@ where
             return;
         };
         let reader = Reader::new(engine2.config.max_payload, pre);
-        then(engine2, Arc::new(WsSocket::new(stream)), reader).await;
+        then(
+            engine2,
+            Arc::new(WsSocket::new(stream).holding(place)),
+            reader,
+        )
+        .await;
     });
     resp
 }

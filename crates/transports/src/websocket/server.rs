@@ -21,7 +21,11 @@ use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
+use std::sync::Arc;
+
 use tokio::net::{TcpListener, TcpStream};
+
+use crate::ipgate::{IpGate, IpTicket};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -46,6 +50,21 @@ impl Default for HttpLimits {
     }
 }
 
+/// Answers a connection over its address's limits with 429 and closes it.
+async fn refuse_connection(mut stream: TcpStream, refusal: crate::ipgate::IpRefusal) {
+    use tokio::io::AsyncWriteExt;
+    let body = refusal.message();
+    let answer = format!(
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
 /// Marks a request served by [`serve`]: its upgrade yields a `TcpStream`.
 #[derive(Debug, Clone, Copy)]
 pub struct RawCapable;
@@ -58,6 +77,7 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
     limits: HttpLimits,
+    gate: IpGate,
 ) {
     let router = router.layer(axum::Extension(RawCapable));
     let conns = TaskTracker::new();
@@ -78,11 +98,19 @@ pub async fn serve(
                 }
             }
         };
+        let place = match gate.admit(peer.ip()) {
+            Ok(place) => Arc::new(place),
+            Err(refusal) => {
+                conns.spawn(refuse_connection(stream, refusal));
+                continue;
+            }
+        };
         // Every request knows its peer (`ConnectInfo`): the connect hook
-        // is told it.
+        // is told it; and its place, which an upgrade keeps.
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             req.extensions_mut().insert(ConnectInfo(peer));
+            req.extensions_mut().insert(place.clone());
             let mut router = router.clone();
             async move { tower_service::Service::call(&mut router, req.map(Body::new)).await }
         });
@@ -206,6 +234,7 @@ async fn take_stream(on_upgrade: hyper::upgrade::OnUpgrade) -> Option<(TcpStream
 pub struct Upgrade {
     key: Bytes,
     on_upgrade: hyper::upgrade::OnUpgrade,
+    place: Option<Arc<IpTicket>>,
 }
 
 /// Why a request cannot be upgraded; its response says so.
@@ -250,7 +279,18 @@ impl Upgrade {
             .get::<hyper::upgrade::OnUpgrade>()
             .ok_or(Refusal::NotServed)?
             .clone();
-        Ok(Upgrade { key, on_upgrade })
+        let place = parts.extensions.get::<Arc<IpTicket>>().cloned();
+        Ok(Upgrade {
+            key,
+            on_upgrade,
+            place,
+        })
+    }
+
+    /// The connection's place among its address's connections: the
+    /// upgraded socket keeps it ([`WsSocket::holding`](super::WsSocket::holding)).
+    pub fn place(&self) -> Option<Arc<IpTicket>> {
+        self.place.clone()
     }
 
     /// The `101` response to send, and the future that yields the stream

@@ -38,6 +38,9 @@ pub struct WsSocket {
     /// The close code to send instead of the one derived from the close
     /// reason (0: none).
     close_code: AtomicU16,
+    /// The connection's place among its address's connections, freed when
+    /// the socket goes ([`crate::ipgate`]).
+    _place: Option<Arc<crate::ipgate::IpTicket>>,
 }
 
 impl WsSocket {
@@ -50,7 +53,15 @@ impl WsSocket {
             pongs: Mutex::new(Vec::new()),
             ping: AtomicBool::new(false),
             close_code: AtomicU16::new(0),
+            _place: None,
         }
+    }
+
+    /// The same socket, holding the connection's place among its address's
+    /// connections until it goes.
+    pub fn holding(mut self, place: Option<Arc<crate::ipgate::IpTicket>>) -> WsSocket {
+        self._place = place;
+        self
     }
 
     /// Installs it as `outbox`'s direct sink, flushed by `flusher`.

@@ -161,13 +161,14 @@ where
         Ok(upgrade) => upgrade,
         Err(refusal) => return refusal.into_response(),
     };
+    let place = upgrade.place();
     let (resp, stream) = upgrade.accept();
     state.tracker.spawn(async move {
         let Some((stream, pre)) = stream.await else {
             return;
         };
         serve(
-            Arc::new(WsSocket::new(stream)),
+            Arc::new(WsSocket::new(stream).holding(place)),
             Reader::new(max_message, pre),
         )
         .await;

@@ -48,6 +48,7 @@ pub(crate) async fn start(config: SocketIoConfig) -> TestServer {
         hooks: volna_transports::hooks::Hooks::none(),
         tokens: None,
         anonymous: true,
+        ip_gate: volna_transports::ipgate::IpGate::new(Default::default()),
     };
     tokio::spawn(tcp::serve(
         tcp_listener,
