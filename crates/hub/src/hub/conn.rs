@@ -61,12 +61,13 @@ impl Hub {
         };
         let mut candidate = base.clone();
         let mut n = 2;
-        while ns.names.contains_key(candidate.as_str()) {
+        while ns.name_taken(&candidate, identity.user.as_ref()) {
             candidate = format!("{base}-{n}");
             n += 1;
         }
         let name: Arc<str> = Arc::from(candidate);
         ns.names.insert(name.clone(), id);
+        ns.bind_name(&name, identity.user.as_ref());
         ns.members.insert(
             id,
             Member {
@@ -122,12 +123,13 @@ impl Hub {
             .namespaces
             .get_mut(&entry.nsp)
             .expect("a connection's namespace exists");
-        if ns.names.contains_key(name) || name == SERVER_NAME {
+        if ns.name_taken(name, entry.user.as_ref()) || name == SERVER_NAME {
             return Err(HubError::NameTaken(name.to_string()));
         }
         let new: Arc<str> = Arc::from(name);
         ns.names.remove(&entry.name);
         ns.names.insert(new.clone(), id);
+        ns.bind_name(&new, entry.user.as_ref());
         if let Some(m) = ns.members.get_mut(&id) {
             m.name = new.clone();
         }
@@ -218,7 +220,7 @@ impl Hub {
                     }
                 }
             }
-            if ns.members.is_empty() && ns.rooms.is_empty() {
+            if ns.members.is_empty() && ns.rooms.is_empty() && ns.name_owners.is_empty() {
                 st.namespaces.remove(&entry.nsp);
             }
         }

@@ -143,8 +143,9 @@ impl Hub {
                 keep
             });
         }
-        st.namespaces
-            .retain(|_, ns| !ns.members.is_empty() || !ns.rooms.is_empty());
+        st.namespaces.retain(|_, ns| {
+            !ns.members.is_empty() || !ns.rooms.is_empty() || !ns.name_owners.is_empty()
+        });
         dropped
     }
 

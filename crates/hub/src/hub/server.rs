@@ -461,6 +461,20 @@ mod tests {
     }
 
     #[test]
+    fn a_users_name_is_theirs_even_while_away() {
+        let hub = Hub::new(HubConfig::default());
+        let ann = identified(&hub, "ann", "c1", "u-ann");
+        drop(ann);
+        let anon = conn(&hub, "ann", codec(1), OutboxLimits::default());
+        assert_eq!(&*anon.name(), "ann-2", "an anonymous one gets a suffix");
+        assert_eq!(anon.set_name("ann").unwrap_err().code(), "name-taken");
+        let other = identified(&hub, "ann", "c2", "u-other");
+        assert_eq!(&*other.name(), "ann-3");
+        let back = identified(&hub, "ann", "c3", "u-ann");
+        assert_eq!(&*back.name(), "ann", "its owner takes it back");
+    }
+
+    #[test]
     fn nobody_may_take_the_servers_name() {
         let hub = Hub::new(HubConfig::default());
         let a = conn(&hub, SERVER_NAME, codec(1), OutboxLimits::default());

@@ -53,6 +53,28 @@ pub(super) struct Namespace {
     pub(super) clients: HashMap<Arc<str>, ConnId>,
     /// User id → its connections: the user's personal room `#user`.
     pub(super) users: HashMap<Arc<str>, Vec<ConnId>>,
+    /// Display name → the user who has taken it: nobody else may, even
+    /// while that user is away.
+    pub(super) name_owners: HashMap<Arc<str>, Arc<str>>,
+}
+
+impl Namespace {
+    /// Whether `name` is held by a connection, or belongs to a user other
+    /// than `user`.
+    pub(super) fn name_taken(&self, name: &str, user: Option<&Arc<str>>) -> bool {
+        self.names.contains_key(name)
+            || self
+                .name_owners
+                .get(name)
+                .is_some_and(|owner| Some(owner) != user)
+    }
+
+    /// Binds `name` to `user` (an identified user's name is theirs).
+    pub(super) fn bind_name(&mut self, name: &Arc<str>, user: Option<&Arc<str>>) {
+        if let Some(user) = user {
+            self.name_owners.insert(name.clone(), user.clone());
+        }
+    }
 }
 
 pub(super) struct ConnEntry {
