@@ -129,3 +129,22 @@ test("a @socket.io/redis-emitter backend emits to a volna room", async () => {
   emitter.emit("broadcast", 42);
   assert.deepEqual(await all, [42]);
 });
+
+test("the emitter reaches one volna socket by its id, and disconnects it", async () => {
+  const target = await client(VOLNA_URL);
+  const bystander = await client(VOLNA_URL);
+  const emitter = new Emitter(emitterClient, { key: PREFIX });
+  // A socket's id is its personal room, as on Node.
+  const got = once(target, "private");
+  let leaked = false;
+  bystander.on("private", () => (leaked = true));
+  emitter.to(target.id).emit("private", "just you");
+  assert.deepEqual(await got, ["just you"]);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(leaked, false, "nobody else got it");
+  // disconnectSockets() reaches it too: the client is told by the server, so it does not reconnect.
+  const gone = once(target, "disconnect");
+  emitter.in(target.id).disconnectSockets(true);
+  assert.equal((await gone)[0], "io server disconnect");
+  assert.equal(bystander.connected, true);
+});
