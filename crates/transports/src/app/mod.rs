@@ -127,7 +127,11 @@ impl Op {
                 data,
                 include_self,
             } => {
-                if hub.policy(conn.nsp(), &room).publish == Publish::Hook {
+                // `publish = "hook"` needs the publish hook: without it no
+                // policy lookup on the way of every message.
+                if ctx.hooks.is_on(Hook::Publish)
+                    && hub.policy(conn.nsp(), &room).publish == Publish::Hook
+                {
                     return hooked::publish(ctx, conn, room, None, data, include_self);
                 }
                 conn.publish(&room, data, include_self)
@@ -139,12 +143,15 @@ impl Op {
                 data,
                 include_self,
             } => {
-                let policy = hub.policy(conn.nsp(), &room);
-                if ctx.hooks.is_on(Hook::Rpc) && policy.routes_to_rpc(&event) {
-                    return hooked::rpc(ctx, conn, event, room, data);
-                }
-                if policy.publish == Publish::Hook {
-                    return hooked::publish(ctx, conn, room, Some(event), data, include_self);
+                let (rpc, publish) = (ctx.hooks.is_on(Hook::Rpc), ctx.hooks.is_on(Hook::Publish));
+                if rpc || publish {
+                    let policy = hub.policy(conn.nsp(), &room);
+                    if rpc && policy.routes_to_rpc(&event) {
+                        return hooked::rpc(ctx, conn, event, room, data);
+                    }
+                    if publish && policy.publish == Publish::Hook {
+                        return hooked::publish(ctx, conn, room, Some(event), data, include_self);
+                    }
                 }
                 conn.publish_event(&room, event, data, include_self)
                     .map(Reply::Published)
