@@ -7,11 +7,10 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import http from "node:http";
 import net from "node:net";
 import zlib from "node:zlib";
 import { fileURLToPath } from "node:url";
-import { launchChromium } from "./browser.mjs";
+import { launchChromium, openPage, httpGet } from "./browser.mjs";
 
 const HTTP = process.env.VOLNA_HTTP || "http://127.0.0.1:3000";
 const TCP = process.env.VOLNA_TCP || "127.0.0.1:7000";
@@ -130,31 +129,10 @@ class LineClient {
   }
 }
 
-/** GET without keep-alive, so no socket outlives the test. */
-function get(url) {
-  return new Promise((resolve, reject) => {
-    http
-      .get(url, { agent: false, timeout: WAIT_MS }, (res) => {
-        const chunks = [];
-        res.on("data", (c) => chunks.push(c));
-        res.on("end", () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
-      })
-      .on("error", reject)
-      .on("timeout", function () { this.destroy(new Error(`GET ${url} timed out`)); });
-  });
-}
+const get = (url) => httpGet(url, WAIT_MS);
 
-async function newPage(label, options = {}) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...options });
-  contexts.push(context);
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  page.on("pageerror", (e) => pageErrors.push(`${label}: ${e.message}`));
-  page.on("console", (m) => {
-    if (m.type() === "error") pageErrors.push(`${label} console: ${m.text()}`);
-  });
-  return page;
-}
+const newPage = (label, options = {}) =>
+  openPage(browser, contexts, pageErrors, label, WAIT_MS, options);
 
 /** Opens the page, answers the name dialog, and waits until the first room (lobby) is joined. */
 async function signIn(page, name, screenshot) {

@@ -27,7 +27,7 @@ import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { CHROMIUM, launchChromium } from "./browser.mjs";
+import { CHROMIUM, launchChromium, openPage } from "./browser.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "../..");
@@ -176,17 +176,8 @@ const api = async (method, params) => {
   return JSON.parse(res.body);
 };
 
-async function newPage(label, options = {}) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 860 }, ...options });
-  contexts.push(context);
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  page.on("pageerror", (e) => pageErrors.push(`${label}: ${e.message}`));
-  page.on("console", (m) => {
-    if (m.type() === "error") pageErrors.push(`${label} console: ${m.text()}`);
-  });
-  return page;
-}
+const newPage = (label, options = {}) =>
+  openPage(browser, contexts, pageErrors, label, WAIT_MS, { viewport: { width: 1280, height: 860 }, ...options });
 
 async function openFeed(label) {
   const page = await newPage(label);

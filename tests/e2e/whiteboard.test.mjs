@@ -10,9 +10,8 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import fs from "node:fs";
 import path from "node:path";
-import http from "node:http";
 import { fileURLToPath } from "node:url";
-import { launchChromium } from "./browser.mjs";
+import { launchChromium, openPage, httpGet } from "./browser.mjs";
 
 const HTTP = process.env.VOLNA_HTTP || "http://127.0.0.1:3000";
 const WAIT_MS = Number(process.env.E2E_WAIT_MS || 10000);
@@ -32,34 +31,10 @@ let alice, bob;
 
 // ------------------------------------------------------------------------------------------ helpers
 
-/** GET without keep-alive, so no socket outlives the test. */
-function get(url) {
-  return new Promise((resolve, reject) => {
-    http
-      .get(url, { agent: false, timeout: WAIT_MS }, (res) => {
-        const chunks = [];
-        res.on("data", (c) => chunks.push(c));
-        res.on("end", () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
-      })
-      .on("error", reject)
-      .on("timeout", function () { this.destroy(new Error(`GET ${url} timed out`)); });
-  });
-}
+const get = (url) => httpGet(url, WAIT_MS);
 
-async function newPage(label, options = {}) {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, ...options });
-  contexts.push(context);
-  const page = await context.newPage();
-  page.setDefaultTimeout(WAIT_MS);
-  page.on("pageerror", (e) => pageErrors.push(`${label}: ${e.message}`));
-  page.on("console", (m) => {
-    // Chromium's own note when a send races a connection the test cut (its readyState was still OPEN
-    // when the page checked): the browser's, not a script error.
-    const racedClose = /WebSocket is already in CLOSING or CLOSED state/.test(m.text());
-    if (m.type() === "error" && !racedClose) pageErrors.push(`${label} console: ${m.text()}`);
-  });
-  return page;
-}
+const newPage = (label, options = {}) =>
+  openPage(browser, contexts, pageErrors, label, WAIT_MS, options);
 
 /** Opens a board as `name` and waits until the page has joined it and redrawn it from the history. */
 async function openBoard(page, board, name) {
