@@ -68,8 +68,8 @@ impl Hub {
         Ok(self.send_locked(&room, &mut rs, from, event, data, volatile, except))
     }
 
-    /// Stamps a message with the room's next offset and the time, keeps it
-    /// in the history (unless `volatile`), queues it to the members (but
+    /// Stamps a message with the room's next offset (none, 0, when
+    /// `volatile`) and the time, keeps it in the history (unless volatile), queues it to the members (but
     /// `except`) and hands it to the cluster adapter. Called with the
     /// room's lock held, so members and adapter see one order.
     #[allow(clippy::too_many_arguments)]
@@ -85,16 +85,21 @@ impl Hub {
     ) -> Arc<Message> {
         let policy = &room.policy;
         let ts = crate::now_ms().max(rs.last_ts);
+        // A volatile event is not numbered (offset 0): it is never kept or
+        // recovered, so the room's offsets stay without gaps for what is.
+        let offset = if volatile { 0 } else { rs.next_offset };
         let msg = Arc::new(Message {
             nsp: room.nsp.clone(),
             room: room.name.clone(),
-            offset: rs.next_offset,
+            offset,
             ts,
             from,
             data,
             event,
         });
-        rs.next_offset += 1;
+        if !volatile {
+            rs.next_offset += 1;
+        }
         rs.last_ts = ts;
         let keep = policy.history.unwrap_or(self.inner.config.history_len);
         if let Some(ttl) = policy.history_ttl {
@@ -218,9 +223,10 @@ mod tests {
         assert_eq!(Stats::get(&hub.stats().volatile_dropped), 16);
         assert!(slow.outbox().closed().is_none());
         assert!(hub.history("/", "game", 10).unwrap().is_empty());
-        // An ordinary message still reaches it.
+        // An ordinary message still reaches it, numbered 1: volatile events
+        // take no offsets.
         fast.publish("game", Data::text("hi"), false).unwrap();
-        assert_eq!(drain(&slow), vec!["msg game 21 fast hi"]);
+        assert_eq!(drain(&slow), vec!["msg game 1 fast hi"]);
     }
 
     #[test]
