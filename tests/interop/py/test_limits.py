@@ -37,10 +37,7 @@ class LimitsTest(ClosingCase):
         return sio
 
     def tcp(self):
-        host, _, port = self.volna.tcp.rpartition(":")
-        sock = socket.create_connection((host, int(port)), timeout=WAIT)
-        self.closers.append(sock.close)
-        f = sock.makefile("rw", encoding="utf-8", newline="\n")
+        _, f = self.tcp_connect(self.volna.tcp, WAIT)
         f.readline()  # welcome
         return f
 
@@ -127,10 +124,7 @@ class IpLimitsTest(ClosingCase):
         cls.volna.stop()
 
     def connect_tcp(self):
-        host, _, port = self.volna.tcp.rpartition(":")
-        sock = socket.create_connection((host, int(port)), timeout=WAIT)
-        self.closers.append(sock.close)
-        return sock, sock.makefile("r", encoding="utf-8")
+        return self.tcp_connect(self.volna.tcp, WAIT)
 
     def test_connections_per_address_are_bounded_across_transports(self):
         (s1, f1), (s2, f2) = self.connect_tcp(), self.connect_tcp()

@@ -125,10 +125,7 @@ class TokensTest(ClosingCase):
         return c
 
     def tcp(self):
-        host, _, port = self.volna.tcp.rpartition(":")
-        sock = socket.create_connection((host, int(port)), timeout=WAIT)
-        self.closers.append(sock.close)
-        f = sock.makefile("rw", encoding="utf-8", newline="\n")
+        _, f = self.tcp_connect(self.volna.tcp, WAIT)
         self.assertTrue(f.readline().startswith("welcome "))
         return f
 

@@ -57,6 +57,13 @@ class ClosingCase(unittest.TestCase):
     def setUp(self):
         self.closers = []
 
+    def tcp_connect(self, addr, wait=5.0):
+        """A TCP connection to `HOST:PORT` as (socket, line file), closed after the test."""
+        host, _, port = addr.rpartition(":")
+        sock = socket.create_connection((host, int(port)), timeout=wait)
+        self.closers.append(sock.close)
+        return sock, sock.makefile("rw", encoding="utf-8", newline="\n")
+
     def tearDown(self):
         for close in self.closers:
             try:

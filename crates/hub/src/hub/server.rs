@@ -206,16 +206,28 @@ impl Hub {
         if user.is_none() && client.is_none() {
             return 0;
         }
+        // Found through the namespaces' client and user indexes: a token
+        // expiring or a flood being cut must not walk every connection.
         let members: Vec<Member> = {
             let st = self.inner.state.lock().unwrap();
-            st.conns
-                .iter()
-                .filter(|(_, e)| {
-                    user.is_none_or(|u| e.user.as_deref() == Some(u))
-                        && client.is_none_or(|c| &*e.client == c)
-                })
-                .filter_map(|(id, e)| st.namespaces.get(&e.nsp)?.members.get(id).cloned())
-                .collect()
+            let mut out = Vec::new();
+            for ns in st.namespaces.values() {
+                let ids: Vec<ConnId> = match (client, user) {
+                    (Some(c), _) => ns.clients.get(c).copied().into_iter().collect(),
+                    (None, Some(u)) => ns.users.get(u).cloned().unwrap_or_default(),
+                    (None, None) => Vec::new(),
+                };
+                out.extend(
+                    ids.into_iter()
+                        .filter(|id| {
+                            user.is_none_or(|u| {
+                                st.conns.get(id).and_then(|e| e.user.as_deref()) == Some(u)
+                            })
+                        })
+                        .filter_map(|id| ns.members.get(&id).cloned()),
+                );
+            }
+            out
         };
         close_members(&members, &reason)
     }
