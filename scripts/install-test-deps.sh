@@ -13,6 +13,7 @@ command -v python3 >/dev/null || apt_needed+=(python3)
 python3 -c 'import venv, ensurepip' 2>/dev/null || apt_needed+=(python3-venv)
 command -v node >/dev/null || apt_needed+=(nodejs)
 command -v npm >/dev/null || apt_needed+=(npm)
+command -v openssl >/dev/null || apt_needed+=(openssl)
 if [ ${#apt_needed[@]} -gt 0 ]; then
   echo "== installing Debian packages: ${apt_needed[*]}"
   $SUDO apt-get update

@@ -99,17 +99,26 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Cancellation
         per_second: 0.0,
         ..Default::default()
     });
-    serve_with(listener, router, shutdown, HttpLimits::default(), no_gate).await
+    serve_with(
+        listener,
+        router,
+        shutdown,
+        HttpLimits::default(),
+        no_gate,
+        None,
+    )
+    .await
 }
 
-/// [`serve`] with these limits, and connections counted in `gate` (shared
-/// with the TCP transport).
+/// [`serve`] with these limits, connections counted in `gate` (shared
+/// with the TCP transport), and HTTPS when `tls` is given.
 pub async fn serve_with(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
     limits: HttpLimits,
     gate: crate::ipgate::IpGate,
+    tls: Option<crate::tls::Tls>,
 ) {
-    crate::websocket::serve(listener, router, shutdown, limits, gate).await
+    crate::websocket::serve(listener, router, shutdown, limits, gate, tls).await
 }

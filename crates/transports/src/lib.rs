@@ -40,6 +40,8 @@ pub mod origin;
 pub mod pages;
 pub mod socketio;
 pub mod tcp;
+pub mod tls;
 pub mod web;
 pub mod websocket;
+pub mod wire;
 pub mod ws;

@@ -14,9 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use volna_hub::{
@@ -26,6 +24,8 @@ use volna_hub::{
 
 use crate::app::admit::{self, Arrival};
 use crate::app::{self, Applied, Op, Reply};
+use crate::tls::Tls;
+use crate::wire::Wire;
 use volna_protocols::line::{self, sanitize_for_line, Command, Item, LineSplitter, Timestamp};
 
 /// Settings of the TCP transport.
@@ -50,6 +50,9 @@ pub struct TcpConfig {
     /// closed (sockets held open and silent cost a file each). `None`:
     /// never. Defaults to 120 s.
     pub first_line_timeout: Option<Duration>,
+    /// TLS on the line port (`openssl s_client`, `ncat --ssl`); `None`:
+    /// plain TCP. Defaults to `None`.
+    pub tls: Option<Tls>,
 }
 
 impl Default for TcpConfig {
@@ -61,6 +64,7 @@ impl Default for TcpConfig {
             history_default: 20,
             partial_line_flush: Some(Duration::from_millis(300)),
             first_line_timeout: Some(Duration::from_secs(120)),
+            tls: None,
         }
     }
 }
@@ -190,7 +194,11 @@ pub async fn serve(
                     Ok(place) => place,
                     Err(refusal) => {
                         app::count_bad_input(&app.hub);
-                        tracker.spawn(refuse(stream, refusal.message(), config.close_grace));
+                        if config.tls.is_none() {
+                            let why = refusal.message();
+                            let grace = config.close_grace;
+                            tracker.spawn(async move { refuse(&stream.into(), why, grace).await });
+                        }
                         continue;
                     }
                 };
@@ -200,6 +208,16 @@ pub async fn serve(
                 let shutdown = shutdown.clone();
                 tracker.spawn(async move {
                     let _place = place;
+                    let stream = match &config.tls {
+                        None => Wire::from(stream),
+                        Some(tls) => match tls.accept_line(stream).await {
+                            Ok(stream) => stream,
+                            Err(e) => {
+                                tracing::debug!(%peer, error = %e, "tls handshake failed");
+                                return;
+                            }
+                        },
+                    };
                     if let Err(e) = handle(stream, peer, app, config, codec, shutdown).await {
                         tracing::debug!(%peer, error = %e, "tcp connection ended with an error");
                     }
@@ -215,7 +233,7 @@ pub async fn serve(
 }
 
 /// Tells a client it is refused (`error WHY`) and closes the connection.
-async fn refuse(mut stream: TcpStream, why: &str, grace: Duration) {
+async fn refuse(stream: &Wire, why: &str, grace: Duration) {
     let line = format!("error {}\n", sanitize_for_line(why));
     let _ = tokio::time::timeout(grace, async {
         stream.write_all(line.as_bytes()).await?;
@@ -226,14 +244,14 @@ async fn refuse(mut stream: TcpStream, why: &str, grace: Duration) {
 
 /// Serves one TCP client until it quits, disconnects or is disconnected.
 async fn handle(
-    stream: TcpStream,
+    stream: Wire,
     peer: SocketAddr,
     app: app::Context,
     config: Arc<TcpConfig>,
     codec: Arc<dyn Codec>,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let _ = stream.set_nodelay(true);
+    let _ = stream.tcp().set_nodelay(true);
     let arrival = Arrival {
         client: app.hub.new_client_id(),
         transport: "tcp",
@@ -247,7 +265,7 @@ async fn handle(
         Ok(grant) => grant,
         Err(refusal) => {
             refuse(
-                stream,
+                &stream,
                 &format!("refused {}", refusal.reason),
                 config.close_grace,
             )
@@ -263,8 +281,12 @@ async fn handle(
         env!("CARGO_PKG_VERSION"),
         conn.name()
     )));
-    let (rd, wr) = stream.into_split();
-    let mut writer = tokio::spawn(write_loop(wr, outbox.clone(), config.close_grace));
+    let stream = Arc::new(stream);
+    let mut writer = tokio::spawn(write_loop(
+        stream.clone(),
+        outbox.clone(),
+        config.close_grace,
+    ));
     let mut commands = Commands {
         conn: &conn,
         app: &app,
@@ -284,7 +306,7 @@ async fn handle(
         }
     };
     let read_result = tokio::select! {
-        r = commands.read_loop(&rd, &lines_seen) => r,
+        r = commands.read_loop(&stream, &lines_seen) => r,
         _ = first_line => {
             app::count_bad_input(&app.hub);
             outbox.close(CloseReason::Disconnected {
@@ -325,7 +347,7 @@ struct Commands<'a> {
 
 impl Commands<'_> {
     /// Reads and handles lines until EOF or `/quit`.
-    async fn read_loop(&mut self, rd: &OwnedReadHalf, lines_seen: &AtomicBool) -> io::Result<()> {
+    async fn read_loop(&mut self, rd: &Wire, lines_seen: &AtomicBool) -> io::Result<()> {
         let mut splitter = LineSplitter::new(self.config.max_line);
         loop {
             let flush_partial = match (self.config.partial_line_flush, splitter.is_empty()) {
@@ -554,15 +576,15 @@ fn say(room: &str, text: &str) -> Op {
 /// Reads what is available without waiting into a stack buffer and feeds the
 /// splitter. Kept out of the async function so the buffer is not part of the
 /// task's state: an idle connection holds no read buffer.
-fn read_some(rd: &OwnedReadHalf, splitter: &mut LineSplitter) -> io::Result<usize> {
+fn read_some(rd: &Wire, splitter: &mut LineSplitter) -> io::Result<usize> {
     let mut buf = [0u8; 8192];
-    let n = rd.try_read(&mut buf)?;
+    let (n, _) = rd.try_read(&mut buf)?;
     splitter.push(&buf[..n]);
     Ok(n)
 }
 
 /// Writes the outbox to the socket until it closes.
-async fn write_loop(mut wr: OwnedWriteHalf, outbox: Arc<Outbox>, grace: Duration) {
+async fn write_loop(wr: Arc<Wire>, outbox: Arc<Outbox>, grace: Duration) {
     let mut batch: Vec<Frame> = Vec::new();
     let mut pending: VecDeque<Bytes> = VecDeque::new();
     let reason = loop {
@@ -570,7 +592,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, outbox: Arc<Outbox>, grace: Duration
             Batch::Frames => {
                 pending.extend(batch.drain(..).map(|f| f.bytes().clone()));
                 let written = tokio::select! {
-                    r = write_all(&mut wr, &mut pending) => r,
+                    r = write_all(&wr, &mut pending) => r,
                     reason = outbox.wait_closed() => {
                         if reason.discards_queue() {
                             // Finish the frame in flight so the line framing
@@ -597,7 +619,7 @@ async fn write_loop(mut wr: OwnedWriteHalf, outbox: Arc<Outbox>, grace: Duration
         pending.push_back(Bytes::from(format!("bye {reason}\n")));
     }
     let _ = tokio::time::timeout(grace, async {
-        if write_all(&mut wr, &mut pending).await.is_ok() {
+        if write_all(&wr, &mut pending).await.is_ok() {
             let _ = wr.shutdown().await;
         }
     })
@@ -607,12 +629,20 @@ async fn write_loop(mut wr: OwnedWriteHalf, outbox: Arc<Outbox>, grace: Duration
 /// Writes every pending buffer, several per syscall. Progress is recorded in
 /// `pending` after each write, so the future may be dropped at any await
 /// point without losing track of what was sent.
-async fn write_all(wr: &mut OwnedWriteHalf, pending: &mut VecDeque<Bytes>) -> io::Result<()> {
+async fn write_all(wr: &Wire, pending: &mut VecDeque<Bytes>) -> io::Result<()> {
     while !pending.is_empty() {
-        let n = {
+        let written = {
             let slices: Vec<IoSlice<'_>> =
                 pending.iter().take(64).map(|b| IoSlice::new(b)).collect();
-            wr.write_vectored(&slices).await?
+            wr.try_write_vectored(&slices)
+        };
+        let n = match written {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                wr.writable().await?;
+                continue;
+            }
+            Err(e) => return Err(e),
         };
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
@@ -629,5 +659,5 @@ async fn write_all(wr: &mut OwnedWriteHalf, pending: &mut VecDeque<Bytes>) -> io
             }
         }
     }
-    Ok(())
+    wr.flush().await
 }

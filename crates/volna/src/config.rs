@@ -42,6 +42,8 @@
 //! http_header_timeout_ms = 10000  # slow-loris: time to send a request head; max_header_bytes = 65536
 //! tcp_first_line_timeout_ms = 120000  # a TCP client silent this long after connecting is closed
 //! max_connections_per_ip = 256         # connections_per_ip_per_second = 64; loopback exempt unless limit_loopback = true
+//! tls_cert = "fullchain.pem"   # HTTPS/WSS and TLS on the TCP port (relative to this file; read again when it changes)
+//! tls_key = "privkey.pem"
 //!
 //! [[rooms]]                    # room policies, first match wins (see crate::rooms)
 //! match = "doc:*"
@@ -127,6 +129,8 @@ pub struct ServerConfig {
     pub http_limits: volna_transports::http::HttpLimits,
     /// Connections per client address.
     pub ip_limits: volna_transports::ipgate::IpLimits,
+    /// TLS on both listeners. `None` (the default): plain TCP and HTTP.
+    pub tls: Option<volna_transports::tls::TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -155,6 +159,7 @@ impl Default for ServerConfig {
             anonymous: true,
             http_limits: Default::default(),
             ip_limits: Default::default(),
+            tls: None,
         }
     }
 }
@@ -253,6 +258,10 @@ pub struct FileConfig {
     pub connections_per_ip_per_second: Option<f64>,
     /// Whether loopback addresses are limited too.
     pub limit_loopback: Option<bool>,
+    /// PEM certificate chain for TLS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    pub tls_key: Option<PathBuf>,
     /// Requests per connection and second (0: no limit).
     pub messages_per_second: Option<f64>,
     /// Requests a connection may make at once above that rate.
@@ -430,6 +439,13 @@ pub struct ServeArgs {
     /// client 127.0.0.1) [default: false].
     #[arg(long, env = "VOLNA_LIMIT_LOOPBACK")]
     pub limit_loopback: Option<bool>,
+    /// PEM certificate chain (leaf first): HTTPS and WSS on the HTTP address, TLS on the TCP
+    /// address; read again when the file changes [default: none, plain TCP and HTTP].
+    #[arg(long, env = "VOLNA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1) [default: none].
+    #[arg(long, env = "VOLNA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -587,6 +603,24 @@ impl ServeArgs {
         if let Some(dir) = self.static_dir.clone().or(from_file) {
             anyhow::ensure!(dir.is_dir(), "static_dir {} is not a folder", dir.display());
             cfg.static_dir = Some(dir);
+        }
+        let in_file_dir = |d: Option<PathBuf>| {
+            d.map(|d| match file_dir {
+                Some(base) if d.is_relative() => base.join(d),
+                _ => d,
+            })
+        };
+        let cert = self.tls_cert.clone().or(in_file_dir(file.tls_cert));
+        let key = self.tls_key.clone().or(in_file_dir(file.tls_key));
+        match (cert, key) {
+            (None, None) => {}
+            (Some(cert), Some(key)) => {
+                let files = volna_transports::tls::TlsFiles { cert, key };
+                // Checked now so a bad file stops the start with its name.
+                volna_transports::tls::Tls::load(files.clone(), Duration::from_secs(1))?;
+                cfg.tls = Some(files);
+            }
+            _ => anyhow::bail!("tls_cert and tls_key go together: set both or neither"),
         }
         let tokens = &mut cfg.tokens;
         tokens.secret = self.jwt_secret.clone().or(file.jwt_secret.clone());

@@ -80,15 +80,21 @@ fn init_logging(filter: &str) -> anyhow::Result<()> {
 }
 
 async fn serve(config: volna::config::ServerConfig) -> anyhow::Result<()> {
+    let tls = config.tls.is_some();
     let server = Server::start(config).await?;
-    println!(
-        "volna {} serving: tcp://{} (try: nc {} {}), http://{}",
-        env!("CARGO_PKG_VERSION"),
-        server.tcp_addr,
-        server.tcp_addr.ip(),
-        server.tcp_addr.port(),
-        server.http_addr
-    );
+    let (tcp, http) = (server.tcp_addr, server.http_addr);
+    let version = env!("CARGO_PKG_VERSION");
+    if tls {
+        println!(
+            "volna {version} serving: tls://{tcp} (try: openssl s_client -quiet -connect {tcp}), https://{http}"
+        );
+    } else {
+        println!(
+            "volna {version} serving: tcp://{tcp} (try: nc {} {}), http://{http}",
+            tcp.ip(),
+            tcp.port()
+        );
+    }
     wait_for_signal().await;
     server.shutdown().await;
     Ok(())

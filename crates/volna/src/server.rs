@@ -183,10 +183,26 @@ impl Server {
             anonymous: config.anonymous,
             ip_gate: volna_transports::ipgate::IpGate::new(config.ip_limits),
         };
+        // TLS on both listeners, the certificate read again when it changes.
+        let tls = match &config.tls {
+            Some(files) => {
+                let tls = volna_transports::tls::Tls::load(
+                    files.clone(),
+                    config.http_limits.header_timeout,
+                )
+                .map_err(|e| StartError::Hooks { why: e.to_string() })?;
+                tls.watch(shutdown.clone());
+                Some(tls)
+            }
+            None => None,
+        };
         let tcp_task = tokio::spawn(tcp::serve(
             tcp_listener,
             app.clone(),
-            Arc::new(config.tcp.clone()),
+            Arc::new(tcp::TcpConfig {
+                tls: tls.clone(),
+                ..config.tcp.clone()
+            }),
             shutdown.clone(),
             tracker.clone(),
         ));
@@ -254,6 +270,7 @@ impl Server {
             shutdown.clone(),
             config.http_limits,
             app.ip_gate.clone(),
+            tls,
         ));
         // Rooms that outlived their members (history_ttl) go once their
         // history has.

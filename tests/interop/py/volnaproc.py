@@ -40,8 +40,10 @@ class Volna:
             banner = self.proc.stdout.readline()
             if not banner and self.proc.poll() is not None:
                 raise RuntimeError("volna exited before its banner")
-        self.tcp = banner.split("tcp://", 1)[1].split(" ", 1)[0].rstrip(",")
-        self.http = "http://" + banner.split("http://", 1)[1].split()[0].rstrip(",")
+        # tcp://… http://…, or tls://… https://… when it serves TLS.
+        scheme = "https" if " tls://" in banner else "http"
+        self.tcp = banner.split("://", 1)[1].split(" ", 1)[0].rstrip(",")
+        self.http = f"{scheme}://" + banner.split(f" {scheme}://", 1)[1].split()[0].rstrip(",")
 
     def stop(self):
         self.proc.terminate()

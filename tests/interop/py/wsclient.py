@@ -8,9 +8,10 @@ import websocket
 
 
 class WsClient:
-    def __init__(self, http, query="", wait=5.0):
+    def __init__(self, http, query="", wait=5.0, sslopt=None):
         self.wait = wait
-        self.ws = websocket.create_connection(http.replace("http", "ws", 1) + "/ws" + query, timeout=wait)
+        self.ws = websocket.create_connection(http.replace("http", "ws", 1) + "/ws" + query, timeout=wait,
+                                              sslopt=sslopt)
         self.pending = []
         self.next_id = 0
 

@@ -8,11 +8,9 @@
 
 use std::io;
 
+use crate::wire::Wire;
 use bytes::Bytes;
-use tokio::net::TcpStream;
 use volna_protocols::websocket::{Decoder, Message, Progress, Violation};
-
-use super::socket::readable;
 
 /// Why [`Reader::run`] returned.
 #[derive(Debug)]
@@ -72,7 +70,7 @@ impl Reader {
     ///
     /// # Cancel safety
     /// Cancel safe: bytes read are parsed before any await.
-    pub async fn run<F>(&mut self, stream: &TcpStream, on: &mut F) -> ReadEnd
+    pub async fn run<F>(&mut self, stream: &Wire, on: &mut F) -> ReadEnd
     where
         F: FnMut(Message) -> bool + Send,
     {
@@ -84,7 +82,7 @@ impl Reader {
             }
         }
         loop {
-            if let Err(e) = readable(stream).await {
+            if let Err(e) = stream.readable().await {
                 return ReadEnd::Io(e);
             }
             loop {
@@ -98,34 +96,19 @@ impl Reader {
         }
     }
 
-    /// One `recv` into a stack buffer.
-    ///
-    /// A read that returns less than the buffer emptied the socket, so the
-    /// stream's readiness is cleared right away instead of by a second
-    /// `recv` that would only say `EAGAIN` (a third of the syscalls of a
-    /// request/reply exchange). This is race-free: the readiness snapshot
-    /// is taken before the `recv`, and tokio only clears it if no readiness
-    /// event arrived since, so bytes landing after the `recv` still wake the
-    /// reader.
+    /// One read into a stack buffer ([`Wire::try_read`]: a plain read
+    /// shorter than the buffer emptied the socket, so its readiness is
+    /// cleared right away instead of by a second `recv` that would only say
+    /// `EAGAIN`, a third of the syscalls of a request/reply exchange).
     fn read_once(
         &mut self,
-        stream: &TcpStream,
+        stream: &Wire,
         on: &mut dyn FnMut(Message) -> bool,
     ) -> Result<Read, ReadEnd> {
         let mut buf = [0u8; READ_CHUNK];
-        let mut short = 0;
-        let result = stream.try_io(tokio::io::Interest::READABLE, || {
-            let n = io::Read::read(&mut &*socket2::SockRef::from(stream), &mut buf)?;
-            if n > 0 && n < buf.len() {
-                short = n;
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            Ok(n)
-        });
-        let (n, drained) = match result {
-            Ok(0) => return Err(ReadEnd::Eof),
-            Ok(n) => (n, false),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock && short > 0 => (short, true),
+        let (n, drained) = match stream.try_read(&mut buf) {
+            Ok((0, _)) => return Err(ReadEnd::Eof),
+            Ok(read) => read,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Read::Drained),
             Err(e) => return Err(ReadEnd::Io(e)),
         };

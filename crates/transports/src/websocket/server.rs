@@ -1,5 +1,6 @@
 //! The HTTP/1 server that makes upgraded connections reachable as their
-//! `TcpStream`, and the WebSocket opening handshake (RFC 6455 §4).
+//! socket (a [`Wire`]: the `TcpStream`, with its TLS session over HTTPS),
+//! and the WebSocket opening handshake (RFC 6455 §4).
 //!
 //! [`serve`] replaces `axum::serve`: it drives each connection with hyper's
 //! HTTP/1 server directly so that an upgraded connection can be downcast
@@ -26,6 +27,8 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::ipgate::{IpGate, IpTicket};
+use crate::tls::Tls;
+use crate::wire::Wire;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -65,19 +68,21 @@ async fn refuse_connection(mut stream: TcpStream, refusal: crate::ipgate::IpRefu
     .await;
 }
 
-/// Marks a request served by [`serve`]: its upgrade yields a `TcpStream`.
+/// Marks a request served by [`serve`]: its upgrade yields a [`Wire`].
 #[derive(Debug, Clone, Copy)]
 pub struct RawCapable;
 
 /// Serves `router` on `listener` with hyper's HTTP/1 server until
 /// `shutdown` is cancelled, then waits for open HTTP exchanges to finish
-/// (upgraded connections are on their own by then).
+/// (upgraded connections are on their own by then). With `tls` every
+/// connection starts with a TLS handshake (HTTPS and WSS).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     shutdown: CancellationToken,
     limits: HttpLimits,
     gate: IpGate,
+    tls: Option<Tls>,
 ) {
     let router = router.layer(axum::Extension(RawCapable));
     let conns = TaskTracker::new();
@@ -115,32 +120,52 @@ pub async fn serve(
             async move { tower_service::Service::call(&mut router, req.map(Body::new)).await }
         });
         let shutdown = shutdown.clone();
-        conns.spawn(async move {
-            // A client that sends its request head too slowly (slow-loris)
-            // or too much of it is dropped; hyper answers 431 to the latter.
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_buf_size(limits.max_header_bytes)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => {
-                    if let Err(e) = r {
-                        tracing::trace!(error = %e, "http connection failed");
+        match &tls {
+            None => conns.spawn(serve_connection(stream, service, limits, shutdown)),
+            Some(tls) => {
+                let tls = tls.clone();
+                conns.spawn(async move {
+                    match tls.accept_http(stream).await {
+                        Ok(stream) => serve_connection(stream, service, limits, shutdown).await,
+                        Err(e) => tracing::debug!(%peer, error = %e, "tls handshake failed"),
                     }
-                }
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
+                })
             }
-        });
+        };
     }
     drop(listener);
     conns.close();
     conns.wait().await;
+}
+
+/// Serves HTTP/1 on one connection until it ends or `shutdown`.
+async fn serve_connection<I, S>(io: I, service: S, limits: HttpLimits, shutdown: CancellationToken)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::Service<hyper::Request<Incoming>, Response = Response> + Send,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    // A client that sends its request head too slowly (slow-loris) or too
+    // much of it is dropped; hyper answers 431 to the latter.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(limits.max_header_bytes)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::trace!(error = %e, "http connection failed");
+            }
+        }
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
 }
 
 fn is_connection_error(e: &io::Error) -> bool {
@@ -211,9 +236,10 @@ fn switching_protocols(key: &[u8]) -> Response {
 }
 
 /// Waits for hyper to hand over the upgraded connection and takes back its
-/// `TcpStream` and the bytes hyper had already read past the request.
-/// `None` if the upgrade failed or the connection is not a plain TCP one.
-async fn take_stream(on_upgrade: hyper::upgrade::OnUpgrade) -> Option<(TcpStream, Bytes)> {
+/// socket (with its TLS session, if any) and the bytes hyper had already
+/// read past the request. `None` if the upgrade failed or the connection is
+/// not one [`serve`] made.
+async fn take_stream(on_upgrade: hyper::upgrade::OnUpgrade) -> Option<(Wire, Bytes)> {
     let upgraded = match on_upgrade.await {
         Ok(u) => u,
         Err(e) => {
@@ -221,10 +247,18 @@ async fn take_stream(on_upgrade: hyper::upgrade::OnUpgrade) -> Option<(TcpStream
             return None;
         }
     };
-    match upgraded.downcast::<TokioIo<TcpStream>>() {
-        Ok(parts) => Some((parts.io.into_inner(), parts.read_buf)),
+    let upgraded = match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => return Some((parts.io.into_inner().into(), parts.read_buf)),
+        Err(upgraded) => upgraded,
+    };
+    type TlsIo = TokioIo<tokio_rustls::server::TlsStream<TcpStream>>;
+    match upgraded.downcast::<TlsIo>() {
+        Ok(parts) => {
+            let (tcp, session) = parts.io.into_inner().into_inner();
+            Some((Wire::tls(tcp, session), parts.read_buf))
+        }
         Err(_) => {
-            tracing::warn!("upgraded connection is not a TcpStream");
+            tracing::warn!("upgraded connection is not a TCP or TLS stream");
             None
         }
     }
@@ -299,7 +333,7 @@ impl Upgrade {
         self,
     ) -> (
         Response,
-        impl std::future::Future<Output = Option<(TcpStream, Bytes)>> + Send,
+        impl std::future::Future<Output = Option<(Wire, Bytes)>> + Send,
     ) {
         (switching_protocols(&self.key), take_stream(self.on_upgrade))
     }

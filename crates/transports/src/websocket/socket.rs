@@ -1,5 +1,5 @@
-//! The server end of one WebSocket connection: the upgraded `TcpStream`
-//! and everything that writes to it.
+//! The server end of one WebSocket connection: the upgraded stream (a
+//! [`Wire`], plain or TLS) and everything that writes to it.
 //!
 //! Writing is done by whoever has frames: [`WsSocket`] is a [`DirectSink`],
 //! so an [`Outbox`] push writes straight to the socket when nothing is
@@ -11,8 +11,8 @@ use std::io::{self, IoSlice};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 
+use crate::wire::Wire;
 use bytes::Bytes;
-use tokio::net::TcpStream;
 use volna_hub::{DirectSink, Frame, Outbox};
 use volna_protocols::websocket::{
     close_payload, control_frame, header_len, put_header, MAX_HEADER, OP_BINARY, OP_CLOSE, OP_PING,
@@ -27,7 +27,7 @@ const MAX_PENDING_PONGS: usize = 16;
 /// The server end of a WebSocket connection, shared by its reader, its
 /// writer task and (as a [`DirectSink`]) whoever pushes to its outbox.
 pub struct WsSocket {
-    stream: TcpStream,
+    stream: Wire,
     /// The outbox it is installed in, and who flushes it.
     direct: OnceLock<(Weak<Outbox>, Arc<Flusher>)>,
     /// Pongs to send: the payloads of pings not answered yet, oldest first
@@ -45,8 +45,9 @@ pub struct WsSocket {
 
 impl WsSocket {
     /// Wraps an upgraded stream.
-    pub fn new(stream: TcpStream) -> WsSocket {
-        let _ = stream.set_nodelay(true);
+    pub fn new(stream: impl Into<Wire>) -> WsSocket {
+        let stream = stream.into();
+        let _ = stream.tcp().set_nodelay(true);
         WsSocket {
             stream,
             direct: OnceLock::new(),
@@ -65,14 +66,21 @@ impl WsSocket {
     }
 
     /// Installs it as `outbox`'s direct sink, flushed by `flusher`.
+    ///
+    /// Over TLS it is not installed: a direct write may leave ciphertext
+    /// behind that only the writer task, which waits for the socket,
+    /// finishes ([`Wire::flush`]).
     pub fn install(self: &Arc<Self>, outbox: &Arc<Outbox>, flusher: Arc<Flusher>) {
+        if self.stream.is_tls() {
+            return;
+        }
         let hold = flusher.hold_ms();
         let _ = self.direct.set((Arc::downgrade(outbox), flusher));
         outbox.set_direct(self.clone(), hold);
     }
 
     /// The stream.
-    pub fn stream(&self) -> &TcpStream {
+    pub fn stream(&self) -> &Wire {
         &self.stream
     }
 
@@ -140,24 +148,16 @@ impl WsSocket {
             match try_write_frames(&self.stream, &frames[frame..], skip) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(n) => (frame, skip) = advance(frames, frame, skip, n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable(&self.stream).await?,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.stream.writable().await?,
                 Err(e) => return Err(e),
             }
         }
-        Ok(())
+        self.stream.flush().await
     }
 
     /// Writes raw bytes completely.
-    async fn write_all(&self, mut bytes: &[u8]) -> io::Result<()> {
-        while !bytes.is_empty() {
-            match self.stream.try_write(bytes) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => bytes = &bytes[n..],
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable(&self.stream).await?,
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+    async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        self.stream.write_all(bytes).await
     }
 
     /// Writes one control frame. The caller must own the socket.
@@ -229,7 +229,7 @@ const FRAMES_PER_WRITE: usize = 256;
 /// file-position lock, an iovec import and a copy per slice on top, which on
 /// loopback is about a tenth of a small write. Large batches are written
 /// vectored, without copying the payloads.
-fn try_write_frames(stream: &TcpStream, frames: &[Frame], skip: usize) -> io::Result<usize> {
+fn try_write_frames(stream: &Wire, frames: &[Frame], skip: usize) -> io::Result<usize> {
     // Wire bytes of a batch small enough to gather (not counted for larger ones).
     let total = if frames.len() <= 64 {
         frames.iter().map(frame_wire_len).sum()
@@ -249,26 +249,6 @@ fn try_write_frames(stream: &TcpStream, frames: &[Frame], skip: usize) -> io::Re
 /// Batches up to this many wire bytes are gathered on the stack.
 const SMALL_BATCH: usize = 512;
 
-/// Waits until `stream` may be readable. Unlike `TcpStream::readable`,
-/// whose future carries its own waiter (~150 bytes in every idle
-/// connection's task), this parks the task's waker in the slot the stream's
-/// registration already has. Only one task may wait at a time: the reader.
-pub(super) async fn readable(stream: &TcpStream) -> io::Result<()> {
-    std::future::poll_fn(|cx| stream.poll_read_ready(cx)).await
-}
-
-/// [`readable`] for writing; only the connection's writer waits.
-async fn writable(stream: &TcpStream) -> io::Result<()> {
-    std::future::poll_fn(|cx| stream.poll_write_ready(cx)).await
-}
-
-/// A non-blocking `send(2)` on the stream, with tokio's readiness kept right.
-fn send(stream: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
-    stream.try_io(tokio::io::Interest::WRITABLE, || {
-        socket2::SockRef::from(stream).send(bytes)
-    })
-}
-
 /// Bytes gathered into one buffer for a write at most.
 const GATHER_MAX: usize = 16 * 1024;
 
@@ -286,19 +266,14 @@ fn gather(frames: &[Frame], mut out: impl io::Write) {
 /// [`try_write_frames`] for a batch of at most [`GATHER_MAX`] wire bytes:
 /// copied into one buffer (on the stack when it is small) and sent as one
 /// slice.
-fn write_gathered(
-    stream: &TcpStream,
-    frames: &[Frame],
-    skip: usize,
-    total: usize,
-) -> io::Result<usize> {
+fn write_gathered(stream: &Wire, frames: &[Frame], skip: usize, total: usize) -> io::Result<usize> {
     if total <= skip {
         return Ok(0);
     }
     if total <= SMALL_BATCH {
         let mut buf = [0u8; SMALL_BATCH];
         gather(frames, &mut buf[..]);
-        return send(stream, &buf[skip..total]);
+        return stream.try_send(&buf[skip..total]);
     }
     thread_local! {
         static GATHER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -309,7 +284,7 @@ fn write_gathered(
         };
         buf.clear();
         gather(frames, &mut *buf);
-        let result = send(stream, &buf[skip..]);
+        let result = stream.try_send(&buf[skip..]);
         if buf.capacity() > 4 * GATHER_MAX {
             *buf = Vec::new();
         }
@@ -319,7 +294,7 @@ fn write_gathered(
 
 /// [`try_write_frames`] with room for `N` frames (`S` = 2 `N` slices).
 fn write_frames_with<const N: usize, const S: usize>(
-    stream: &TcpStream,
+    stream: &Wire,
     frames: &[Frame],
     skip: usize,
 ) -> io::Result<usize> {
@@ -377,7 +352,7 @@ pub(super) fn advance(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::net::TcpListener;
+    use tokio::net::{TcpListener, TcpStream};
 
     #[test]
     fn write_positions_advance_across_frames() {
