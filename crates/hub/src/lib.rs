@@ -63,8 +63,8 @@ mod stats;
 pub use adapter::{Adapter, BoxFuture, ClusterWho, NodeInfo, Outgoing, RemoteMembers, WhoMember};
 pub use event::{Codec, ConnId, Data, Emit, Event, MemberInfo, Message, Presence, PresenceKind};
 pub use hub::{
-    Conn, Hub, HubConfig, HubError, JoinInfo, NodeCounts, RateLimit, RoomInfo, ServerPublish,
-    Stream, Verdict, JOIN_SAMPLE,
+    Conn, Hub, HubConfig, HubError, JoinInfo, NodeCounts, Pending, RateLimit, RoomInfo,
+    ServerPublish, Stream, Verdict, JOIN_SAMPLE,
 };
 pub use identity::{ClientInfo, Identity, SERVER_NAME, USER_ROOM_PREFIX};
 pub use outbox::{

@@ -25,6 +25,9 @@ pub struct Stats {
     pub volatile_dropped: AtomicU64,
     /// Requests refused for going over a connection's rate.
     pub rate_limited: AtomicU64,
+    /// Requests refused because their connection already waited for too
+    /// many answers (`max_pending_per_conn`).
+    pub too_many_pending: AtomicU64,
     /// Server API requests answered.
     pub api_requests: AtomicU64,
     /// Server API requests refused (bad key, bad request, an error result).
@@ -59,6 +62,7 @@ impl Stats {
             ("protocol_closes", Self::get(&self.protocol_closes)),
             ("volatile_dropped", Self::get(&self.volatile_dropped)),
             ("rate_limited", Self::get(&self.rate_limited)),
+            ("too_many_pending", Self::get(&self.too_many_pending)),
             ("api_requests", Self::get(&self.api_requests)),
             ("api_errors", Self::get(&self.api_errors)),
         ]

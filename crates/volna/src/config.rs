@@ -38,6 +38,7 @@
 //! jwt_audience = ["volna"]     # checked when set; jwt_issuer likewise
 //! anonymous = true             # false: only signed-in users (docs/security.md)
 //! max_rooms_per_connection = 128
+//! max_pending_per_connection = 64  # answers one connection may wait for at once (hooks, images, cluster queries)
 //! messages_per_second = 500    # per connection, every request; messages_burst = 1000
 //! http_header_timeout_ms = 10000  # slow-loris: time to send a request head; max_header_bytes = 65536
 //! tcp_first_line_timeout_ms = 120000  # a TCP client silent this long after connecting is closed
@@ -246,6 +247,8 @@ pub struct FileConfig {
     pub anonymous: Option<bool>,
     /// Rooms one connection may be in at once.
     pub max_rooms_per_connection: Option<usize>,
+    /// Answers one connection may wait for at once.
+    pub max_pending_per_connection: Option<u32>,
     /// Time a client has to send an HTTP request head, in ms.
     pub http_header_timeout_ms: Option<u64>,
     /// Largest HTTP request head, in bytes.
@@ -413,6 +416,10 @@ pub struct ServeArgs {
     /// Rooms one connection may be in at once [default: 128].
     #[arg(long, env = "VOLNA_MAX_ROOMS_PER_CONNECTION")]
     pub max_rooms_per_connection: Option<usize>,
+    /// Answers one connection may wait for at once (backend hooks, images, cluster-wide
+    /// queries); a request beyond is refused `too-many-pending` [default: 64].
+    #[arg(long, env = "VOLNA_MAX_PENDING_PER_CONNECTION")]
+    pub max_pending_per_connection: Option<u32>,
     /// Requests per connection and second, every operation counted; over it a request is refused
     /// `rate-limited`, and a client that keeps sending is disconnected; 0: no limit [default: 500].
     #[arg(long, env = "VOLNA_MESSAGES_PER_SECOND")]
@@ -644,6 +651,13 @@ impl ServeArgs {
         {
             anyhow::ensure!(n >= 1, "max_rooms_per_connection must be at least 1");
             cfg.hub.max_rooms_per_conn = n;
+        }
+        if let Some(n) = self
+            .max_pending_per_connection
+            .or(file.max_pending_per_connection)
+        {
+            anyhow::ensure!(n >= 1, "max_pending_per_connection must be at least 1");
+            cfg.hub.max_pending_per_conn = n;
         }
         if let Some(v) = self.http_header_timeout_ms.or(file.http_header_timeout_ms) {
             anyhow::ensure!(v >= 100, "http_header_timeout_ms must be at least 100");

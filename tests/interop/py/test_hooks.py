@@ -19,6 +19,7 @@ import unittest
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import requests
 import socketio
 
 from volnaproc import ClosingCase, Volna, free_port
@@ -26,6 +27,7 @@ from wsclient import WsClient
 
 WAIT = 5.0
 API_KEY = f"hooks-test-{os.getpid()}-key"
+MAX_PENDING = 3
 POLICIES = """
 [[rooms]]
 match = "mod:*"
@@ -140,6 +142,7 @@ def hooked_volna(backend):
             "--rpc-hook-url", f"{base}/rpc",
             "--publish-hook-url", f"{base}/publish",
             "--api-key", API_KEY,
+            "--max-pending-per-connection", str(MAX_PENDING),
         ],
         POLICIES,
     )
@@ -357,6 +360,35 @@ class HooksTest(ClosingCase):
         answer = t.line(lambda l: l.startswith("ok emit"))
         self.assertTrue(answer.startswith("ok emit order "), answer)
         self.assertEqual(json.loads(answer.split(" ", 3)[3])["qty"], 5)
+
+    def test_answers_a_connection_waits_for_are_bounded(self):
+        room = f"shop:{uuid.uuid4().hex[:6]}"
+        w = self.ws("?token=user-pending")
+        w.recv(lambda m: m.get("type") == "welcome")
+        self.assertEqual(w.request("join", room=room)["ok"], True)
+        # Slow orders sent without waiting: MAX_PENDING go to the backend, the rest are refused at once.
+        n = MAX_PENDING + 2
+        for i in range(n):
+            w.ws.send(json.dumps({"op": "emit", "id": 9000 + i, "event": "order", "room": room,
+                                  "data": {"qty": 1, "mode": "slow"}}))
+        started = time.monotonic()
+        answers = [w.recv(lambda m, i=i: m.get("id") == 9000 + i, timeout=3 * WAIT) for i in range(n)]
+        codes = sorted(a.get("code") for a in answers)
+        self.assertEqual(codes, ["hook-unavailable"] * MAX_PENDING + ["too-many-pending"] * 2, answers)
+        self.assertLess(time.monotonic() - started, 3 * WAIT)
+        # Their places are free again once answered.
+        reply = w.request("emit", event="order", room=room, data={"qty": 2})
+        self.assertEqual(reply["data"]["qty"], 2)
+        health = requests.get(self.volna.http + "/health", timeout=WAIT).json()
+        self.assertGreaterEqual(health["too_many_pending"], 2)
+        # Socket.IO acks the same way.
+        s = self.sio({"token": "user-pending-s"})
+        self.assertTrue(s.call("join", room, timeout=WAIT)["ok"])
+        got = queue.Queue()
+        for i in range(n):
+            s.emit("order", {"room": room, "data": {"qty": 1, "mode": "slow"}}, callback=got.put)
+        codes = sorted(got.get(timeout=3 * WAIT)["code"] for _ in range(n))
+        self.assertEqual(codes, ["hook-unavailable"] * MAX_PENDING + ["too-many-pending"] * 2)
 
     # --- publish ---
 

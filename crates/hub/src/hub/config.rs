@@ -23,6 +23,10 @@ pub struct HubConfig {
     /// Requests per connection and second (every operation counts).
     /// Defaults to [`RateLimit::default`].
     pub rate: RateLimit,
+    /// Answers one connection may be waiting for at once (backend hooks,
+    /// images, cluster-wide queries); a request beyond is refused with
+    /// `too-many-pending`. Defaults to 64.
+    pub max_pending_per_conn: u32,
 }
 
 impl Default for HubConfig {
@@ -33,6 +37,7 @@ impl Default for HubConfig {
             policies: Policies::default(),
             max_rooms_per_conn: 128,
             rate: RateLimit::default(),
+            max_pending_per_conn: 64,
         }
     }
 }

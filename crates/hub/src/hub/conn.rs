@@ -1,8 +1,8 @@
 //! A connection's life in the hub: registering it (with a unique display
 //! name), renaming it, and the [`Conn`] handle whose drop unregisters it.
 
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use volna_protocols::line::validate_name;
 
@@ -103,6 +103,7 @@ impl Hub {
             nsp,
             outbox,
             bucket: Mutex::new(Bucket::new(self.inner.config.rate)),
+            pending: OnceLock::new(),
         }
     }
 
@@ -237,6 +238,19 @@ pub struct Conn {
     outbox: Arc<Outbox>,
     /// Its request rate; only its own transport task takes from it.
     bucket: Mutex<Bucket>,
+    /// Answers it waits for ([`Conn::begin_pending`]); made on its first.
+    pending: OnceLock<Arc<AtomicU32>>,
+}
+
+/// One answer a connection waits for; dropping it (the answer is sent or
+/// abandoned) frees its place.
+#[derive(Debug)]
+pub struct Pending(Arc<AtomicU32>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Conn {
@@ -277,6 +291,24 @@ impl Conn {
             Stats::bump(&self.hub.inner.stats.rate_limited);
         }
         verdict
+    }
+
+    /// Takes a place among the answers it may wait for at once
+    /// (`max_pending_per_conn`); `None`, counted (`too_many_pending`), when
+    /// they are all taken.
+    pub fn begin_pending(&self) -> Option<Pending> {
+        let max = self.hub.inner.config.max_pending_per_conn;
+        let count = self.pending.get_or_init(|| Arc::new(AtomicU32::new(0)));
+        let taken = count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .is_ok();
+        if !taken {
+            Stats::bump(&self.hub.inner.stats.too_many_pending);
+            return None;
+        }
+        Some(Pending(count.clone()))
     }
 
     /// Its client id (the server API's name for it; Socket.IO: the socket id).

@@ -32,7 +32,7 @@ mod state;
 mod testing;
 
 pub use config::HubConfig;
-pub use conn::Conn;
+pub use conn::{Conn, Pending};
 pub use error::HubError;
 pub use limit::{RateLimit, Verdict};
 pub use rooms::{JoinInfo, RoomInfo, Stream, JOIN_SAMPLE};

@@ -73,7 +73,32 @@ pub enum Applied {
 
 impl Op {
     /// Applies the operation for `conn`. A refusal is counted as bad input.
+    ///
+    /// An answer that comes later takes one of the connection's places for
+    /// pending answers until it is sent: a client cannot pile up backend
+    /// calls or image jobs by not waiting for their answers.
     pub fn apply(self, conn: &Conn, ctx: &Context) -> Applied {
+        match self.apply_unbounded(conn, ctx) {
+            Applied::Later(answer) => match conn.begin_pending() {
+                // The future has not started: dropped, it did nothing.
+                Some(place) => Applied::Later(Box::pin(async move {
+                    let outcome = answer.await;
+                    drop(place);
+                    outcome
+                })),
+                None => Applied::Now(counted(
+                    conn.hub(),
+                    Err(AppError::new(
+                        "too-many-pending",
+                        "too many requests waiting for an answer; wait for some",
+                    )),
+                )),
+            },
+            now => now,
+        }
+    }
+
+    fn apply_unbounded(self, conn: &Conn, ctx: &Context) -> Applied {
         let hub = conn.hub();
         match conn.take_request() {
             Verdict::Allowed => {}
