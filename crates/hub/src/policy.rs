@@ -46,6 +46,10 @@ pub enum Access {
     Users,
     /// Users whose token's `rooms` claim grants the room.
     Granted,
+    /// The backend's subscribe hook decides, per join (only for joining:
+    /// the application layer asks it and then joins with
+    /// [`Hub::join_approved`](crate::Hub::join_approved)).
+    Hook,
 }
 
 /// The rules of the rooms a glob matches.

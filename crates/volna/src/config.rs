@@ -32,6 +32,7 @@
 //! connect_hook_url = "http://127.0.0.1:8000/volna/connect"  # backend hooks (docs/applications.md)
 //! rpc_hook_url = "http://127.0.0.1:8000/volna/rpc"
 //! publish_hook_url = "http://127.0.0.1:8000/volna/publish"
+//! subscribe_hook_url = "http://127.0.0.1:8000/volna/subscribe"  # asked before joins into rooms with join = "hook"
 //! hook_timeout_ms = 1000
 //! hook_max_in_flight = 256
 //! jwt_secret = "…"             # clients' JWTs: an HMAC secret, or jwt_public_key = "key.pem", or jwks = "keys.json"
@@ -229,6 +230,8 @@ pub struct FileConfig {
     pub rpc_hook_url: Option<String>,
     /// URL of the publish hook.
     pub publish_hook_url: Option<String>,
+    /// URL of the subscribe hook.
+    pub subscribe_hook_url: Option<String>,
     /// Time a hook call may take, in ms.
     pub hook_timeout_ms: Option<u64>,
     /// Hook calls in flight per hook at most.
@@ -389,6 +392,10 @@ pub struct ServeArgs {
     /// Backend that allows or changes publications in rooms with `publish = "hook"` [default: none].
     #[arg(long, env = "VOLNA_PUBLISH_HOOK_URL")]
     pub publish_hook_url: Option<String>,
+    /// Backend that allows joins into rooms with `join = "hook"`, Centrifugo's subscribe proxy
+    /// shapes [default: none].
+    #[arg(long, env = "VOLNA_SUBSCRIBE_HOOK_URL")]
+    pub subscribe_hook_url: Option<String>,
     /// Time a hook call may take, in milliseconds [default: 1000].
     #[arg(long, env = "VOLNA_HOOK_TIMEOUT_MS")]
     pub hook_timeout_ms: Option<u64>,
@@ -497,6 +504,10 @@ impl ServeArgs {
             .publish_hook_url
             .clone()
             .or(file.publish_hook_url.clone());
+        hooks.subscribe_url = self
+            .subscribe_hook_url
+            .clone()
+            .or(file.subscribe_hook_url.clone());
         if let Some(ms) = self.hook_timeout_ms.or(file.hook_timeout_ms) {
             anyhow::ensure!(ms >= 1, "hook_timeout_ms must be at least 1");
             hooks.timeout = Duration::from_millis(ms);
@@ -510,6 +521,7 @@ impl ServeArgs {
             let on = crate::rooms::HooksOn {
                 publish: hooks.publish_url.is_some(),
                 rpc: hooks.rpc_url.is_some(),
+                subscribe: hooks.subscribe_url.is_some(),
             };
             cfg.hub.policies = crate::rooms::policies(tables, on)?;
         }

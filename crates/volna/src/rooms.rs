@@ -12,7 +12,7 @@
 //! history_ttl = 3600            # seconds a message stays in the history
 //! presence = true               # announce joins and leaves
 //! max_members = 50              # a join beyond is refused with room-full
-//! join = "users"                # who may join (and so publish): anyone, users (signed in), granted (token's rooms claim)
+//! join = "users"                # who may join (and so publish): anyone, users (signed in), granted (token's rooms claim), hook (the subscribe hook)
 //! read_history = "users"        # who may read the history; read_presence: who may list the members
 //! ```
 //!
@@ -74,6 +74,8 @@ pub struct HooksOn {
     pub publish: bool,
     /// `rpc_hook_url` is set.
     pub rpc: bool,
+    /// `subscribe_hook_url` is set.
+    pub subscribe: bool,
 }
 
 /// Checks every table and builds the policies, in order.
@@ -144,7 +146,13 @@ fn policy(t: &RoomTable, hooks: HooksOn) -> anyhow::Result<RoomPolicy> {
             anyhow::bail!("publish must be \"members\", \"none\" or \"hook\", not {other:?}")
         }
     };
-    p.join = access(t.join.as_deref(), "join")?;
+    p.join = match t.join.as_deref() {
+        Some("hook") if hooks.subscribe => Access::Hook,
+        Some("hook") => anyhow::bail!(
+            "join = \"hook\" needs a subscribe hook: set subscribe_hook_url (or --subscribe-hook-url)"
+        ),
+        join => access(join, "join")?,
+    };
     p.read_history = access(t.read_history.as_deref(), "read_history")?;
     p.read_presence = access(t.read_presence.as_deref(), "read_presence")?;
     p.history = t.history;

@@ -36,6 +36,10 @@ publish = "hook"
 [[rooms]]
 match = "shop:*"
 rpc = ["order"]
+
+[[rooms]]
+match = "club:*"
+join = "hook"
 """
 
 
@@ -130,6 +134,12 @@ class Backend:
             if text.startswith("shout "):
                 return 200, {"result": {"data": {"text": text.upper()}}}
             return 200, {"result": {}}
+        if path == "/subscribe":
+            if body.get("user", "").startswith("member"):
+                return 200, {"result": {}}
+            if body.get("user") == "banned-joiner":
+                return 200, {"disconnect": {"code": 4502, "reason": "not welcome here"}}
+            return 200, {"error": {"code": 1003, "message": "members only"}}
         return 404, {}
 
 
@@ -141,6 +151,7 @@ def hooked_volna(backend):
             "--connect-hook-url", f"{base}/connect",
             "--rpc-hook-url", f"{base}/rpc",
             "--publish-hook-url", f"{base}/publish",
+            "--subscribe-hook-url", f"{base}/subscribe",
             "--api-key", API_KEY,
             "--max-pending-per-connection", str(MAX_PENDING),
         ],
@@ -389,6 +400,37 @@ class HooksTest(ClosingCase):
             s.emit("order", {"room": room, "data": {"qty": 1, "mode": "slow"}}, callback=got.put)
         codes = sorted(got.get(timeout=3 * WAIT)["code"] for _ in range(n))
         self.assertEqual(codes, ["hook-unavailable"] * MAX_PENDING + ["too-many-pending"] * 2)
+
+    def test_the_subscribe_hook_decides_joins(self):
+        room = f"club:{uuid.uuid4().hex[:6]}"
+        member, guest = self.sio({"token": "user-member1"}), self.sio({"token": "user-guest1"})
+        ok = member.call("join", room, timeout=WAIT)
+        self.assertTrue(ok["ok"], ok)
+        body = self.last_call("/subscribe", lambda b: b["room"] == room)
+        self.assertEqual((body["user"], body["channel"], body["transport"]), ("member1", room, "websocket"))
+        refused = guest.call("join", room, timeout=WAIT)
+        self.assertEqual((refused["ok"], refused["code"], refused["error"], refused["backend_code"]),
+                         (False, "refused", "members only", 1003))
+        # Refused: not in the room, so it neither sends there nor gets what is sent there.
+        self.assertEqual(guest.call("message", {"room": room, "data": "hi"}, timeout=WAIT)["ok"], False)
+        # /ws and TCP ask the same hook.
+        w = self.ws("?token=user-member2")
+        w.recv(lambda m: m.get("type") == "welcome")
+        self.assertEqual(w.request("join", room=room)["ok"], True)
+        g = self.ws("?token=user-guest2")
+        g.recv(lambda m: m.get("type") == "welcome")
+        self.assertEqual(g.request("join", room=room)["code"], "refused")
+        t = self.tcp()
+        t.send("/join " + room)
+        self.assertTrue(t.line(lambda l: l.startswith(("ok join", "error"))).startswith("error refused"))
+        # A member's message reaches the members only.
+        self.assertTrue(member.call("message", {"room": room, "data": "members"}, timeout=WAIT)["ok"])
+        self.assertEqual(w.recv(lambda m: m.get("type") == "message")["data"], "members")
+        # A disconnect answer disconnects.
+        b = self.ws("?token=user-banned-joiner")
+        b.recv(lambda m: m.get("type") == "welcome")
+        b.ws.send(json.dumps({"op": "join", "room": room, "id": 1}))
+        self.assertEqual(b.close_code(), 4502)
 
     # --- publish ---
 

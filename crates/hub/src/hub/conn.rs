@@ -197,7 +197,14 @@ impl Hub {
 
     /// Joins connection `id` to a room: see [`Conn::join`].
     pub fn join_as(&self, id: ConnId, room: &str) -> Result<JoinInfo, HubError> {
-        self.join(id, room)
+        self.join(id, room, false)
+    }
+
+    /// Joins connection `id` to a room the backend allowed it into (the
+    /// subscribe hook): the room policy's `join` is not asked again; the
+    /// rest (the token's rooms, room and connection limits) is.
+    pub fn join_approved(&self, id: ConnId, room: &str) -> Result<JoinInfo, HubError> {
+        self.join(id, room, true)
     }
 
     fn unregister(&self, id: ConnId) {
@@ -363,7 +370,7 @@ impl Conn {
     /// Joins a room, creating it if needed. The other members receive a
     /// [`Presence`](crate::Presence) event.
     pub fn join(&self, room: &str) -> Result<JoinInfo, HubError> {
-        self.hub.join(self.id, room)
+        self.hub.join(self.id, room, false)
     }
 
     /// Leaves a room. The other members receive a [`Presence`](crate::Presence) event.

@@ -11,7 +11,9 @@ use volna_hub::{CloseReason, Conn, Data, HubError};
 
 use super::admit::{self, Arrival, Refusal};
 use super::{counted, AppError, Applied, Context, Reply};
-use crate::hooks::{publish_body, result_data, rpc_body, Caller, Hook, HookAnswer, HookFailure};
+use crate::hooks::{
+    publish_body, result_data, rpc_body, subscribe_body, Caller, Hook, HookAnswer, HookFailure,
+};
 
 /// Who `conn` is, for a hook's body.
 fn caller<'a>(conn: &Conn, client: &'a str, user: &'a Option<Arc<str>>) -> Caller<'a> {
@@ -107,6 +109,37 @@ pub(super) fn publish(
                     .map(Reply::Published)
                     .map_err(AppError::from)
             }
+            other => Err(refusal(&ctx, &client, other)),
+        };
+        counted(&ctx.hub, outcome)
+    }))
+}
+
+/// A join into a room whose policy says `join = "hook"`: made once the
+/// subscribe hook allows it.
+pub(super) fn subscribe(ctx: &Context, conn: &Conn, room: String) -> Applied {
+    // Nobody's hook is asked about a name the hub would refuse anyway.
+    if let Err(e) = volna_protocols::line::validate_room(&room) {
+        return Applied::Now(counted(conn.hub(), Err(HubError::from(e).into())));
+    }
+    if room.starts_with(volna_hub::USER_ROOM_PREFIX) {
+        return Applied::Now(counted(
+            conn.hub(),
+            Err(HubError::ReservedRoom(room).into()),
+        ));
+    }
+    let ctx = ctx.clone();
+    let id = conn.id();
+    let (client, user) = (conn.client(), conn.user());
+    let body = subscribe_body(caller(conn, &client, &user), &room);
+    Applied::Later(Box::pin(async move {
+        let answer = ctx.hooks.call(Hook::Subscribe, &body).await;
+        let outcome = match answer {
+            Ok(HookAnswer::Result(_)) => ctx
+                .hub
+                .join_approved(id, &room)
+                .map(Reply::Join)
+                .map_err(AppError::from),
             other => Err(refusal(&ctx, &client, other)),
         };
         counted(&ctx.hub, outcome)

@@ -28,7 +28,7 @@ mod op;
 mod reply;
 pub mod tokens;
 
-use volna_hub::{BoxFuture, ClusterWho, Conn, Hub, HubError, Publish, Stats, Verdict};
+use volna_hub::{Access, BoxFuture, ClusterWho, Conn, Hub, HubError, Publish, Stats, Verdict};
 
 pub use op::{event_name, Op, MAX_EVENT_NAME, MAX_HISTORY, RESERVED_EVENTS};
 pub use reply::{AppError, Reply};
@@ -143,7 +143,16 @@ impl Op {
         }
         let now = match self {
             Op::Nick { name } => conn.set_name(&name).map(|name| Reply::Nick { name }),
-            Op::Join { room } => conn.join(&room).map(Reply::Join),
+            Op::Join { room } => {
+                // `join = "hook"` needs the subscribe hook: without it no
+                // policy lookup on the way of every join.
+                if ctx.hooks.is_on(Hook::Subscribe)
+                    && hub.policy(conn.nsp(), &room).join == Access::Hook
+                {
+                    return hooked::subscribe(ctx, conn, room);
+                }
+                conn.join(&room).map(Reply::Join)
+            }
             Op::Leave { room } => conn
                 .leave(&room)
                 .map(|members| Reply::Leave { room, members }),

@@ -176,6 +176,16 @@ pub fn publish_body(caller: Caller<'_>, room: &str, event: Option<&str>, data: &
     )
 }
 
+/// The body of a subscribe hook call: who wants to join which room (in
+/// Centrifugo's subscribe proxy terms, the room is the `channel`).
+pub fn subscribe_body(caller: Caller<'_>, room: &str) -> Json {
+    let mut body = json!({"room": room, "channel": room});
+    body["client"] = Json::from(caller.client);
+    body["user"] = Json::from(caller.user);
+    body["transport"] = Json::from(caller.transport);
+    body
+}
+
 /// `fields` with the caller and the data added.
 fn caller_body(caller: Caller<'_>, mut fields: Json, data: &Data) -> Json {
     fields["client"] = Json::from(caller.client);

@@ -34,7 +34,8 @@ use serde_json::Value as Json;
 use tokio::sync::Semaphore;
 
 pub use bodies::{
-    connect_body, publish_body, result_data, rpc_body, Caller, ConnectGrant, HookAnswer,
+    connect_body, publish_body, result_data, rpc_body, subscribe_body, Caller, ConnectGrant,
+    HookAnswer,
 };
 
 /// Settings of the hooks. A hook without a URL is off.
@@ -48,6 +49,9 @@ pub struct HookConfig {
     /// Asked before a client's publication into a room whose policy says
     /// `publish = "hook"`.
     pub publish_url: Option<String>,
+    /// The subscribe hook: asked before a join into a room whose policy
+    /// says `join = "hook"`. `None`: off.
+    pub subscribe_url: Option<String>,
     /// How long a call may take. Defaults to 1 s.
     pub timeout: Duration,
     /// Calls in flight per hook at most. Defaults to 256.
@@ -64,6 +68,7 @@ impl Default for HookConfig {
             connect_url: None,
             rpc_url: None,
             publish_url: None,
+            subscribe_url: None,
             timeout: Duration::from_secs(1),
             max_in_flight: 256,
             headers: [
@@ -89,6 +94,8 @@ pub enum Hook {
     Rpc,
     /// `publish_hook_url`.
     Publish,
+    /// `subscribe_hook_url`.
+    Subscribe,
 }
 
 impl Hook {
@@ -98,6 +105,7 @@ impl Hook {
             Hook::Connect => "connect",
             Hook::Rpc => "rpc",
             Hook::Publish => "publish",
+            Hook::Subscribe => "subscribe",
         }
     }
 }
@@ -153,6 +161,7 @@ struct Inner {
     connect: Option<Endpoint>,
     rpc: Option<Endpoint>,
     publish: Option<Endpoint>,
+    subscribe: Option<Endpoint>,
     timeout: Duration,
     headers: Vec<String>,
     stats: HookStats,
@@ -187,6 +196,7 @@ impl Hooks {
                 connect: endpoint(&config.connect_url, "connect")?,
                 rpc: endpoint(&config.rpc_url, "rpc")?,
                 publish: endpoint(&config.publish_url, "publish")?,
+                subscribe: endpoint(&config.subscribe_url, "subscribe")?,
                 timeout: config.timeout,
                 headers: config.headers.clone(),
                 stats: HookStats::default(),
@@ -219,6 +229,7 @@ impl Hooks {
             Hook::Connect => self.inner.connect.as_ref(),
             Hook::Rpc => self.inner.rpc.as_ref(),
             Hook::Publish => self.inner.publish.as_ref(),
+            Hook::Subscribe => self.inner.subscribe.as_ref(),
         }
     }
 
