@@ -32,6 +32,7 @@ pub mod api;
 pub mod app;
 pub mod close;
 pub mod engineio;
+pub mod fetch;
 pub mod hooks;
 pub mod http;
 pub mod images;

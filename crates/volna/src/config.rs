@@ -36,6 +36,7 @@
 //! hook_timeout_ms = 1000
 //! hook_max_in_flight = 256
 //! jwt_secret = "…"             # clients' JWTs: an HMAC secret, or jwt_public_key = "key.pem", or jwks = "keys.json"
+//! jwks = "https://auth.example.com/.well-known/jwks.json"  # or a file; jwks_ca = "roots.pem" for a private CA
 //! jwt_audience = ["volna"]     # checked when set; jwt_issuer likewise
 //! anonymous = true             # false: only signed-in users (docs/security.md)
 //! max_rooms_per_connection = 128
@@ -240,8 +241,10 @@ pub struct FileConfig {
     pub jwt_secret: Option<String>,
     /// PEM public key file of clients' tokens.
     pub jwt_public_key: Option<PathBuf>,
-    /// JWKS file of clients' tokens.
-    pub jwks: Option<PathBuf>,
+    /// JWKS file or URL of clients' tokens.
+    pub jwks: Option<String>,
+    /// Roots for an https JWKS URL.
+    pub jwks_ca: Option<PathBuf>,
     /// Accepted token audiences.
     pub jwt_audience: Option<Vec<String>>,
     /// Accepted token issuers.
@@ -408,9 +411,14 @@ pub struct ServeArgs {
     /// PEM public key file (RSA, EC P-256/P-384 or Ed25519) that verifies clients' JWTs [default: none].
     #[arg(long, env = "VOLNA_JWT_PUBLIC_KEY")]
     pub jwt_public_key: Option<PathBuf>,
-    /// JWKS file whose keys (by `kid`) verify clients' JWTs; read again when a `kid` is unknown [default: none].
+    /// JWKS file or http(s):// URL whose keys (by `kid`) verify clients' JWTs; read again when
+    /// a `kid` is unknown (a URL: at most every 5 s, and every 5 min anyway) [default: none].
     #[arg(long, env = "VOLNA_JWKS")]
-    pub jwks: Option<PathBuf>,
+    pub jwks: Option<String>,
+    /// PEM roots an https --jwks URL's certificate must chain to [default: the system's,
+    /// /etc/ssl/certs/ca-certificates.crt].
+    #[arg(long, env = "VOLNA_JWKS_CA")]
+    pub jwks_ca: Option<PathBuf>,
     /// Accepted `aud` of clients' JWTs (comma-separated) [default: not checked].
     #[arg(long, env = "VOLNA_JWT_AUDIENCE", value_delimiter = ',')]
     pub jwt_audience: Option<Vec<String>>,
@@ -645,6 +653,7 @@ impl ServeArgs {
         tokens.secret = self.jwt_secret.clone().or(file.jwt_secret.clone());
         tokens.public_key = self.jwt_public_key.clone().or(file.jwt_public_key.clone());
         tokens.jwks = self.jwks.clone().or(file.jwks.clone());
+        tokens.jwks_ca = self.jwks_ca.clone().or(file.jwks_ca.clone());
         tokens.audience = self
             .jwt_audience
             .clone()

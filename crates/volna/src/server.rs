@@ -183,6 +183,10 @@ impl Server {
             anonymous: config.anonymous,
             ip_gate: volna_transports::ipgate::IpGate::new(config.ip_limits),
         };
+        // A JWKS URL is fetched now and then.
+        if let Some(tokens) = &app.tokens {
+            tokens.start(shutdown.clone());
+        }
         // TLS on both listeners, the certificate read again when it changes.
         let tls = match &config.tls {
             Some(files) => {

@@ -21,12 +21,17 @@ import unittest
 import urllib.request
 import uuid
 
+import ssl
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import jwt
 import socketio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm
 
+from certs import make_cert
 from volnaproc import ClosingCase, Volna
 from wsclient import WsClient
 
@@ -297,6 +302,93 @@ class TokensTest(ClosingCase):
         self.assertTrue(v.call("history", "staff:1", timeout=WAIT)["ok"])
         self.assertTrue(v.call("who", "staff:1", timeout=WAIT)["ok"])
 
+
+
+class JwksServer:
+    """An HTTPS server of a JWKS document that can change, counting its requests."""
+
+    def __init__(self, folder):
+        make_cert(folder, "jwks-test")
+        self.ca = os.path.join(folder, "ca.pem")
+        self.keys = []
+        self.requests = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args):
+                pass
+
+            def do_GET(self):
+                server.requests += 1
+                body = json.dumps({"keys": server.keys}).encode()
+                self.send_response(200 if self.path == "/.well-known/jwks.json" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(os.path.join(folder, "cert.pem"), os.path.join(folder, "key.pem"))
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"https://127.0.0.1:{self.httpd.server_address[1]}/.well-known/jwks.json"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class JwksUrlTest(ClosingCase):
+    """A JWKS fetched over HTTPS (its certificate checked against --jwks-ca): keys picked up as they
+    rotate, a spray of unknown kids costing at most one fetch per interval, keys kept when the
+    server is gone."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.dir = tempfile.mkdtemp(prefix="volna-jwks-")
+        cls.jwks = JwksServer(cls.dir)
+        cls.k1 = ec.generate_private_key(ec.SECP256R1())
+        cls.jwks.keys = [jwk_of(cls.k1, "url-1", "ES256", ECAlgorithm)]
+        cls.started = time.monotonic()
+        cls.volna = Volna(["--jwks", cls.jwks.url, "--jwks-ca", cls.jwks.ca, "--jwt-audience", AUDIENCE,
+                           "--anonymous", "false"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.volna.stop()
+        cls.jwks.stop()
+        shutil.rmtree(cls.dir, ignore_errors=True)
+
+    def welcome(self, token):
+        """The /ws client's first frame for `token`: its welcome or its error."""
+        c = WsClient(self.volna.http, "?token=" + token, WAIT)
+        self.closers.append(c.close)
+        return c.recv(lambda m: m.get("type") in ("welcome", "error"))
+
+    def test_keys_rotate_sprays_are_bounded_and_outages_survived(self):
+        user = uuid.uuid4().hex[:8]
+        t1 = jwt.encode(claims(user), self.k1, algorithm="ES256", headers={"kid": "url-1"})
+        w = self.welcome(t1)
+        self.assertEqual((w["type"], w.get("name")), ("welcome", f"n-{user}"), w)
+        # A new key: served, and picked up when a token names it (once the refetch interval since
+        # the start is over).
+        k2 = ec.generate_private_key(ec.SECP256R1())
+        self.jwks.keys = self.jwks.keys + [jwk_of(k2, "url-2", "ES256", ECAlgorithm)]
+        time.sleep(max(0.0, self.started + 5.5 - time.monotonic()))
+        t2 = jwt.encode(claims(user), k2, algorithm="ES256", headers={"kid": "url-2"})
+        self.assertEqual(self.welcome(t2)["type"], "welcome", "the rotated key is fetched")
+        # Unknown kids sprayed at it: refused, and at most one more fetch.
+        before = self.jwks.requests
+        for i in range(20):
+            forged = jwt.encode(claims(user), k2, algorithm="ES256", headers={"kid": f"spray-{i}"})
+            err = self.welcome(forged)
+            self.assertEqual(err["type"], "error")
+            self.assertIn("no key", err["message"])
+        self.assertLessEqual(self.jwks.requests - before, 1, "a spray of kids must not become a spray of fetches")
+        # The JWKS server goes away: the keys fetched stay.
+        self.jwks.stop()
+        self.assertEqual(self.welcome(t1)["type"], "welcome")
 
 if __name__ == "__main__":
     unittest.main()

@@ -122,13 +122,26 @@ pub const UNAUTHORIZED: u16 = 4401;
 /// clients has to sign in (`auth`) before it is closed.
 pub const SIGN_IN_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// The token the client sent, if any.
+fn token_of(arrival: &Arrival) -> Option<&str> {
+    arrival.data.get("token").and_then(Json::as_str)
+}
+
+/// Whether the client's token names a key the JWKS URL may have now.
+fn wants_fresh_keys(ctx: &Context, arrival: &Arrival) -> bool {
+    match (&ctx.tokens, token_of(arrival)) {
+        (Some(tokens), Some(token)) => tokens.wants_refresh(token),
+        _ => false,
+    }
+}
+
 /// What the client's token says, if it sent one and the server has keys:
 /// `Ok(None)` when there is nothing to check.
 fn from_token(ctx: &Context, arrival: &Arrival) -> Result<Option<Grant>, Refusal> {
     let Some(tokens) = &ctx.tokens else {
         return Ok(None);
     };
-    let Some(token) = arrival.data.get("token").and_then(Json::as_str) else {
+    let Some(token) = token_of(arrival) else {
         return Ok(None);
     };
     let claims = tokens.verify(token).map_err(|e| Refusal {
@@ -180,9 +193,14 @@ fn anonymous(ctx: &Context, arrival: &Arrival) -> Admission {
 /// token's identity, or an anonymous client. `None`: the hook must be asked
 /// ([`admit`]).
 pub fn admit_now(ctx: &Context, arrival: &Arrival) -> Option<Admission> {
-    if has_connect_hook(ctx) {
+    if has_connect_hook(ctx) || wants_fresh_keys(ctx, arrival) {
         return None;
     }
+    Some(decide_now(ctx, arrival))
+}
+
+/// [`admit_now`]'s decision, with the keys as they are.
+fn decide_now(ctx: &Context, arrival: &Arrival) -> Admission {
     let admission = match from_token(ctx, arrival) {
         Ok(Some(grant)) => Ok(grant),
         Ok(None) => anonymous(ctx, arrival),
@@ -191,14 +209,19 @@ pub fn admit_now(ctx: &Context, arrival: &Arrival) -> Option<Admission> {
     if admission.is_err() {
         super::count_bad_input(&ctx.hub);
     }
-    Some(admission)
+    admission
 }
 
 /// Decides on a new client: its token checked, then the connect hook asked
 /// (when there is one). A refusal is counted as bad input.
 pub async fn admit(ctx: &Context, arrival: Arrival) -> Admission {
-    if let Some(admission) = admit_now(ctx, &arrival) {
-        return admission;
+    if wants_fresh_keys(ctx, &arrival) {
+        if let (Some(tokens), Some(token)) = (&ctx.tokens, token_of(&arrival)) {
+            tokens.refresh_for(token).await;
+        }
+    }
+    if !has_connect_hook(ctx) {
+        return decide_now(ctx, &arrival);
     }
     let from_token = match from_token(ctx, &arrival) {
         Ok(grant) => grant,

@@ -2,8 +2,12 @@
 //! `/ws?token=…` or op `auth`, TCP `/auth TOKEN`) and the server checks it
 //! against its key: an HMAC secret (HS256/384/512), a PEM public key (RSA,
 //! EC P-256/P-384 or Ed25519, the algorithms of its family only) or a JWKS
-//! document (the key named by the token's `kid`; the file is read again when
-//! a `kid` is unknown, at most once a second, so keys can rotate).
+//! document (the key named by the token's `kid`), from a file or an
+//! `http(s)://` URL: a file is read again when a `kid` is unknown (at most
+//! once a second); a URL is fetched at start, every
+//! [`JWKS_REFRESH`], and when a token names a `kid` it does not know (at
+//! most once per [`JWKS_REFETCH`], whatever kids are sprayed at it), so
+//! keys can rotate. Until a URL has answered, tokens for it are refused.
 //!
 //! Claims: `sub` (required) is the user, `name` the display name, `info`
 //! public JSON, `exp` the expiry (required, in seconds), `rooms` the room
@@ -15,8 +19,12 @@
 //! using an RSA public key as the secret is refused.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
@@ -30,8 +38,12 @@ pub struct TokenConfig {
     pub secret: Option<String>,
     /// A PEM public key file (RSA, EC or Ed25519).
     pub public_key: Option<PathBuf>,
-    /// A JWKS file (keys picked by `kid`).
-    pub jwks: Option<PathBuf>,
+    /// A JWKS (keys picked by `kid`): a file, or an `http://` or
+    /// `https://` URL.
+    pub jwks: Option<String>,
+    /// The roots an `https://` JWKS URL's certificate is checked against
+    /// (PEM); `None`: the system's ([`crate::fetch::SYSTEM_ROOTS`]).
+    pub jwks_ca: Option<PathBuf>,
     /// Accepted audiences (`aud`); empty: not checked.
     pub audience: Vec<String>,
     /// Accepted issuers (`iss`); empty: not checked.
@@ -103,14 +115,37 @@ struct Inner {
     issuer: Vec<String>,
 }
 
-/// A JWKS file and what was last read from it.
+/// A JWKS and what was last read from it.
 struct Jwks {
-    path: PathBuf,
+    source: Source,
+    /// The keys, and when the source was last read (or tried).
     state: Mutex<(JwkSet, Instant)>,
+}
+
+/// Where a JWKS comes from.
+enum Source {
+    File(PathBuf),
+    Url {
+        uri: hyper::Uri,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        /// A fetch is under way; the others wait for it (`done`).
+        fetching: AtomicBool,
+        done: Notify,
+    },
 }
 
 /// How often a JWKS file is read again for an unknown `kid`, at most.
 const JWKS_REREAD: Duration = Duration::from_secs(1);
+
+/// How often a JWKS URL is fetched again for an unknown `kid`, at most.
+pub const JWKS_REFETCH: Duration = Duration::from_secs(5);
+
+/// How often a JWKS URL is fetched anyway.
+pub const JWKS_REFRESH: Duration = Duration::from_secs(300);
+
+/// Time a JWKS URL has to answer, and the largest document taken.
+const JWKS_TIMEOUT: Duration = Duration::from_secs(5);
+const JWKS_MAX_BYTES: usize = 1 << 20;
 
 fn algorithms(family: AlgorithmFamily) -> Vec<Algorithm> {
     use Algorithm::*;
@@ -165,10 +200,39 @@ impl Tokens {
             });
         }
         let jwks = match &config.jwks {
-            Some(path) => Some(Jwks {
-                state: Mutex::new((read_jwks(path)?, Instant::now())),
-                path: path.clone(),
-            }),
+            Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                let uri = crate::fetch::check_url(url).map_err(|e| format!("jwks: {e}"))?;
+                let tls = match uri.scheme_str() {
+                    Some("https") => {
+                        let roots = config
+                            .jwks_ca
+                            .clone()
+                            .unwrap_or_else(|| crate::fetch::SYSTEM_ROOTS.into());
+                        Some(
+                            crate::fetch::tls_trusting(&roots)
+                                .map_err(|e| format!("jwks_ca: {e}"))?,
+                        )
+                    }
+                    _ => None,
+                };
+                Some(Jwks {
+                    source: Source::Url {
+                        uri,
+                        tls,
+                        fetching: AtomicBool::new(false),
+                        done: Notify::new(),
+                    },
+                    // Never fetched: the first unknown kid may fetch at once.
+                    state: Mutex::new((JwkSet { keys: Vec::new() }, Instant::now() - JWKS_REFETCH)),
+                })
+            }
+            Some(path) => {
+                let path = PathBuf::from(path);
+                Some(Jwks {
+                    state: Mutex::new((read_jwks(&path)?, Instant::now())),
+                    source: Source::File(path),
+                })
+            }
             None => None,
         };
         Ok(Some(Tokens {
@@ -179,6 +243,97 @@ impl Tokens {
                 issuer: config.issuer.clone(),
             }),
         }))
+    }
+
+    /// Fetches a JWKS URL at start and every [`JWKS_REFRESH`] until
+    /// `shutdown` (nothing to do for other keys).
+    pub fn start(&self, shutdown: CancellationToken) {
+        let Some(Jwks {
+            source: Source::Url { .. },
+            ..
+        }) = &self.inner.jwks
+        else {
+            return;
+        };
+        let tokens = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokens.fetch_jwks().await;
+                tokio::select! {
+                    _ = tokio::time::sleep(JWKS_REFRESH) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    /// Whether `token` names a `kid` the JWKS URL does not know and may be
+    /// asked about now, or a fetch is under way
+    /// ([`refresh_for`](Tokens::refresh_for) would fetch or wait).
+    pub fn wants_refresh(&self, token: &str) -> bool {
+        let Some(Jwks {
+            source: Source::Url { fetching, .. },
+            state,
+        }) = &self.inner.jwks
+        else {
+            return false;
+        };
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return false;
+        };
+        let Some(kid) = header.kid else {
+            return false;
+        };
+        let state = state.lock().unwrap();
+        // A fetch under way (the first one, say) may bring it.
+        state.0.find(&kid).is_none()
+            && (fetching.load(Ordering::Acquire) || state.1.elapsed() >= JWKS_REFETCH)
+    }
+
+    /// Fetches the JWKS URL again if `token` names a `kid` it does not know
+    /// (at most once per [`JWKS_REFETCH`]); returns when the keys are as
+    /// fresh as they will get.
+    pub async fn refresh_for(&self, token: &str) {
+        if self.wants_refresh(token) {
+            self.fetch_jwks().await;
+        }
+    }
+
+    /// One fetch of the JWKS URL; callers during a fetch wait for it.
+    async fn fetch_jwks(&self) {
+        let Some(Jwks {
+            source:
+                Source::Url {
+                    uri,
+                    tls,
+                    fetching,
+                    done,
+                },
+            state,
+        }) = &self.inner.jwks
+        else {
+            return;
+        };
+        let finished = done.notified();
+        if fetching.swap(true, Ordering::AcqRel) {
+            let _ = tokio::time::timeout(JWKS_TIMEOUT, finished).await;
+            return;
+        }
+        state.lock().unwrap().1 = Instant::now();
+        let fetched = crate::fetch::get(uri, tls.as_ref(), JWKS_TIMEOUT, JWKS_MAX_BYTES)
+            .await
+            .and_then(|body| {
+                serde_json::from_slice::<JwkSet>(&body).map_err(|e| format!("{uri}: {e}"))
+            });
+        match fetched {
+            Ok(set) => {
+                tracing::debug!(%uri, keys = set.keys.len(), "JWKS fetched");
+                *state.lock().unwrap() = (set, Instant::now());
+            }
+            Err(e) => tracing::warn!(error = %e, "JWKS not fetched; keeping the keys it had"),
+        }
+        fetching.store(false, Ordering::Release);
+        done.notify_waiters();
     }
 
     /// Checks `token` and returns its claims.
@@ -249,8 +404,14 @@ impl Jwks {
     /// [`JWKS_REREAD`]) when it is not known.
     fn key(&self, kid: &str) -> Option<Key> {
         let mut state = self.state.lock().unwrap();
-        if state.0.find(kid).is_none() && state.1.elapsed() >= JWKS_REREAD {
-            match read_jwks(&self.path) {
+        let file = match &self.source {
+            Source::File(path) => Some(path),
+            Source::Url { .. } => None,
+        };
+        if let Some(path) =
+            file.filter(|_| state.0.find(kid).is_none() && state.1.elapsed() >= JWKS_REREAD)
+        {
+            match read_jwks(path) {
                 Ok(set) => *state = (set, Instant::now()),
                 Err(e) => {
                     state.1 = Instant::now();
