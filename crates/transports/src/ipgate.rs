@@ -6,6 +6,11 @@
 //! Loopback addresses are not limited unless asked (`limit_loopback`): the
 //! tests, the benchmarks and a reverse proxy on the same machine all come
 //! from 127.0.0.1.
+//!
+//! Behind a reverse proxy ([`crate::proxies`]), an HTTP connection from the
+//! proxy is not counted at accept: each request that starts something (a
+//! WebSocket upgrade, a request without an Engine.IO `sid`) is, against
+//! the address the proxy forwards.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -73,6 +78,7 @@ struct Entry {
 pub struct IpGate {
     limits: IpLimits,
     entries: Arc<Mutex<HashMap<IpAddr, Entry>>>,
+    proxies: Arc<crate::proxies::TrustedProxies>,
 }
 
 /// An admitted connection's place: dropping it frees it.
@@ -87,7 +93,19 @@ impl IpGate {
         IpGate {
             limits,
             entries: Arc::new(Mutex::new(HashMap::new())),
+            proxies: Arc::default(),
         }
+    }
+
+    /// The same gate, believing the forwarding headers of these proxies.
+    pub fn trusting(mut self, proxies: crate::proxies::TrustedProxies) -> IpGate {
+        self.proxies = Arc::new(proxies);
+        self
+    }
+
+    /// The trusted proxies.
+    pub fn proxies(&self) -> &crate::proxies::TrustedProxies {
+        &self.proxies
     }
 
     /// Admits a new connection from `ip`, or says why not.

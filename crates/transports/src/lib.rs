@@ -39,6 +39,7 @@ pub mod images;
 pub mod ipgate;
 pub mod origin;
 pub mod pages;
+pub mod proxies;
 pub mod socketio;
 pub mod tcp;
 pub mod tls;

@@ -45,6 +45,7 @@
 //! http_header_timeout_ms = 10000  # slow-loris: time to send a request head; max_header_bytes = 65536
 //! tcp_first_line_timeout_ms = 120000  # a TCP client silent this long after connecting is closed
 //! max_connections_per_ip = 256         # connections_per_ip_per_second = 64; loopback exempt unless limit_loopback = true
+//! trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]  # their X-Forwarded-For names the client (limits, hooks)
 //! tls_cert = "fullchain.pem"   # HTTPS/WSS and TLS on the TCP port (relative to this file; read again when it changes)
 //! tls_key = "privkey.pem"
 //!
@@ -134,6 +135,9 @@ pub struct ServerConfig {
     pub ip_limits: volna_transports::ipgate::IpLimits,
     /// TLS on both listeners. `None` (the default): plain TCP and HTTP.
     pub tls: Option<volna_transports::tls::TlsFiles>,
+    /// Reverse proxies whose forwarding headers name the client. Defaults
+    /// to none.
+    pub trusted_proxies: volna_transports::proxies::TrustedProxies,
 }
 
 impl Default for ServerConfig {
@@ -163,6 +167,7 @@ impl Default for ServerConfig {
             http_limits: Default::default(),
             ip_limits: Default::default(),
             tls: None,
+            trusted_proxies: Default::default(),
         }
     }
 }
@@ -267,6 +272,8 @@ pub struct FileConfig {
     pub connections_per_ip_per_second: Option<f64>,
     /// Whether loopback addresses are limited too.
     pub limit_loopback: Option<bool>,
+    /// Reverse proxies whose X-Forwarded-For is believed.
+    pub trusted_proxies: Option<Vec<String>>,
     /// PEM certificate chain for TLS.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for TLS.
@@ -461,6 +468,11 @@ pub struct ServeArgs {
     /// client 127.0.0.1) [default: false].
     #[arg(long, env = "VOLNA_LIMIT_LOOPBACK")]
     pub limit_loopback: Option<bool>,
+    /// Reverse proxies (addresses or networks like 10.0.0.0/8, comma-separated) whose
+    /// X-Forwarded-For names the client: the per-address limits count it, hooks are told it
+    /// [default: none].
+    #[arg(long, env = "VOLNA_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
     /// PEM certificate chain (leaf first): HTTPS and WSS on the HTTP address, TLS on the TCP
     /// address; read again when the file changes [default: none, plain TCP and HTTP].
     #[arg(long, env = "VOLNA_TLS_CERT", requires = "tls_key")]
@@ -648,6 +660,21 @@ impl ServeArgs {
                 cfg.tls = Some(files);
             }
             _ => anyhow::bail!("tls_cert and tls_key go together: set both or neither"),
+        }
+        if let Some(list) = self
+            .trusted_proxies
+            .clone()
+            .or(file.trusted_proxies.clone())
+        {
+            let nets = list
+                .iter()
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| {
+                    s.parse()
+                        .map_err(|e: String| anyhow::anyhow!("trusted_proxies: {e}"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            cfg.trusted_proxies = volna_transports::proxies::TrustedProxies::new(nets);
         }
         let tokens = &mut cfg.tokens;
         tokens.secret = self.jwt_secret.clone().or(file.jwt_secret.clone());

@@ -181,7 +181,8 @@ impl Server {
             tokens: volna_transports::app::tokens::Tokens::new(&config.tokens)
                 .map_err(|why| StartError::Hooks { why })?,
             anonymous: config.anonymous,
-            ip_gate: volna_transports::ipgate::IpGate::new(config.ip_limits),
+            ip_gate: volna_transports::ipgate::IpGate::new(config.ip_limits)
+                .trusting(config.trusted_proxies.clone()),
         };
         // A JWKS URL is fetched now and then.
         if let Some(tokens) = &app.tokens {

@@ -146,5 +146,40 @@ class IpLimitsTest(ClosingCase):
         self.assertTrue(f5.readline().startswith("welcome"), "a freed place is taken again")
 
 
+class ProxiedTest(ClosingCase):
+    """Behind a trusted reverse proxy (loopback, for the test) the limits count the address the proxy
+    forwards, not the proxy's: one client's connections are bounded, another's are not affected, and
+    a client cannot escape by sending its own X-Forwarded-For (the proxy appends the real one)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.volna = Volna(["--max-connections-per-ip", "2", "--connections-per-ip-per-second", "1000",
+                           "--trusted-proxies", "127.0.0.1"])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.volna.stop()
+
+    def ws_from(self, forwarded):
+        """A /ws upgrade as a proxy sends it for a client at `forwarded`: the status line."""
+        host, _, port = self.volna.http.removeprefix("http://").rpartition(":")
+        s = socket.create_connection((host, int(port)), timeout=WAIT)
+        self.closers.append(s.close)
+        s.sendall(("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                   f"X-Forwarded-For: {forwarded}\r\n\r\n").encode())
+        return s.recv(200).split(b"\r\n", 1)[0]
+
+    def test_limits_count_the_forwarded_client(self):
+        self.assertIn(b"101", self.ws_from("203.0.113.5"))
+        self.assertIn(b"101", self.ws_from("203.0.113.5"))
+        self.assertIn(b"429", self.ws_from("203.0.113.5"), "the third from one client is refused")
+        self.assertIn(b"429", self.ws_from("198.51.100.1, 203.0.113.5"), "a forged first hop changes nothing")
+        self.assertIn(b"101", self.ws_from("203.0.113.6"), "another client is not affected")
+        # The proxy itself (no forwarding header) is loopback: not limited.
+        for _ in range(3):
+            self.assertIn(b"101", self.ws_from("127.0.0.1"))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -9,6 +9,7 @@
 //! turns one into an [`Upgrade`] and answers with [`Upgrade::accept`].
 
 use std::io;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -68,6 +69,22 @@ async fn refuse_connection(mut stream: TcpStream, refusal: crate::ipgate::IpRefu
     .await;
 }
 
+/// Whether a request from a proxy starts something its client's address is
+/// counted for: a WebSocket upgrade, or anything but a request of an
+/// Engine.IO session already open (`sid=`).
+fn starts_something<B>(req: &hyper::Request<B>) -> bool {
+    req.headers().contains_key(header::UPGRADE)
+        || !req
+            .uri()
+            .query()
+            .is_some_and(|q| q.split('&').any(|kv| kv.starts_with("sid=")))
+}
+
+/// The 429 answer for a request over its client's address's limits.
+fn too_many(refusal: crate::ipgate::IpRefusal) -> Response {
+    (StatusCode::TOO_MANY_REQUESTS, refusal.message()).into_response()
+}
+
 /// Marks a request served by [`serve`]: its upgrade yields a [`Wire`].
 #[derive(Debug, Clone, Copy)]
 pub struct RawCapable;
@@ -103,21 +120,48 @@ pub async fn serve(
                 }
             }
         };
-        let place = match gate.admit(peer.ip()) {
-            Ok(place) => Arc::new(place),
-            Err(refusal) => {
+        // A trusted proxy's connection carries many clients' requests: each
+        // is counted as its client's ([`crate::proxies`]).
+        let proxied = gate.proxies().contains(peer.ip());
+        let place = match (proxied, gate.admit(peer.ip())) {
+            (true, _) => None,
+            (false, Ok(place)) => Some(Arc::new(place)),
+            (false, Err(refusal)) => {
                 conns.spawn(refuse_connection(stream, refusal));
                 continue;
             }
         };
-        // Every request knows its peer (`ConnectInfo`): the connect hook
+        // Every request knows its client (`ConnectInfo`): the connect hook
         // is told it; and its place, which an upgrade keeps.
         let router = router.clone();
+        let gate = gate.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            req.extensions_mut().insert(place.clone());
             let mut router = router.clone();
-            async move { tower_service::Service::call(&mut router, req.map(Body::new)).await }
+            let (client, place) = if proxied {
+                let client = SocketAddr::new(gate.proxies().client(peer.ip(), req.headers()), 0);
+                let place = if starts_something(&req) {
+                    match gate.admit(client.ip()) {
+                        Ok(place) => Some(Arc::new(place)),
+                        Err(refusal) => {
+                            return futures_util::future::Either::Left(std::future::ready(Ok(
+                                too_many(refusal),
+                            )))
+                        }
+                    }
+                } else {
+                    None
+                };
+                (client, place)
+            } else {
+                (peer, place.clone())
+            };
+            req.extensions_mut().insert(ConnectInfo(client));
+            if let Some(place) = place {
+                req.extensions_mut().insert(place);
+            }
+            futures_util::future::Either::Right(async move {
+                tower_service::Service::call(&mut router, req.map(Body::new)).await
+            })
         });
         let shutdown = shutdown.clone();
         match &tls {
