@@ -21,7 +21,11 @@
 //! - [`hooks`]: the backend hooks (connect, rpc, publish);
 //! - [`close`]: close reason → WebSocket close code;
 //! - [`origin`]: which browser pages may connect (`allowed_origins`);
-//! - [`ipgate`]: connections per client address.
+//! - [`ipgate`]: connections per client address;
+//! - [`proxies`]: the client behind a trusted reverse proxy;
+//! - [`wire`]: a connection's stream, plain or TLS, used by readiness;
+//! - [`tls`]: the certificate served (reloaded when its files change);
+//! - [`fetch`]: one HTTP(S) GET (a JWKS URL).
 //!
 //! Each transport turns its wire format into calls on the shared
 //! [`volna_hub::Hub`] and implements [`volna_hub::Codec`] for the way back.

@@ -160,6 +160,36 @@ class TlsTest(ClosingCase):
         f.flush()
         self.assertEqual(f.readline().strip(), "ok echo still here")
 
+    def test_a_flood_of_garbage_and_half_handshakes_hurts_no_one(self):
+        _, f = self.tls_lines()
+        host, _, port = self.volna.tcp.rpartition(":")
+        http_host, _, http_port = self.volna.http.split("://", 1)[1].rpartition(":")
+        # A ClientHello cut short: a handshake that stalls half way.
+        hello = bytes.fromhex("160301020001000200") + os.urandom(40)
+        held = []
+        started = time.monotonic()
+        for i in range(150):
+            target = (host, int(port)) if i % 2 else (http_host, int(http_port))
+            s = socket.create_connection(target, timeout=WAIT)
+            s.sendall(hello if i % 3 else os.urandom(300))
+            if i % 3:
+                held.append(s)  # kept open, stalled
+            else:
+                s.close()
+            if i % 25 == 0:
+                f.write(f"/echo flood {i}\n")
+                f.flush()
+                self.assertEqual(f.readline().strip(), f"ok echo flood {i}")
+        self.closers += [s.close for s in held]
+        # Answers stay prompt while the stalled ones wait out their timeout, and they are all dropped.
+        f.write("/echo after\n")
+        f.flush()
+        self.assertEqual(f.readline().strip(), "ok echo after")
+        self.assertLess(time.monotonic() - started, 3 * WAIT)
+        self.assertTrue(all(self._recv_ends(s) for s in held[:10]), "stalled handshakes are dropped")
+        r = requests.get(self.volna.http + "/health", verify=self.ca, timeout=WAIT)
+        self.assertEqual(r.status_code, 200)
+
     def _recv_ends(self, sock):
         """True if the server ends the connection (EOF or reset) within the wait."""
         sock.settimeout(WAIT)
