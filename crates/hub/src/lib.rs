@@ -64,7 +64,7 @@ pub use adapter::{Adapter, BoxFuture, ClusterWho, NodeInfo, Outgoing, RemoteMemb
 pub use event::{Codec, ConnId, Data, Emit, Event, MemberInfo, Message, Presence, PresenceKind};
 pub use hub::{
     Conn, Hub, HubConfig, HubError, JoinInfo, NodeCounts, Pending, RateLimit, RoomInfo,
-    ServerPublish, Stream, Verdict, JOIN_SAMPLE,
+    ServerPublish, Since, Stream, Verdict, JOIN_SAMPLE,
 };
 pub use identity::{ClientInfo, Identity, SERVER_NAME, USER_ROOM_PREFIX};
 pub use outbox::{

@@ -40,6 +40,16 @@ pub enum Command {
     Nick(String),
     /// `/join ROOM`: join (creating it if needed) and make it current.
     Join(String),
+    /// `/join ROOM since OFFSET [EPOCH]`: join and resume: first the
+    /// messages after `OFFSET` (of the room's life `EPOCH`, when given).
+    JoinSince {
+        /// The room; a valid name.
+        room: String,
+        /// The last offset the client has.
+        offset: u64,
+        /// The room's epoch that offset belongs to.
+        epoch: Option<String>,
+    },
     /// `/leave [ROOM]`: leave the given room, or the current one.
     Leave(Option<String>),
     /// `/who [ROOM]`: members of the given room, or of the current one.
@@ -210,7 +220,29 @@ pub fn parse(line: &[u8]) -> Result<Command, LineError> {
     };
     match name.to_ascii_lowercase().as_str() {
         "nick" | "name" => one_name("nick", "a name").map(Command::Nick),
-        "join" | "j" => one_name("join", "a room name").map(Command::Join),
+        "join" | "j" => {
+            let words: Vec<&str> = args.split_whitespace().collect();
+            match words.as_slice() {
+                [room, since, offset, epoch @ ..]
+                    if since.eq_ignore_ascii_case("since") && epoch.len() <= 1 =>
+                {
+                    validate_room(room).map_err(LineError::BadName)?;
+                    let offset = offset
+                        .parse::<u64>()
+                        .map_err(|_| LineError::BadCount(offset.to_string()))?;
+                    Ok(Command::JoinSince {
+                        room: room.to_string(),
+                        offset,
+                        epoch: epoch.first().map(|e| e.to_string()),
+                    })
+                }
+                [_] | [] => one_name("join", "a room name").map(Command::Join),
+                _ => Err(LineError::MissingArgument {
+                    command: "join",
+                    what: "a room name, or ROOM since OFFSET [EPOCH]",
+                }),
+            }
+        }
         "leave" | "part" => optional_name().map(Command::Leave),
         "who" | "names" => optional_name().map(Command::Who),
         "rooms" | "list" => Ok(Command::Rooms),
@@ -459,6 +491,24 @@ mod tests {
         );
         assert_eq!(parse(b"/nick bob").unwrap(), Command::Nick("bob".into()));
         assert_eq!(parse(b"/JOIN  a.b ").unwrap(), Command::Join("a.b".into()));
+        assert_eq!(
+            parse(b"/join lobby since 17 e-1").unwrap(),
+            Command::JoinSince {
+                room: "lobby".into(),
+                offset: 17,
+                epoch: Some("e-1".into())
+            }
+        );
+        assert_eq!(
+            parse(b"/join lobby since 0").unwrap(),
+            Command::JoinSince {
+                room: "lobby".into(),
+                offset: 0,
+                epoch: None
+            }
+        );
+        assert!(parse(b"/join lobby since x").is_err());
+        assert!(parse(b"/join lobby extra").is_err());
         assert_eq!(parse(b"/leave").unwrap(), Command::Leave(None));
         assert_eq!(
             parse(b"/leave x").unwrap(),

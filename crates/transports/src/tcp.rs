@@ -437,7 +437,15 @@ impl Commands<'_> {
             },
             Command::SayTo { room, text } => say(&room, &text),
             Command::Nick(name) => Op::Nick { name },
-            Command::Join(room) => Op::Join { room },
+            Command::Join(room) => Op::Join { room, since: None },
+            Command::JoinSince {
+                room,
+                offset,
+                epoch,
+            } => Op::Join {
+                room,
+                since: Some(volna_hub::Since { offset, epoch }),
+            },
             Command::Leave(room) => match room.map(Arc::from).or_else(|| self.current.clone()) {
                 Some(room) => Op::Leave {
                     room: room.to_string(),

@@ -8,7 +8,7 @@ use volna_protocols::line::validate_name;
 
 use super::error::HubError;
 use super::limit::{Bucket, Verdict};
-use super::rooms::JoinInfo;
+use super::rooms::{JoinInfo, Since};
 use super::state::{ConnEntry, Hub, Member};
 use crate::event::{Codec, ConnId, Data, Message};
 use crate::identity::{Identity, SERVER_NAME};
@@ -197,14 +197,19 @@ impl Hub {
 
     /// Joins connection `id` to a room: see [`Conn::join`].
     pub fn join_as(&self, id: ConnId, room: &str) -> Result<JoinInfo, HubError> {
-        self.join(id, room, false)
+        self.join(id, room, false, None)
     }
 
     /// Joins connection `id` to a room the backend allowed it into (the
     /// subscribe hook): the room policy's `join` is not asked again; the
     /// rest (the token's rooms, room and connection limits) is.
-    pub fn join_approved(&self, id: ConnId, room: &str) -> Result<JoinInfo, HubError> {
-        self.join(id, room, true)
+    pub fn join_approved(
+        &self,
+        id: ConnId,
+        room: &str,
+        since: Option<&Since>,
+    ) -> Result<JoinInfo, HubError> {
+        self.join(id, room, true, since)
     }
 
     fn unregister(&self, id: ConnId) {
@@ -370,7 +375,15 @@ impl Conn {
     /// Joins a room, creating it if needed. The other members receive a
     /// [`Presence`](crate::Presence) event.
     pub fn join(&self, room: &str) -> Result<JoinInfo, HubError> {
-        self.hub.join(self.id, room, false)
+        self.hub.join(self.id, room, false, None)
+    }
+
+    /// Joins a room and resumes it: first the messages published after
+    /// `since` (refused [`HubError::Unrecoverable`] when the room no longer
+    /// keeps them all, or is another life of the room), then everything
+    /// published from then on, as any member.
+    pub fn join_since(&self, room: &str, since: &Since) -> Result<JoinInfo, HubError> {
+        self.hub.join(self.id, room, false, Some(since))
     }
 
     /// Leaves a room. The other members receive a [`Presence`](crate::Presence) event.

@@ -41,6 +41,10 @@ pub enum HubError {
     /// The connection is in as many rooms as allowed.
     #[error("you are in {0} rooms, the most a connection may join; leave one first")]
     TooManyRooms(usize),
+    /// A join asked to resume a room (named) from a point its kept
+    /// messages no longer reach back to (or another life of the room).
+    #[error("the messages of room {0} since then are no longer kept: join it afresh and read its history")]
+    Unrecoverable(String),
     /// The connection was already unregistered.
     #[error("the connection is closed")]
     Gone,
@@ -61,6 +65,7 @@ impl HubError {
             HubError::NoSuchTarget(_) => "no-such-target",
             HubError::Forbidden(_) => "forbidden",
             HubError::TooManyRooms(_) => "too-many-rooms",
+            HubError::Unrecoverable(_) => "unrecoverable",
             HubError::Gone => "gone",
         }
     }

@@ -35,6 +35,6 @@ pub use config::HubConfig;
 pub use conn::{Conn, Pending};
 pub use error::HubError;
 pub use limit::{RateLimit, Verdict};
-pub use rooms::{JoinInfo, RoomInfo, Stream, JOIN_SAMPLE};
+pub use rooms::{JoinInfo, RoomInfo, Since, Stream, JOIN_SAMPLE};
 pub use server::{NodeCounts, ServerPublish};
 pub use state::Hub;

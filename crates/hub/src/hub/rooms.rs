@@ -25,6 +25,16 @@ pub struct Stream {
     pub epoch: Arc<str>,
 }
 
+/// Where a client left a room, to resume from: the messages after
+/// `offset` of the room's life `epoch` (not checked when `None`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Since {
+    /// The last offset the client has.
+    pub offset: u64,
+    /// The epoch that offset belongs to.
+    pub epoch: Option<String>,
+}
+
 /// The answer to a join.
 #[derive(Debug, Clone)]
 pub struct JoinInfo {
@@ -38,6 +48,14 @@ pub struct JoinInfo {
     pub count: usize,
     /// True if the connection was already a member (nothing changed).
     pub already: bool,
+    /// The room's last offset (0 before its first message) and its epoch:
+    /// where a later join resumes from ([`Since`]).
+    pub offset: u64,
+    /// The epoch of the room's offsets.
+    pub epoch: Arc<str>,
+    /// Messages resumed: sent to the joiner before anything else of the
+    /// room ([`Since`]).
+    pub missed: usize,
 }
 
 /// A room as listed by [`Hub::rooms`].
@@ -183,6 +201,7 @@ impl Hub {
         id: ConnId,
         room_name: &str,
         approved: bool,
+        since: Option<&Since>,
     ) -> Result<JoinInfo, HubError> {
         validate_room(room_name)?;
         if room_name.starts_with(USER_ROOM_PREFIX) {
@@ -223,6 +242,10 @@ impl Hub {
             .get_mut(&entry.nsp)
             .expect("a connection's namespace exists");
         let member = ns.members.get(&id).cloned().ok_or(HubError::Gone)?;
+        if since.is_some() && !ns.rooms.contains_key(room_name) {
+            // Its life is over (emptied, or the server restarted).
+            return Err(HubError::Unrecoverable(room_name.to_string()));
+        }
         let room = ns
             .rooms
             .entry(Arc::from(room_name))
@@ -230,12 +253,20 @@ impl Hub {
             .clone();
         let mut rs = room.state.lock().unwrap();
         let limit = self.inner.config.presence_limit;
+        let position = |rs: &super::state::RoomState, missed| JoinInfo {
+            room: room.name.clone(),
+            members: Vec::new(),
+            count: rs.members.len(),
+            already: false,
+            offset: rs.next_offset - 1,
+            epoch: room.epoch.clone(),
+            missed,
+        };
         if rs.members.contains_key(&id) {
             return Ok(JoinInfo {
-                room: room.name.clone(),
                 members: join_members(&rs.members, limit),
-                count: rs.members.len(),
                 already: true,
+                ..position(&rs, 0)
             });
         }
         if let Some(max) = room.policy.max_members {
@@ -243,6 +274,20 @@ impl Hub {
                 return Err(HubError::RoomFull(room_name.to_string()));
             }
         }
+        // What it missed, sent while the room is locked: nothing published
+        // meanwhile can come before it or be left out.
+        let missed = match since {
+            Some(since) => {
+                let missed = missed_since(&room, &rs, since)
+                    .ok_or_else(|| HubError::Unrecoverable(room_name.to_string()))?;
+                for m in &missed {
+                    let mut enc = Encoder::new(Event::Message(m));
+                    self.deliver(&mut enc, std::iter::once((&id, &member)), None);
+                }
+                missed.len()
+            }
+            None => 0,
+        };
         entry.rooms.push(room.name.clone());
         let info = MemberInfo {
             id,
@@ -251,10 +296,8 @@ impl Hub {
         rs.members.insert(id, member);
         if rs.members.len() > limit || !room.policy.presence {
             return Ok(JoinInfo {
-                room: room.name.clone(),
                 members: join_members(&rs.members, limit),
-                count: rs.members.len(),
-                already: false,
+                ..position(&rs, missed)
             });
         }
         let presence = Presence {
@@ -270,10 +313,8 @@ impl Hub {
             adapter.forward(Outgoing::Presence(Arc::new(presence)));
         }
         Ok(JoinInfo {
-            room: room.name.clone(),
             members: member_list(&rs.members),
-            count: rs.members.len(),
-            already: false,
+            ..position(&rs, missed)
         })
     }
 
@@ -353,6 +394,38 @@ pub const JOIN_SAMPLE: usize = 16;
 
 /// The members a join answer lists: all of a room up to `limit`, else a
 /// sample of [`JOIN_SAMPLE`].
+/// The messages of `room` after `since`, if it still keeps all of them
+/// (and `since` is of this life of the room).
+fn missed_since(
+    room: &Room,
+    rs: &super::state::RoomState,
+    since: &Since,
+) -> Option<Vec<Arc<Message>>> {
+    if since.epoch.as_deref().is_some_and(|e| e != &*room.epoch) {
+        return None;
+    }
+    let last = rs.next_offset - 1;
+    if since.offset > last {
+        return None;
+    }
+    if since.offset == last {
+        return Some(Vec::new());
+    }
+    // History holds every kept offset in order, with no gaps (volatile
+    // events take none): complete if it reaches back to the next one.
+    let first = rs.history.front()?.offset;
+    if first > since.offset + 1 {
+        return None;
+    }
+    Some(
+        rs.history
+            .iter()
+            .filter(|m| m.offset > since.offset)
+            .cloned()
+            .collect(),
+    )
+}
+
 fn join_members(members: &HashMap<ConnId, Member>, limit: usize) -> Vec<MemberInfo> {
     if members.len() <= limit {
         member_list(members)

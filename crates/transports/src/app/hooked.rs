@@ -117,7 +117,12 @@ pub(super) fn publish(
 
 /// A join into a room whose policy says `join = "hook"`: made once the
 /// subscribe hook allows it.
-pub(super) fn subscribe(ctx: &Context, conn: &Conn, room: String) -> Applied {
+pub(super) fn subscribe(
+    ctx: &Context,
+    conn: &Conn,
+    room: String,
+    since: Option<volna_hub::Since>,
+) -> Applied {
     // Nobody's hook is asked about a name the hub would refuse anyway.
     if let Err(e) = volna_protocols::line::validate_room(&room) {
         return Applied::Now(counted(conn.hub(), Err(HubError::from(e).into())));
@@ -137,7 +142,7 @@ pub(super) fn subscribe(ctx: &Context, conn: &Conn, room: String) -> Applied {
         let outcome = match answer {
             Ok(HookAnswer::Result(_)) => ctx
                 .hub
-                .join_approved(id, &room)
+                .join_approved(id, &room, since.as_ref())
                 .map(Reply::Join)
                 .map_err(AppError::from),
             other => Err(refusal(&ctx, &client, other)),

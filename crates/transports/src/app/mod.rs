@@ -143,15 +143,19 @@ impl Op {
         }
         let now = match self {
             Op::Nick { name } => conn.set_name(&name).map(|name| Reply::Nick { name }),
-            Op::Join { room } => {
+            Op::Join { room, since } => {
                 // `join = "hook"` needs the subscribe hook: without it no
                 // policy lookup on the way of every join.
                 if ctx.hooks.is_on(Hook::Subscribe)
                     && hub.policy(conn.nsp(), &room).join == Access::Hook
                 {
-                    return hooked::subscribe(ctx, conn, room);
+                    return hooked::subscribe(ctx, conn, room, since);
                 }
-                conn.join(&room).map(Reply::Join)
+                match &since {
+                    Some(since) => conn.join_since(&room, since),
+                    None => conn.join(&room),
+                }
+                .map(Reply::Join)
             }
             Op::Leave { room } => conn
                 .leave(&room)

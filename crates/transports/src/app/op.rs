@@ -38,6 +38,9 @@ pub enum Op {
     Join {
         /// The room.
         room: String,
+        /// Resume it from here: the messages after it come first (or the
+        /// join is refused `unrecoverable`).
+        since: Option<volna_hub::Since>,
     },
     /// Leave a room.
     Leave {

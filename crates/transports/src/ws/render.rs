@@ -222,6 +222,9 @@ pub(super) fn render(
             .raw("members", &members_json(&info.members))
             .num("count", info.count as u64)
             .bool("already", info.already)
+            .num("offset", info.offset)
+            .str("epoch", &info.epoch)
+            .num("missed", info.missed as u64)
             .finish(),
         Reply::Leave { room, members } => reply(id, op)
             .str("room", &room)

@@ -40,6 +40,16 @@ struct Envelope<'a> {
     event: Option<&'a RawValue>,
     #[serde(borrow, rename = "self")]
     include_self: Option<&'a RawValue>,
+    #[serde(borrow)]
+    since: Option<&'a RawValue>,
+}
+
+/// `since` of a join: `{"offset": N, "epoch": "…"}` (epoch optional).
+#[derive(Deserialize)]
+struct SinceField {
+    offset: u64,
+    #[serde(default)]
+    epoch: Option<String>,
 }
 
 /// A parsed request. `id` is the raw JSON of the client's id (a number or a
@@ -220,6 +230,22 @@ pub(super) fn parse_request(text: &str, cfg: &WsConfig) -> Result<Request, ReqEr
         },
         "join" => Op::Join {
             room: string_field(&id, "room", env.room)?,
+            since: match env.since {
+                None => None,
+                Some(raw) => {
+                    let since: SinceField = serde_json::from_str(raw.get()).map_err(|_| {
+                        bad(
+                            id.clone(),
+                            "since must be {\"offset\": N, \"epoch\": \"…\"} (epoch optional)"
+                                .into(),
+                        )
+                    })?;
+                    Some(volna_hub::Since {
+                        offset: since.offset,
+                        epoch: since.epoch,
+                    })
+                }
+            },
         },
         "leave" => Op::Leave {
             room: string_field(&id, "room", env.room)?,
@@ -430,7 +456,7 @@ mod tests {
         let cfg = WsConfig::default();
         let r = parse_request(r#"{"op":"join","room":"lobby","id":7}"#, &cfg).unwrap();
         assert_eq!(r.id.as_deref(), Some("7"));
-        assert!(matches!(r.action, Op::Join { ref room } if room == "lobby"));
+        assert!(matches!(r.action, Op::Join { ref room, .. } if room == "lobby"));
         let e = parse_request("{nope", &cfg).unwrap_err();
         assert_eq!(e.code, "bad-json");
         let e = parse_request("[1]", &cfg).unwrap_err();
