@@ -409,7 +409,8 @@ test("a page whose connection drops reconnects, re-joins its rooms and catches u
   await alice.locator("#messages .notice .who.leave b", { hasText: /^erin$/ }).waitFor();
   await say(alice, "Did everyone get the release notes?");
 
-  // Back online: the room is joined again and the message sent meanwhile arrives through history.
+  // Back online: the room is resumed from where the log stopped (join with since) and the message sent
+  // meanwhile arrives first, once.
   await erin.locator('#conn[data-state="online"]').waitFor({ timeout: 15000 });
   await messageText(erin, "Did everyone get the release notes?").waitFor();
   await memberNamed(erin, "alice").waitFor();

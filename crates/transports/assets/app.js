@@ -142,6 +142,7 @@
       buffer: [], // events that arrived while (re)joining, applied after the history
       seen: new Set(), // offsets shown since the last restart of the room
       lastOffset: 0,
+      epochId: null, // the server's epoch of the room's offsets, from the last join
       epoch: null, // the divider that started the current offset sequence
       unread: 0,
       stick: true, // keep scrolled to the bottom
@@ -415,14 +416,27 @@
     room.syncing = true;
     room.buffer = [];
     try {
-      const { msg } = await request('join', { room: room.name });
+      // Back after an outage: resume where the log stops (the missed messages arrive before the reply,
+      // held back like any other meanwhile); if the room no longer keeps them, join afresh.
+      let resumed = null;
+      if (room.lastOffset > 0 && room.epochId) {
+        try {
+          resumed = await request('join', { room: room.name, since: { offset: room.lastOffset, epoch: room.epochId } });
+        } catch (e) {
+          if (e.code !== 'unrecoverable') throw e;
+        }
+      }
+      const { msg } = resumed || await request('join', { room: room.name });
       if (state.rooms.get(room.name) !== room) return;
       room.joined = true;
+      room.epochId = msg.epoch;
       room.members = new Map(msg.members.map((m) => [m.id, m.name]));
       room.count = msg.count ?? msg.members.length;
       renderRoom();
-      const hist = await request('history', { room: room.name, limit: HISTORY });
-      applyHistory(room, hist.msg, hist.frames);
+      if (!resumed) {
+        const hist = await request('history', { room: room.name, limit: HISTORY });
+        applyHistory(room, hist.msg, hist.frames);
+      }
       if (room.name === state.current && room.stick) scrollToBottom();
     } catch (e) {
       if (e.code === 'disconnected') return; // the reconnection joins again
