@@ -436,6 +436,7 @@ fn as_message(arg: &[(Value, Value)], nsp: &Arc<str>) -> Option<Message> {
         },
         data: to_data(data),
         event: None,
+        seq: 0,
     })
 }
 
@@ -512,6 +513,7 @@ mod tests {
                 attachments: vec![Bytes::from_static(&[0, 1, 2])],
             },
             event: None,
+            seq: 0,
         });
         let (nsp, room, bytes) = encode_outgoing("abc", &Outgoing::Message(msg.clone()));
         assert_eq!((&*nsp, &*room), ("/", "lobby"));
@@ -542,6 +544,7 @@ mod tests {
             },
             data: Data::text("x"),
             event: Some(Arc::from("cursor")),
+            seq: 0,
         });
         let (_, _, bytes) = encode_outgoing("n1", &Outgoing::Message(msg));
         let RemoteEvent::Message(m) = decode_broadcast(&bytes).unwrap().event else {

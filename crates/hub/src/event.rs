@@ -79,6 +79,10 @@ pub struct Message {
     /// `stroke`, …); `None` for an ordinary `message`. Either way it takes
     /// the room's next offset and is kept in the history.
     pub event: Option<Arc<str>>,
+    /// Its place in this node's recovery log (Socket.IO connection-state
+    /// recovery, [`HubConfig::recovery`](crate::HubConfig::recovery)); 0
+    /// when it is not logged.
+    pub seq: u64,
 }
 
 /// Whether a member arrived or left.

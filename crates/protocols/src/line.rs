@@ -236,11 +236,8 @@ pub fn parse(line: &[u8]) -> Result<Command, LineError> {
                         epoch: epoch.first().map(|e| e.to_string()),
                     })
                 }
-                [_] | [] => one_name("join", "a room name").map(Command::Join),
-                _ => Err(LineError::MissingArgument {
-                    command: "join",
-                    what: "a room name, or ROOM since OFFSET [EPOCH]",
-                }),
+                // Anything else is one name (refused if it has blanks).
+                _ => one_name("join", "a room name").map(Command::Join),
             }
         }
         "leave" | "part" => optional_name().map(Command::Leave),

@@ -40,6 +40,7 @@
 //! jwt_audience = ["volna"]     # checked when set; jwt_issuer likewise
 //! anonymous = true             # false: only signed-in users (docs/security.md)
 //! max_rooms_per_connection = 128
+//! recovery = true              # Socket.IO connection-state recovery (docs/recovery.md); max_disconnection_ms = 120000
 //! max_pending_per_connection = 64  # answers one connection may wait for at once (hooks, images, cluster queries)
 //! messages_per_second = 500    # per connection, every request; messages_burst = 1000
 //! http_header_timeout_ms = 10000  # slow-loris: time to send a request head; max_header_bytes = 65536
@@ -192,6 +193,10 @@ pub struct FileConfig {
     pub queue_bytes: Option<usize>,
     /// Messages kept per room.
     pub history: Option<usize>,
+    /// Socket.IO connection-state recovery.
+    pub recovery: Option<bool>,
+    /// Recovery window in ms.
+    pub max_disconnection_ms: Option<u64>,
     /// `default` or `conformance`.
     pub profile: Option<Profile>,
     /// Engine.IO ping interval, in ms.
@@ -324,6 +329,15 @@ pub struct ServeArgs {
     /// Messages kept per room for history [default: 100].
     #[arg(long, env = "VOLNA_HISTORY")]
     pub history: Option<usize>,
+    /// Socket.IO connection-state recovery (socket.io-client 4.6+): a client whose connection
+    /// broke gets its socket id, rooms and the events it missed back (docs/recovery.md)
+    /// [default: false].
+    #[arg(long, env = "VOLNA_RECOVERY")]
+    pub recovery: Option<bool>,
+    /// How long a broken connection's session and what was published are kept for
+    /// recovery, in ms [default: 120000].
+    #[arg(long, env = "VOLNA_MAX_DISCONNECTION_MS")]
+    pub max_disconnection_ms: Option<u64>,
     /// Preset: `conformance` serves what the official Socket.IO/Engine.IO test suites expect (port 3000, short heartbeats) [default: default].
     #[arg(long, env = "VOLNA_PROFILE", value_enum)]
     pub profile: Option<Profile>,
@@ -544,6 +558,14 @@ impl ServeArgs {
                 subscribe: hooks.subscribe_url.is_some(),
             };
             cfg.hub.policies = crate::rooms::policies(tables, on)?;
+        }
+        if self.recovery.or(file.recovery).unwrap_or(false) {
+            let ms = self
+                .max_disconnection_ms
+                .or(file.max_disconnection_ms)
+                .unwrap_or(120_000);
+            anyhow::ensure!(ms >= 1, "max_disconnection_ms must be at least 1");
+            cfg.hub.recovery = Some(Duration::from_millis(ms));
         }
         if let Some(v) = self.history.or(file.history) {
             cfg.hub.history_len = v;

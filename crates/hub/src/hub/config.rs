@@ -27,6 +27,10 @@ pub struct HubConfig {
     /// images, cluster-wide queries); a request beyond is refused with
     /// `too-many-pending`. Defaults to 64.
     pub max_pending_per_conn: u32,
+    /// Connection-state recovery: how long the sessions of connections gone
+    /// abnormally, and what was published, are kept. `None` (the default):
+    /// off.
+    pub recovery: Option<std::time::Duration>,
 }
 
 impl Default for HubConfig {
@@ -38,6 +42,7 @@ impl Default for HubConfig {
             max_rooms_per_conn: 128,
             rate: RateLimit::default(),
             max_pending_per_conn: 64,
+            recovery: None,
         }
     }
 }

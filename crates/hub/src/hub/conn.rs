@@ -209,7 +209,7 @@ impl Hub {
         room: &str,
         since: Option<&Since>,
     ) -> Result<JoinInfo, HubError> {
-        self.join(id, room, true, since)
+        self.join(id, room, true, since.map(super::rooms::Resume::Since))
     }
 
     fn unregister(&self, id: ConnId) {
@@ -224,7 +224,11 @@ impl Hub {
             }
             ns.names.remove(&entry.name);
             ns.members.remove(&id);
-            ns.clients.remove(&entry.client);
+            // Only if it is still this connection's: a recovered session
+            // registers its client id again (socket.io #4880).
+            if ns.clients.get(&entry.client) == Some(&id) {
+                ns.clients.remove(&entry.client);
+            }
             if let Some(user) = &entry.user {
                 if let Some(ids) = ns.users.get_mut(user) {
                     ids.retain(|c| *c != id);
@@ -383,7 +387,12 @@ impl Conn {
     /// keeps them all, or is another life of the room), then everything
     /// published from then on, as any member.
     pub fn join_since(&self, room: &str, since: &Since) -> Result<JoinInfo, HubError> {
-        self.hub.join(self.id, room, false, Some(since))
+        self.hub.join(
+            self.id,
+            room,
+            false,
+            Some(super::rooms::Resume::Since(since)),
+        )
     }
 
     /// Leaves a room. The other members receive a [`Presence`](crate::Presence) event.

@@ -102,6 +102,12 @@ impl Hub {
             if volatile_name.is_some_and(|e| room.policy.is_volatile(&e)) {
                 return self.deliver_volatile(&mut enc, rs.members.iter(), None);
             }
+            if let (Event::Message(m), Some(_)) = (event, &self.inner.recovery) {
+                // Logged here too, so a client of this node recovers it.
+                let logged = self.logged(crate::event::Message::clone(m));
+                let mut enc = Encoder::new(Event::Message(&logged));
+                return self.deliver(&mut enc, rs.members.iter(), None);
+            }
             return self.deliver(&mut enc, rs.members.iter(), None);
         }
         let excluded: HashSet<ConnId> = except
@@ -386,6 +392,7 @@ mod tests {
             },
             data: Data::text("yo"),
             event: None,
+            seq: 0,
         };
         assert_eq!(
             hub.deliver_remote("/", &["r"], &[], Event::Message(&msg)),

@@ -88,7 +88,7 @@ impl Hub {
         // A volatile event is not numbered (offset 0): it is never kept or
         // recovered, so the room's offsets stay without gaps for what is.
         let offset = if volatile { 0 } else { rs.next_offset };
-        let msg = Arc::new(Message {
+        let msg = Message {
             nsp: room.nsp.clone(),
             room: room.name.clone(),
             offset,
@@ -96,7 +96,14 @@ impl Hub {
             from,
             data,
             event,
-        });
+            seq: 0,
+        };
+        // Logged for recovery what the history would keep.
+        let msg = if volatile {
+            Arc::new(msg)
+        } else {
+            self.logged(msg)
+        };
         if !volatile {
             rs.next_offset += 1;
         }
@@ -256,6 +263,7 @@ mod tests {
                 },
                 data: Data::text("p"),
                 event: Some(Arc::from("pos")),
+                seq: 0,
             };
             hub.deliver_remote("/", &["game"], &[], Event::Message(&msg));
         }

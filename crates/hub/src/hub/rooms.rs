@@ -35,6 +35,16 @@ pub struct Since {
     pub epoch: Option<String>,
 }
 
+/// How a join resumes.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Resume<'a> {
+    /// A client's own `since`: the room's history after it.
+    Since(&'a Since),
+    /// A recovered session: what the recovery log has for the room after
+    /// this sequence number.
+    Logged(u64),
+}
+
 /// The answer to a join.
 #[derive(Debug, Clone)]
 pub struct JoinInfo {
@@ -147,6 +157,7 @@ impl Hub {
     /// `history_ttl`) once their last message is older than that. Returns how
     /// many it dropped. The server calls it every few seconds.
     pub fn sweep_rooms(&self) -> usize {
+        self.prune_recovery();
         let now = crate::now_ms();
         let mut st = self.inner.state.lock().unwrap();
         let mut dropped = 0;
@@ -201,7 +212,7 @@ impl Hub {
         id: ConnId,
         room_name: &str,
         approved: bool,
-        since: Option<&Since>,
+        resume: Option<Resume<'_>>,
     ) -> Result<JoinInfo, HubError> {
         validate_room(room_name)?;
         if room_name.starts_with(USER_ROOM_PREFIX) {
@@ -242,7 +253,7 @@ impl Hub {
             .get_mut(&entry.nsp)
             .expect("a connection's namespace exists");
         let member = ns.members.get(&id).cloned().ok_or(HubError::Gone)?;
-        if since.is_some() && !ns.rooms.contains_key(room_name) {
+        if matches!(resume, Some(Resume::Since(_))) && !ns.rooms.contains_key(room_name) {
             // Its life is over (emptied, or the server restarted).
             return Err(HubError::Unrecoverable(room_name.to_string()));
         }
@@ -276,10 +287,13 @@ impl Hub {
         }
         // What it missed, sent while the room is locked: nothing published
         // meanwhile can come before it or be left out.
-        let missed = match since {
-            Some(since) => {
-                let missed = missed_since(&room, &rs, since)
-                    .ok_or_else(|| HubError::Unrecoverable(room_name.to_string()))?;
+        let missed = match resume {
+            Some(resume) => {
+                let missed = match resume {
+                    Resume::Since(since) => missed_since(&room, &rs, since)
+                        .ok_or_else(|| HubError::Unrecoverable(room_name.to_string()))?,
+                    Resume::Logged(after) => self.logged_since(&room.nsp, &room.name, after),
+                };
                 for m in &missed {
                     let mut enc = Encoder::new(Event::Message(m));
                     self.deliver(&mut enc, std::iter::once((&id, &member)), None);

@@ -97,6 +97,7 @@ impl Hub {
             from: server_member(),
             data,
             event,
+            seq: 0,
         });
         let members = self.personal_members(nsp, target);
         let mut enc = Encoder::new(Event::Message(&message));

@@ -36,6 +36,8 @@ pub(super) struct Inner {
     pub(super) rooms_created: AtomicU64,
     /// Client ids made ahead of registration so far.
     pub(super) clients_made: AtomicU64,
+    /// Connection-state recovery, when on.
+    pub(super) recovery: Option<super::recovery::Recovery>,
 }
 
 #[derive(Default)]
@@ -129,6 +131,7 @@ pub(super) struct RoomState {
 impl Hub {
     /// A new hub.
     pub fn new(config: HubConfig) -> Hub {
+        let recovery = config.recovery.map(super::recovery::Recovery::new);
         Hub {
             inner: Arc::new(Inner {
                 config,
@@ -139,6 +142,7 @@ impl Hub {
                 stem: format!("{:x}{:x}", crate::now_ms(), std::process::id()),
                 rooms_created: AtomicU64::new(0),
                 clients_made: AtomicU64::new(0),
+                recovery,
             }),
         }
     }

@@ -153,9 +153,19 @@ pub fn encode_ack<A: Borrow<RawValue>>(
 
 /// Appends the server's namespace acceptance: `0[<nsp>,]{"sid":"<sid>"}`.
 pub fn write_connect(out: &mut String, nsp: &str, sid: &str) {
+    write_connect_with_pid(out, nsp, sid, None);
+}
+
+/// [`write_connect`] with the private session id of connection-state
+/// recovery: `0[<nsp>,]{"sid":"<sid>","pid":"<pid>"}`.
+pub fn write_connect_with_pid(out: &mut String, nsp: &str, sid: &str, pid: Option<&str>) {
     write_header(out, PacketKind::Connect, 0, nsp, None);
     out.push_str("{\"sid\":");
     push_json_string(out, sid);
+    if let Some(pid) = pid {
+        out.push_str(",\"pid\":");
+        push_json_string(out, pid);
+    }
     out.push('}');
 }
 

@@ -64,8 +64,8 @@ pub use binary::{
 };
 pub use encode::{
     encode_ack, encode_connect, encode_connect_error, encode_disconnect, encode_event, write_ack,
-    write_connect, write_connect_error, write_connect_error_with_data, write_disconnect,
-    write_event,
+    write_connect, write_connect_error, write_connect_error_with_data, write_connect_with_pid,
+    write_disconnect, write_event,
 };
 pub use error::Error;
 pub use packet::{

@@ -101,6 +101,12 @@ impl Codec for SioCodec {
                 push_json_string(&mut s, m.event.as_deref().unwrap_or("message"));
                 s.push(',');
                 write_message_object(&mut s, m, data);
+                if m.seq != 0 {
+                    // Connection-state recovery: the offset a client names
+                    // when it comes back, as the last argument.
+                    s.push(',');
+                    push_json_string(&mut s, &volna_hub::recovery_offset(m.seq));
+                }
                 s.push(']');
                 out.push(Frame::Text(Bytes::from(s)));
                 out.extend(m.data.attachments.iter().cloned().map(Frame::Binary));
@@ -175,6 +181,7 @@ mod tests {
                 attachments: vec![Bytes::from_static(&[1, 2])],
             },
             event: None,
+            seq: 0,
         };
         let mut out = Vec::new();
         codec.encode(&Event::Message(&msg), &mut out);

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::value::RawValue;
 use serde_json::Value as Json;
 use volna_hub::{Frame, Outbox};
-use volna_protocols::socketio::{write_connect, write_connect_error_with_data};
+use volna_protocols::socketio::{write_connect_error_with_data, write_connect_with_pid};
 
 use super::{App, Connected, SioCodec, Socket, SocketRef};
 use crate::app::admit::{self, Admission, Arrival, Refusal};
@@ -110,8 +110,15 @@ impl Connecting {
                 if !self.connected.done.swap(true, Ordering::AcqRel) {
                     self.connected.wake.notify_one();
                 }
+                // With recovery on, a private session id its client names
+                // when it comes back.
+                let hub = &self.app.hub;
+                let pid: Option<Arc<str>> = hub
+                    .recovery_window()
+                    .map(|_| Arc::from(crate::engineio::random_id()));
+                let connected_at = hub.recovery_position();
                 let mut s = String::from("4");
-                write_connect(&mut s, nsp, sid);
+                write_connect_with_pid(&mut s, nsp, sid, pid.as_deref());
                 let _ = self.outbox.push(&[Frame::text(s)]);
                 let socket = SocketRef {
                     conn: &conn,
@@ -120,7 +127,14 @@ impl Connecting {
                 };
                 self.app.application.on_connect(&socket, &self.auth);
                 waiting.retain(|(n, _)| &**n != nsp);
-                waiting.push((self.nsp.clone(), Socket { conn }));
+                waiting.push((
+                    self.nsp.clone(),
+                    Socket {
+                        conn,
+                        pid,
+                        connected_at,
+                    },
+                ));
             }
             Err(Refusal { code, reason }) => {
                 // As a Node middleware's `next(err)` with `err.data`.

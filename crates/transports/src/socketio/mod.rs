@@ -170,6 +170,24 @@ struct Connected {
 /// A socket: one namespace joined by one connection.
 struct Socket {
     conn: Conn,
+    /// Its private session id, with connection-state recovery on: the name
+    /// its session is kept under when its connection goes abnormally.
+    pid: Option<Arc<str>>,
+    /// The recovery log's position when it connected.
+    connected_at: u64,
+}
+
+/// Whether a connection that ended so keeps its sockets' sessions, as the
+/// reference server's list of recoverable reasons (transport closed or in
+/// error, ping timeout, forced close, server shutting down).
+fn recoverable(reason: &CloseReason) -> bool {
+    matches!(
+        reason,
+        CloseReason::TransportClosed
+            | CloseReason::Timeout
+            | CloseReason::ClientQuit
+            | CloseReason::ServerShutdown
+    )
 }
 
 /// The Socket.IO state of one Engine.IO session.
@@ -213,6 +231,16 @@ impl SessionHandler for SioSession {
 
     fn on_close(&mut self, reason: &CloseReason) {
         tracing::debug!(reason = %reason, sockets = self.sockets.len(), "socket.io connection closed");
+        self.handoff.take_into(&mut self.sockets);
+        if recoverable(reason) {
+            for (_, socket) in &self.sockets {
+                if let Some(pid) = &socket.pid {
+                    self.app
+                        .hub
+                        .keep_session(pid.clone(), &socket.conn, socket.connected_at);
+                }
+            }
+        }
         // Dropping the conns takes them out of their rooms.
         self.sockets.clear();
         self.handoff.clear();
@@ -319,6 +347,9 @@ impl SioSession {
             return;
         }
         let auth = packet.data_str().unwrap_or("{}");
+        if self.app.hub.recovery_window().is_some() && self.recover(nsp, auth) {
+            return;
+        }
         // The socket id is its client id, so the server API and the Redis
         // emitter reach it (`io.to(socket.id)`), as on Node.
         let sid: Arc<str> = Arc::from(crate::engineio::random_id());
@@ -342,6 +373,68 @@ impl SioSession {
         connecting.start(arrival);
         // Admitted at once (no connect hook): in `sockets` now.
         self.handoff.take_into(&mut self.sockets);
+    }
+
+    /// Connection-state recovery: a CONNECT whose `auth` names a kept
+    /// session (`pid`) and the last offset its client got (`offset`; none
+    /// if it got no event at all) gets the same socket id, identity and
+    /// rooms back, first the events those rooms had meanwhile, then the
+    /// CONNECT answer with the same `pid` (the client's `recovered`). The
+    /// admission is not asked again, as the reference server's
+    /// `skipMiddlewares`. False, and a fresh connection instead, when there
+    /// is no such session or the log no longer reaches back to the offset.
+    fn recover(&mut self, nsp: &str, auth: &str) -> bool {
+        let Ok(auth) = serde_json::from_str::<serde_json::Value>(auth) else {
+            return false;
+        };
+        let Some(pid) = auth.get("pid").and_then(serde_json::Value::as_str) else {
+            return false;
+        };
+        let hub = &self.app.hub;
+        let Some(session) = hub.take_session(pid, nsp) else {
+            return false;
+        };
+        let after = match auth.get("offset") {
+            None | Some(serde_json::Value::Null) => Some(session.connected_at),
+            Some(serde_json::Value::String(offset)) => volna_hub::parse_recovery_offset(offset),
+            Some(_) => None,
+        };
+        let (Some(after), Some(sid)) = (after, session.identity.client.clone()) else {
+            return false;
+        };
+        let connected_at = hub.recovery_position();
+        let grant = admit::Grant {
+            identity: session.identity,
+            name: Some(session.name.to_string()),
+            rooms: Vec::new(),
+            sign_in_by: None,
+        };
+        let conn = grant.register(hub, nsp, self.outbox.clone(), Arc::new(SioCodec::new(nsp)));
+        let sent = match hub.resume_session(conn.id(), nsp, &session.rooms, after) {
+            Ok(sent) => sent,
+            Err(e) => {
+                tracing::debug!(error = %e, "socket.io session not recovered");
+                return false;
+            }
+        };
+        tracing::debug!(%sid, sent, "socket.io session recovered");
+        if !self.connected.done.swap(true, Ordering::AcqRel) {
+            self.connected.wake.notify_one();
+        }
+        let mut s = String::from("4");
+        volna_protocols::socketio::write_connect_with_pid(&mut s, nsp, &sid, Some(pid));
+        self.push(&[Frame::text(s)]);
+        let pid: Arc<str> = Arc::from(pid);
+        self.sockets.retain(|(n, _)| &**n != nsp);
+        self.sockets.push((
+            nsp.into(),
+            Socket {
+                conn,
+                pid: Some(pid),
+                connected_at,
+            },
+        ));
+        true
     }
 
     fn socket_ref<'a>(&'a self, socket: &'a Socket) -> SocketRef<'a> {
