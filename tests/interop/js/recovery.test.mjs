@@ -69,6 +69,17 @@ async function cut(socket, watcher, room) {
   await left;
 }
 
+/** A publisher and a client in a new room (the client made with `setup` before it joins). */
+async function pair(prefix, name, transports = ["websocket"], setup = () => {}) {
+  const room = uniqueRoom(prefix);
+  const pub = await client(["websocket"], `pub-${name}`);
+  const a = await client(transports, name);
+  setup(a);
+  assert.equal((await a.timeout(WAIT_MS).emitWithAck("join", room)).ok, true);
+  assert.equal((await pub.timeout(WAIT_MS).emitWithAck("join", room)).ok, true);
+  return { room, pub, a };
+}
+
 async function send(socket, room, texts) {
   for (const t of texts) {
     const ack = await socket.timeout(WAIT_MS).emitWithAck("message", { room, data: t });
@@ -78,11 +89,7 @@ async function send(socket, room, texts) {
 
 for (const { label, transports } of TRANSPORT_CASES) {
   test(`${label}: a cut connection recovers its id, rooms and missed messages, once each, in order`, async () => {
-    const room = uniqueRoom("rec");
-    const pub = await client(["websocket"], "pub");
-    const a = await client(transports, "alice");
-    assert.equal((await a.timeout(WAIT_MS).emitWithAck("join", room)).ok, true);
-    assert.equal((await pub.timeout(WAIT_MS).emitWithAck("join", room)).ok, true);
+    const { room, pub, a } = await pair("rec", "alice", transports);
     await send(pub, room, ["before"]);
     await until(() => a.got.length === 1, "the first message");
     assert.match(a.got[0].offset, /^v1-\d+$/, "broadcasts carry an offset as their last argument");
@@ -106,11 +113,7 @@ for (const { label, transports } of TRANSPORT_CASES) {
 }
 
 test("past the window: a fresh connection", async () => {
-  const room = uniqueRoom("late");
-  const pub = await client(["websocket"], "pub2");
-  const a = await client(["websocket"], "late");
-  await a.timeout(WAIT_MS).emitWithAck("join", room);
-  await pub.timeout(WAIT_MS).emitWithAck("join", room);
+  const { room, pub, a } = await pair("late", "late");
   await send(pub, room, ["x"]);
   await until(() => a.got.length === 1, "a message");
   const id = a.id;
@@ -124,11 +127,7 @@ test("past the window: a fresh connection", async () => {
 });
 
 test("a client that got no event yet still recovers its rooms (socket.io #5538)", async () => {
-  const room = uniqueRoom("quiet");
-  const pub = await client(["websocket"], "pub3");
-  const a = await client(["websocket"], "quiet");
-  await a.timeout(WAIT_MS).emitWithAck("join", room);
-  await pub.timeout(WAIT_MS).emitWithAck("join", room);
+  const { room, pub, a } = await pair("quiet", "quiet");
   await cut(a, pub, room);
   await send(pub, room, ["while away 1", "while away 2"]);
   await reconnect(a);
@@ -140,13 +139,8 @@ test("a client that got no event yet still recovers its rooms (socket.io #5538)"
 });
 
 test("volatile events and acks do not look like an offset (socket.io #5539)", async () => {
-  const room = uniqueRoom("vol");
-  const pub = await client(["websocket"], "pub4");
-  const a = await client(["websocket"], "vol");
   const cursors = [];
-  a.on("cursor", (...args) => cursors.push(args));
-  await a.timeout(WAIT_MS).emitWithAck("join", room);
-  await pub.timeout(WAIT_MS).emitWithAck("join", room);
+  const { room, pub, a } = await pair("vol", "vol", ["websocket"], (s) => s.on("cursor", (...args) => cursors.push(args)));
   await send(pub, room, ["kept"]);
   await until(() => a.got.length === 1, "a message");
   pub.emit("cursor", { room, data: "x:1" });
