@@ -37,7 +37,7 @@ pub(super) struct Inner {
     /// Client ids made ahead of registration so far.
     pub(super) clients_made: AtomicU64,
     /// Connection-state recovery, when on.
-    pub(super) recovery: Option<super::recovery::Recovery>,
+    pub(super) recovery: Option<super::recovery_log::Recovery>,
 }
 
 #[derive(Default)]
@@ -131,7 +131,7 @@ pub(super) struct RoomState {
 impl Hub {
     /// A new hub.
     pub fn new(config: HubConfig) -> Hub {
-        let recovery = config.recovery.map(super::recovery::Recovery::new);
+        let recovery = config.recovery.map(super::recovery_log::Recovery::new);
         Hub {
             inner: Arc::new(Inner {
                 config,
