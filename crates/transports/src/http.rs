@@ -53,6 +53,12 @@ async fn health(
         body.insert(name.into(), value.into());
     }
     let hooks = state.app.hooks.stats();
+    if let Some((window, sessions, logged)) = state.app.hub.recovery_sizes() {
+        body.insert(
+            "recovery".into(),
+            serde_json::json!({"window_ms": window.as_millis() as u64, "sessions": sessions, "logged": logged}),
+        );
+    }
     body.insert(
         "hooks".into(),
         serde_json::json!({

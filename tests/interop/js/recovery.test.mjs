@@ -96,6 +96,9 @@ for (const { label, transports } of TRANSPORT_CASES) {
     const id = a.id;
     await cut(a, pub, room);
     await send(pub, room, ["m1", "m2", "m3", "m4", "m5"]);
+    const health = await (await fetch(`${http}/health`)).json();
+    assert.equal(health.recovery.window_ms, WINDOW_MS);
+    assert.ok(health.recovery.sessions >= 1 && health.recovery.logged >= 6, JSON.stringify(health.recovery));
     await reconnect(a);
     assert.equal(a.recovered, true);
     assert.equal(a.id, id, "the same socket id");

@@ -146,6 +146,14 @@ impl Hub {
         }
     }
 
+    /// With recovery on: the window, sessions kept and messages logged
+    /// (for `/health`).
+    pub fn recovery_sizes(&self) -> Option<(Duration, usize, usize)> {
+        let r = self.inner.recovery.as_ref()?;
+        let (sessions, logged) = r.sizes();
+        Some((r.window, sessions, logged))
+    }
+
     /// Drops sessions and log entries older than the window.
     pub fn prune_recovery(&self) {
         if let Some(r) = &self.inner.recovery {

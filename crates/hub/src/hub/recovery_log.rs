@@ -136,6 +136,12 @@ impl Recovery {
             .collect()
     }
 
+    /// Sessions kept, and messages logged.
+    pub(super) fn sizes(&self) -> (usize, usize) {
+        let sessions = self.sessions.lock().unwrap().len();
+        (sessions, self.log.lock().unwrap().entries.len())
+    }
+
     /// Drops what is older than the window.
     pub(super) fn prune(&self) {
         let now = Instant::now();
