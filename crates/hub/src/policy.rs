@@ -71,6 +71,10 @@ pub struct RoomPolicy {
     pub history_ttl: Option<Duration>,
     /// Whether joins and leaves are announced to the other members.
     pub presence: bool,
+    /// Whether its messages are logged for Socket.IO connection-state
+    /// recovery (when it is on): a recovered socket gets this room back
+    /// either way, but not what it missed in it.
+    pub recover: bool,
     /// Most members at a time; a join beyond is refused with `room-full`.
     pub max_members: Option<usize>,
     /// Who may join (and so publish).
@@ -97,6 +101,7 @@ impl RoomPolicy {
             history: None,
             history_ttl: None,
             presence: true,
+            recover: true,
             max_members: None,
             rpc: EventRule::Only(Vec::new()),
             join: Access::Anyone,

@@ -13,6 +13,7 @@
 //! presence = true               # announce joins and leaves
 //! max_members = 50              # a join beyond is refused with room-full
 //! join = "users"                # who may join (and so publish): anyone, users (signed in), granted (token's rooms claim), hook (the subscribe hook)
+//! recover = false              # with --recovery: not logged, a recovered socket misses what came meanwhile
 //! read_history = "users"        # who may read the history; read_presence: who may list the members
 //! ```
 //!
@@ -45,6 +46,8 @@ pub struct RoomTable {
     pub history_ttl: Option<u64>,
     /// Whether joins and leaves are announced.
     pub presence: Option<bool>,
+    /// Whether its messages are kept for Socket.IO recovery.
+    pub recover: Option<bool>,
     /// Most members at a time.
     pub max_members: Option<usize>,
     /// `"*"` or the events the rpc hook answers.
@@ -161,6 +164,7 @@ fn policy(t: &RoomTable, hooks: HooksOn) -> anyhow::Result<RoomPolicy> {
         s => s.map(Duration::from_secs),
     };
     p.presence = t.presence.unwrap_or(true);
+    p.recover = t.recover.unwrap_or(true);
     p.max_members = match t.max_members {
         Some(0) => anyhow::bail!("max_members must be at least 1"),
         m => m,

@@ -22,7 +22,7 @@ before(async () => {
   const bin = process.env.VOLNA_BIN || path.resolve("../../target/debug/volna");
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "volna-recovery-"));
   const config = path.join(dir, "volna.toml");
-  fs.writeFileSync(config, '[[rooms]]\nmatch = "*"\nvolatile = ["cursor"]\n');
+  fs.writeFileSync(config, '[[rooms]]\nmatch = "norec-*"\nrecover = false\n\n[[rooms]]\nmatch = "*"\nvolatile = ["cursor"]\n');
   server = spawn(bin, ["serve", "--config", config, "--tcp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
     "--log", "warn", "--recovery", "true", "--max-disconnection-ms", String(WINDOW_MS)], { stdio: ["ignore", "pipe", "inherit"] });
   http = await new Promise((resolve, reject) => {
@@ -156,6 +156,20 @@ test("volatile events and acks do not look like an offset (socket.io #5539)", as
   assert.equal(a.recovered, true);
   await until(() => a.got.length === 2, "the missed message");
   assert.deepEqual(a.got.map((m) => m.data), ["kept", "missed"]);
+  a.disconnect();
+  pub.disconnect();
+});
+
+test("a room whose policy says recover = false comes back without what it had meanwhile", async () => {
+  const { room, pub, a } = await pair("norec", "norec");
+  await cut(a, pub, room);
+  await send(pub, room, ["not kept"]);
+  await reconnect(a);
+  assert.equal(a.recovered, true);
+  await send(pub, room, ["after"]);
+  await until(() => a.got.length === 1, "a message after recovery");
+  assert.deepEqual(a.got.map((m) => m.data), ["after"]);
+  assert.equal(a.got[0].offset, undefined, "no offset where nothing is logged");
   a.disconnect();
   pub.disconnect();
 });

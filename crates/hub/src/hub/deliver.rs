@@ -102,7 +102,9 @@ impl Hub {
             if volatile_name.is_some_and(|e| room.policy.is_volatile(&e)) {
                 return self.deliver_volatile(&mut enc, rs.members.iter(), None);
             }
-            if let (Event::Message(m), Some(_)) = (event, &self.inner.recovery) {
+            if let (Event::Message(m), Some(_), true) =
+                (event, &self.inner.recovery, room.policy.recover)
+            {
                 // Logged here too, so a client of this node recovers it.
                 let logged = self.logged(crate::event::Message::clone(m));
                 let mut enc = Encoder::new(Event::Message(&logged));

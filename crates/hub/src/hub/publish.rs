@@ -99,7 +99,7 @@ impl Hub {
             seq: 0,
         };
         // Logged for recovery what the history would keep.
-        let msg = if volatile {
+        let msg = if volatile || !policy.recover {
             Arc::new(msg)
         } else {
             self.logged(msg)
