@@ -6,7 +6,6 @@
 //
 //   node bench/soak-recovery.mjs            # needs tests/interop/node_modules (scripts/install-test-deps.sh)
 //   CLIENTS=50 PUBLISHERS=3 SECONDS=60 RATE=20 node bench/soak-recovery.mjs
-import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,6 +13,7 @@ import { fileURLToPath } from "node:url";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const require = createRequire(path.join(root, "tests/interop/package.json"));
 const { io } = require("socket.io-client");
+const { startVolna } = await import(path.join(root, "tests/interop/js/helpers.mjs"));
 
 const CLIENTS = Number(process.env.CLIENTS || 50);
 const PUBLISHERS = Number(process.env.PUBLISHERS || 3);
@@ -30,18 +30,8 @@ function sleep(ms) {
 }
 
 async function start() {
-  const server = spawn(BIN, ["serve", "--tcp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log", "warn",
-    "--recovery", "true", "--messages-per-second", "0", "--history", "100000"], { stdio: ["ignore", "pipe", "inherit"] });
-  const url = await new Promise((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => reject(new Error("volna did not start")), 20000);
-    server.stdout.on("data", (c) => {
-      out += c;
-      const m = out.match(/ (http:\/\/[^\s,]+)/);
-      if (m) { clearTimeout(timer); resolve(m[1]); }
-    });
-  });
-  return { server, url };
+  const { server, http } = await startVolna(["--recovery", "true", "--messages-per-second", "0", "--history", "100000"], BIN);
+  return { server, url: http };
 }
 
 function connect(url, transports, name) {

@@ -1,5 +1,8 @@
 // Shared helpers for the socket.io-client interop tests. Every wait is bounded.
+import { spawn } from "node:child_process";
 import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { io } from "socket.io-client";
 
 /** Base URL of volna's HTTP listener (Engine.IO at /socket.io/). */
@@ -303,4 +306,25 @@ export class WsClient {
   close() {
     this.ws.terminate();
   }
+}
+
+/**
+ * Starts a volna of the caller's own (VOLNA_BIN, else target/debug/volna) on free loopback ports with `args`;
+ * resolves to `{ server, http }` once its banner names the HTTP address. Kill `server` when done.
+ */
+export function startVolna(args, bin = process.env.VOLNA_BIN) {
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../..");
+  const server = spawn(bin || path.join(root, "target/debug/volna"),
+    ["serve", "--tcp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--log", "warn", ...args],
+    { stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    let out = "";
+    const timer = setTimeout(() => reject(new Error("volna did not start")), 20000);
+    server.stdout.on("data", (chunk) => {
+      out += chunk;
+      const m = out.match(/ (https?:\/\/[^\s,]+)/);
+      if (m) { clearTimeout(timer); resolve({ server, http: m[1] }); }
+    });
+    server.on("exit", () => { clearTimeout(timer); reject(new Error("volna exited")); });
+  });
 }

@@ -7,34 +7,21 @@
 // like an offset (#5539).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { io } from "socket.io-client";
-import { TRANSPORT_CASES, WAIT_MS, uniqueRoom, until } from "./helpers.mjs";
+import { TRANSPORT_CASES, WAIT_MS, startVolna, uniqueRoom, until } from "./helpers.mjs";
 
 const WINDOW_MS = 1500;
 let server;
 let http;
 
 before(async () => {
-  const bin = process.env.VOLNA_BIN || path.resolve("../../target/debug/volna");
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "volna-recovery-"));
   const config = path.join(dir, "volna.toml");
   fs.writeFileSync(config, '[[rooms]]\nmatch = "norec-*"\nrecover = false\n\n[[rooms]]\nmatch = "*"\nvolatile = ["cursor"]\n');
-  server = spawn(bin, ["serve", "--config", config, "--tcp-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-    "--log", "warn", "--recovery", "true", "--max-disconnection-ms", String(WINDOW_MS)], { stdio: ["ignore", "pipe", "inherit"] });
-  http = await new Promise((resolve, reject) => {
-    let out = "";
-    const timer = setTimeout(() => reject(new Error("volna did not start")), 20000);
-    server.stdout.on("data", (chunk) => {
-      out += chunk;
-      const m = out.match(/ (http:\/\/[^\s,]+)/);
-      if (m) { clearTimeout(timer); resolve(m[1]); }
-    });
-    server.on("exit", () => reject(new Error("volna exited")));
-  });
+  ({ server, http } = await startVolna(["--config", config, "--recovery", "true", "--max-disconnection-ms", String(WINDOW_MS)]));
 });
 
 after(() => server && server.kill());
