@@ -13,6 +13,7 @@ if ! command -v redis-server >/dev/null; then
   exit 0
 fi
 [ -d node_modules ] || npm ci --no-audit --no-fund --loglevel=error
+[ -d node_modules/@socket.io/redis-streams-adapter ] || npm ci --no-audit --no-fund --loglevel=error
 
 (cd "$ROOT" && cargo build -q -p volna)
 VOLNA="$ROOT/target/debug/volna"
@@ -64,3 +65,33 @@ VENV="$ROOT/target/interop-venv"
 VOLNA_A="http://127.0.0.1:$HTTP_PORT" VOLNA_B="http://127.0.0.1:$HTTP2_PORT" API_KEY="$API_KEY" \
   timeout -k 5 120 "$VENV/bin/python" -m unittest -v api_two_nodes.py ||
   { echo "--- volna logs"; cat "$LOG"/volna*.log; exit 1; }
+
+# Redis Streams mode (streams.test.mjs): two more volna nodes with connection-state recovery share the stream
+# "$SPREFIX" and the sessions under "$SPREFIX:session:" with the suite's Node.js server
+# (@socket.io/redis-streams-adapter); clients are moved between the three through a TCP proxy and recover.
+SPREFIX="streams-$$"
+SHTTP_A=$(free_port)
+STCP_A=$(free_port)
+SHTTP_B=$(free_port)
+STCP_B=$(free_port)
+for node in a b; do
+  if [ "$node" = a ]; then http=$SHTTP_A tcp=$STCP_A; else http=$SHTTP_B tcp=$STCP_B; fi
+  "$VOLNA" serve --tcp-addr "127.0.0.1:$tcp" --http-addr "127.0.0.1:$http" --node-name "streams-$node" \
+    --redis "redis://127.0.0.1:$REDIS_PORT" --redis-prefix "$SPREFIX" --redis-mode streams \
+    --redis-session-prefix "$SPREFIX:session:" --recovery true --max-disconnection-ms 120000 \
+    --log warn >"$LOG/streams-$node.log" 2>&1 &
+  pids+=($!)
+done
+for port in "$SHTTP_A" "$SHTTP_B"; do
+  for _ in $(seq 100); do
+    if curl -fsS "http://127.0.0.1:$port/health" 2>/dev/null | grep -q '"redis":"up"'; then break; fi
+    sleep 0.1
+  done
+  if ! curl -fsS "http://127.0.0.1:$port/health" | grep -q '"redis":"up"'; then
+    echo "volna (streams mode) on port $port did not join the cluster:"; cat "$LOG"/streams-*.log; exit 1
+  fi
+done
+
+REDIS_URL="redis://127.0.0.1:$REDIS_PORT" VOLNA_A="http://127.0.0.1:$SHTTP_A" VOLNA_B="http://127.0.0.1:$SHTTP_B" \
+  PREFIX="$SPREFIX" timeout -k 5 180 node --test streams.test.mjs ||
+  { echo "--- volna logs (streams mode)"; for f in "$LOG"/streams-*.log; do echo "--- $f"; cat "$f"; done; exit 1; }

@@ -53,6 +53,11 @@ async fn health(
         body.insert(name.into(), value.into());
     }
     let hooks = state.app.hooks.stats();
+    let history = state.app.hub.history_size();
+    body.insert(
+        "history".into(),
+        serde_json::json!({"bytes": history.bytes, "max_bytes": history.max_bytes, "evicted_rooms": history.evicted}),
+    );
     if let Some((window, sessions, logged)) = state.app.hub.recovery_sizes() {
         body.insert(
             "recovery".into(),

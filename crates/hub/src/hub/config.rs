@@ -8,6 +8,10 @@ use crate::policy::Policies;
 pub struct HubConfig {
     /// Messages kept per room for `history`. Defaults to 100.
     pub history_len: usize,
+    /// Bytes all rooms' histories may hold together; beyond, the rooms
+    /// published to least recently lose theirs (and start a new epoch).
+    /// Defaults to 256 MiB.
+    pub history_max_bytes: usize,
     /// Rooms with more members than this do not announce joins and leaves,
     /// and join replies list only this many members: in a room of thousands
     /// a presence event per arrival costs O(members) deliveries each, and
@@ -37,6 +41,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
             history_len: 100,
+            history_max_bytes: 256 << 20,
             presence_limit: 256,
             policies: Policies::default(),
             max_rooms_per_conn: 128,

@@ -65,7 +65,10 @@ impl Hub {
             name: sender.name.clone(),
         };
         let except = if include_self { None } else { Some(id) };
-        Ok(self.send_locked(&room, &mut rs, from, event, data, volatile, except))
+        let msg = self.send_locked(&room, &mut rs, from, event, data, volatile, except);
+        drop(rs);
+        self.keep_histories_in_budget();
+        Ok(msg)
     }
 
     /// Stamps a message with the room's next offset (none, 0, when
@@ -108,18 +111,12 @@ impl Hub {
             rs.next_offset += 1;
         }
         rs.last_ts = ts;
-        let keep = policy.history.unwrap_or(self.inner.config.history_len);
-        if let Some(ttl) = policy.history_ttl {
-            let oldest = ts.saturating_sub(ttl.as_millis() as u64);
-            while rs.history.front().is_some_and(|m| m.ts < oldest) {
-                rs.history.pop_front();
-            }
-        }
-        if keep > 0 && !volatile {
-            while rs.history.len() >= keep {
-                rs.history.pop_front();
-            }
-            rs.history.push_back(msg.clone());
+        if !volatile {
+            let keep = policy.history.unwrap_or(self.inner.config.history_len);
+            let oldest = policy
+                .history_ttl
+                .map_or(0, |ttl| ts.saturating_sub(ttl.as_millis() as u64));
+            rs.history.push(msg.clone(), keep, oldest);
         }
         let mut enc = Encoder::new(Event::Message(&msg));
         if volatile {

@@ -149,7 +149,7 @@ impl Hub {
                 .cloned()
                 .collect(),
             offset: rs.next_offset - 1,
-            epoch: room.epoch.clone(),
+            epoch: rs.epoch.clone(),
         })
     }
 
@@ -270,7 +270,7 @@ impl Hub {
             count: rs.members.len(),
             already: false,
             offset: rs.next_offset - 1,
-            epoch: room.epoch.clone(),
+            epoch: rs.epoch.clone(),
             missed,
         };
         if rs.members.contains_key(&id) {
@@ -290,7 +290,7 @@ impl Hub {
         let missed = match resume {
             Some(resume) => {
                 let missed = match resume {
-                    Resume::Since(since) => missed_since(&room, &rs, since)
+                    Resume::Since(since) => missed_since(&rs, since)
                         .ok_or_else(|| HubError::Unrecoverable(room_name.to_string()))?,
                     Resume::Logged(after) => self.logged_since(&room.nsp, &room.name, after),
                 };
@@ -411,11 +411,10 @@ pub const JOIN_SAMPLE: usize = 16;
 /// The messages of `room` after `since`, if it still keeps all of them
 /// (and `since` is of this life of the room).
 fn missed_since(
-    room: &Room,
     rs: &super::state::RoomState,
     since: &Since,
 ) -> Option<Vec<Arc<Message>>> {
-    if since.epoch.as_deref().is_some_and(|e| e != &*room.epoch) {
+    if since.epoch.as_deref().is_some_and(|e| e != &*rs.epoch) {
         return None;
     }
     let last = rs.next_offset - 1;

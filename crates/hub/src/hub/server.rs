@@ -84,10 +84,10 @@ impl Hub {
             let volatile = event.as_deref().is_some_and(|e| room.policy.is_volatile(e));
             let message =
                 self.send_locked(&room, &mut rs, server_member(), event, data, volatile, None);
-            return ServerPublish::Room {
-                message,
-                epoch: room.epoch.clone(),
-            };
+            let epoch = rs.epoch.clone();
+            drop(rs);
+            self.keep_histories_in_budget();
+            return ServerPublish::Room { message, epoch };
         }
         let message = Arc::new(Message {
             nsp: Arc::from(nsp),

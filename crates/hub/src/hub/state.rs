@@ -2,15 +2,16 @@
 //! locks (namespaces, connections, rooms and their members), plus the
 //! accessors every other part of the hub goes through.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::config::HubConfig;
+use super::history::History;
 use crate::adapter::Adapter;
 use serde_json::value::RawValue;
 
-use crate::event::{Codec, ConnId, Message};
+use crate::event::{Codec, ConnId};
 use crate::outbox::Outbox;
 use crate::policy::RoomPolicy;
 use crate::stats::Stats;
@@ -38,6 +39,8 @@ pub(super) struct Inner {
     pub(super) clients_made: AtomicU64,
     /// Connection-state recovery, when on.
     pub(super) recovery: Option<super::recovery_log::Recovery>,
+    /// What every room's history holds, against `history_max_bytes`.
+    pub(super) history: Arc<super::history::Budget>,
 }
 
 #[derive(Default)]
@@ -104,9 +107,6 @@ pub(super) struct Member {
 pub(super) struct Room {
     pub(super) nsp: Arc<str>,
     pub(super) name: Arc<str>,
-    /// Names this life of the room: a room emptied and made again starts
-    /// its offsets again under a new epoch.
-    pub(super) epoch: Arc<str>,
     /// Chosen by name when the room is created.
     pub(super) policy: Arc<RoomPolicy>,
     pub(super) state: Mutex<RoomState>,
@@ -125,7 +125,11 @@ pub(super) struct RoomState {
     pub(super) members: HashMap<ConnId, Member>,
     pub(super) next_offset: u64,
     pub(super) last_ts: u64,
-    pub(super) history: VecDeque<Arc<Message>>,
+    pub(super) history: History,
+    /// Names this life of the room: a room emptied and made again starts
+    /// its offsets again under a new epoch, and a room whose history was
+    /// dropped for the memory budget goes on under a new one.
+    pub(super) epoch: Arc<str>,
 }
 
 impl Hub {
@@ -143,6 +147,7 @@ impl Hub {
                 rooms_created: AtomicU64::new(0),
                 clients_made: AtomicU64::new(0),
                 recovery,
+                history: Arc::default(),
             }),
         }
     }
@@ -174,17 +179,16 @@ impl Hub {
 
     /// A new room (not yet in any map).
     pub(super) fn new_room(&self, nsp: &Arc<str>, name: &Arc<str>) -> Arc<Room> {
-        let n = self.inner.rooms_created.fetch_add(1, Ordering::Relaxed);
         Arc::new(Room {
             nsp: nsp.clone(),
             name: name.clone(),
-            epoch: Arc::from(format!("{}-{n:x}", self.inner.stem)),
             policy: self.inner.config.policies.for_room(name),
             state: Mutex::new(RoomState {
                 members: HashMap::new(),
                 next_offset: 1,
                 last_ts: 0,
-                history: VecDeque::new(),
+                history: History::new(self.inner.history.clone()),
+                epoch: self.new_epoch(),
             }),
         })
     }

@@ -11,6 +11,7 @@
 //! queue_frames = 1024
 //! queue_bytes = 4194304
 //! history = 100
+//! history_max_bytes = 268435456  # all rooms' histories together; the least recently published lose theirs first
 //! profile = "default"          # or "conformance" (see below)
 //! ping_interval_ms = 25000     # Engine.IO heartbeat
 //! ping_timeout_ms = 20000
@@ -195,6 +196,8 @@ pub struct FileConfig {
     pub queue_bytes: Option<usize>,
     /// Messages kept per room.
     pub history: Option<usize>,
+    /// Bytes all histories may hold together.
+    pub history_max_bytes: Option<usize>,
     /// Socket.IO connection-state recovery.
     pub recovery: Option<bool>,
     /// Recovery window in ms.
@@ -331,6 +334,10 @@ pub struct ServeArgs {
     /// Messages kept per room for history [default: 100].
     #[arg(long, env = "VOLNA_HISTORY")]
     pub history: Option<usize>,
+    /// Bytes all rooms' histories may hold together; beyond, the rooms published to least
+    /// recently lose theirs and start a new epoch [default: 268435456].
+    #[arg(long, env = "VOLNA_HISTORY_MAX_BYTES")]
+    pub history_max_bytes: Option<usize>,
     /// Socket.IO connection-state recovery (socket.io-client 4.6+): a client whose connection
     /// broke gets its socket id, rooms and the events it missed back (docs/recovery.md)
     /// [default: false].
@@ -572,6 +579,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.history.or(file.history) {
             cfg.hub.history_len = v;
+        }
+        if let Some(v) = self.history_max_bytes.or(file.history_max_bytes) {
+            cfg.hub.history_max_bytes = v;
         }
         let sio = &mut cfg.socketio;
         sio.engine.outbox = cfg.tcp.outbox;
