@@ -3,6 +3,19 @@
 
 use std::time::Duration;
 
+/// How broadcasts travel between the nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Redis pub/sub, as `@socket.io/redis-adapter` (the default): nothing
+    /// is kept.
+    #[default]
+    PubSub,
+    /// One Redis stream, as `@socket.io/redis-streams-adapter` 0.3: every
+    /// node reads the same log, and connection-state recovery works across
+    /// nodes (sessions kept in Redis).
+    Streams,
+}
+
 /// Settings of the Redis adapter.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -25,6 +38,15 @@ pub struct ClusterConfig {
     /// This node's name in its heartbeats (the server API's `info`).
     /// Defaults to `volna`.
     pub node_name: String,
+    /// Pub/sub or streams.
+    pub mode: Mode,
+    /// Streams mode: entries the stream keeps, about (`MAXLEN ~`).
+    /// Defaults to 10 000, as the Node.js adapter.
+    pub stream_max_len: usize,
+    /// Streams mode: the key prefix of recovery sessions. Defaults to
+    /// `sio:session:`, as the Node.js adapter. (The stream is named
+    /// [`prefix`](Self::prefix).)
+    pub session_prefix: String,
 }
 
 impl Default for ClusterConfig {
@@ -37,6 +59,9 @@ impl Default for ClusterConfig {
             heartbeat: Duration::from_secs(2),
             queue: 65_536,
             node_name: "volna".into(),
+            mode: Mode::PubSub,
+            stream_max_len: 10_000,
+            session_prefix: "sio:session:".into(),
         }
     }
 }

@@ -24,6 +24,15 @@ pub struct Counters {
     pub requests_answered: AtomicU64,
     /// volna nodes forgotten after missing their heartbeats.
     pub nodes_expired: AtomicU64,
+    /// Streams mode: sessions restored from Redis (Socket.IO recovery
+    /// across nodes).
+    pub sessions_restored: AtomicU64,
+    /// Streams mode: recoveries that found no session, or an offset the
+    /// stream no longer holds (the client connects afresh).
+    pub sessions_not_restored: AtomicU64,
+    /// Streams mode: messages of this node delivered here without their
+    /// place in the stream (Redis failed or was slow to give it back).
+    pub delivered_unlogged: AtomicU64,
 }
 
 /// Adds one to a counter.

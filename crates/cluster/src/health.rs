@@ -32,6 +32,14 @@ pub(crate) fn report(shared: &Shared) -> Json {
         "who_partial": get(&c.who_partial),
         "requests_answered": get(&c.requests_answered),
         "nodes_expired": get(&c.nodes_expired),
+        "mode": match shared.config.mode {
+            crate::config::Mode::PubSub => "pubsub",
+            crate::config::Mode::Streams => "streams",
+        },
+        "sessions_restored": get(&c.sessions_restored),
+        "sessions_not_restored": get(&c.sessions_not_restored),
+        "delivered_unlogged": get(&c.delivered_unlogged),
+        "waiting_for_the_stream": shared.deferred.lock().unwrap().len(),
     })
 }
 
@@ -56,8 +64,11 @@ pub(crate) async fn probe(
     redis::cmd("PING").query_async::<()>(&mut publisher).await?;
     redis::cmd("PING").query_async::<()>(subscriber).await?;
     if !shared.subscribed.load(Ordering::Acquire) {
-        let pattern = format!("{}#*", glob_escape(&shared.config.prefix));
-        subscriber.psubscribe(pattern).await?;
+        // Broadcasts come through pub/sub, or (streams mode) the stream.
+        if shared.config.mode == crate::config::Mode::PubSub {
+            let pattern = format!("{}#*", glob_escape(&shared.config.prefix));
+            subscriber.psubscribe(pattern).await?;
+        }
         let mut exact = vec![shared.heartbeat_channel.clone()];
         for ch in shared.channels.values() {
             exact.push(ch.request.clone());

@@ -37,6 +37,7 @@
 //! leaves (`receive` also `nodes`, `requests` and `local`; `requests` also
 //! `local`; `health` also `nodes`).
 
+pub mod stream_wire;
 pub mod wire;
 
 mod config;
@@ -48,8 +49,9 @@ mod publish;
 mod receive;
 mod requests;
 mod shared;
+mod streams;
 
-pub use config::ClusterConfig;
+pub use config::{ClusterConfig, Mode};
 pub use counters::Counters;
 
 use std::collections::HashMap;
@@ -63,7 +65,9 @@ use serde_json::Value as Json;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use volna_hub::{Adapter, BoxFuture, Hub, NodeInfo, Outgoing, RemoteMembers};
+use volna_hub::{
+    Adapter, BoxFuture, ConnId, Hub, Message, NodeInfo, Outgoing, RemoteMembers, Restored, Session,
+};
 
 use counters::bump;
 use shared::{random_id, Out, Shared};
@@ -129,6 +133,50 @@ impl Adapter for AdapterHandle {
     fn health(&self) -> Json {
         health::report(&self.0)
     }
+
+    fn defer_logged(&self, msg: &Arc<Message>, except: Option<ConnId>) -> bool {
+        self.0.config.mode == Mode::Streams && streams::defer(&self.0, msg, except)
+    }
+
+    fn keep_session(&self, pid: &str, session: &Session) {
+        if self.0.config.mode != Mode::Streams || !self.0.up.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(value) = stream_wire::encode_session(pid, session) {
+            let key = format!("{}{pid}", self.0.config.session_prefix);
+            if self.0.tx.try_send(Out::Session { key, value }).is_err() {
+                bump(&self.0.counters.publish_dropped);
+            }
+        }
+    }
+
+    fn owns_offset(&self, offset: &str) -> bool {
+        self.0.config.mode == Mode::Streams && stream_wire::is_entry_id(offset)
+    }
+
+    fn restore_session(&self, nsp: &str, pid: &str, offset: &str) -> BoxFuture<Option<Restored>> {
+        let shared = self.0.clone();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let req = shared::RestoreRequest {
+            nsp: nsp.to_string(),
+            pid: pid.to_string(),
+            offset: offset.to_string(),
+            reply,
+            since: Instant::now(),
+        };
+        let sent = shared.up.load(Ordering::Acquire) && shared.restores.try_send(req).is_ok();
+        Box::pin(async move {
+            if !sent {
+                bump(&shared.counters.sessions_not_restored);
+                return None;
+            }
+            tokio::time::timeout(Duration::from_secs(5), answer)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten()
+        })
+    }
 }
 
 impl Cluster {
@@ -175,7 +223,13 @@ impl Cluster {
             .iter()
             .map(|nsp| (nsp.clone(), Channels::new(&config.prefix, nsp)))
             .collect();
+        let reader = ConnectionManager::new_lazy_with_config(
+            redis::Client::open(config.url.as_str()).map_err(url_err)?,
+            manager_config(),
+        )
+        .map_err(url_err)?;
         let (tx, rx) = mpsc::channel(config.queue.max(16));
+        let (restores, restores_rx) = mpsc::channel(1024);
         let shared = Arc::new(Shared {
             heartbeat_channel: nodes::heartbeat_channel(&config.prefix),
             uid,
@@ -189,6 +243,9 @@ impl Cluster {
             tx,
             node_infos: Mutex::new(HashMap::new()),
             started: Instant::now(),
+            deferred: Mutex::new(HashMap::new()),
+            next_vseq: std::sync::atomic::AtomicU64::new(1),
+            restores,
         });
         if !hub.set_adapter(Arc::new(AdapterHandle(shared.clone()))) {
             return Err(ClusterError::AdapterSet);
@@ -214,9 +271,11 @@ impl Cluster {
                 tracing::warn!(node = %shared.uid, "redis did not answer at start: serving local clients only until it answers");
             }
         }
-        let tasks = vec![
+        let nodes = Arc::new(Mutex::new(nodes::Nodes::new(shared.clone(), hub.clone())));
+        let mut tasks = vec![
             tokio::spawn(publish::publish_loop(
                 shared.clone(),
+                hub.clone(),
                 publisher,
                 rx,
                 shutdown.clone(),
@@ -224,6 +283,7 @@ impl Cluster {
             tokio::spawn(receive::receive_loop(
                 shared.clone(),
                 hub.clone(),
+                nodes.clone(),
                 push_rx,
                 shutdown.clone(),
             )),
@@ -234,6 +294,16 @@ impl Cluster {
                 shutdown.clone(),
             )),
         ];
+        if shared.config.mode == Mode::Streams {
+            tasks.push(tokio::spawn(streams::read_loop(
+                shared.clone(),
+                hub.clone(),
+                nodes,
+                reader,
+                restores_rx,
+                shutdown.clone(),
+            )));
+        }
         Ok(Cluster {
             shared,
             shutdown,

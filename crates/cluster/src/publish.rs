@@ -9,13 +9,17 @@ use std::sync::Arc;
 use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use volna_hub::Hub;
 
+use crate::config::Mode;
 use crate::shared::{Out, Shared};
+use crate::streams;
 use crate::wire::{self, Channels};
 
 /// Publishes queued events in order, many per round trip.
 pub(crate) async fn publish_loop(
     shared: Arc<Shared>,
+    hub: Hub,
     mut publisher: ConnectionManager,
     mut rx: mpsc::Receiver<Out>,
     shutdown: CancellationToken,
@@ -42,7 +46,7 @@ pub(crate) async fn publish_loop(
             }
         };
         if !batch.is_empty() {
-            publish_batch(&shared, &mut publisher, &mut batch).await;
+            publish_batch(&shared, &hub, &mut publisher, &mut batch).await;
         }
         if stopping {
             break;
@@ -51,20 +55,42 @@ pub(crate) async fn publish_loop(
 }
 
 /// Publishes `batch` in one pipeline (or drops it, counted, while Redis is
-/// down) and empties it.
-async fn publish_batch(shared: &Shared, publisher: &mut ConnectionManager, batch: &mut Vec<Out>) {
+/// down) and empties it. This node's messages waiting for their place in
+/// the stream are delivered here at once instead when Redis is down or
+/// refuses them: never lost.
+async fn publish_batch(
+    shared: &Shared,
+    hub: &Hub,
+    publisher: &mut ConnectionManager,
+    batch: &mut Vec<Out>,
+) {
     let n = batch.len() as u64;
+    let logged: Vec<u64> = batch
+        .iter()
+        .filter_map(|item| match item {
+            Out::Logged { vseq, .. } => Some(*vseq),
+            _ => None,
+        })
+        .collect();
     if !shared.up.load(Ordering::Acquire) {
         shared
             .counters
             .publish_dropped
             .fetch_add(n, Ordering::Relaxed);
         batch.clear();
+        for vseq in logged {
+            streams::deliver_unlogged(shared, hub, vseq);
+        }
         return;
     }
+    let streams_mode = shared.config.mode == Mode::Streams;
     let mut pipe = redis::pipe();
     for item in batch.drain(..) {
         match item {
+            Out::Event(ev) if streams_mode => {
+                let (nsp, data) = crate::stream_wire::broadcast_entry(&ev);
+                streams::append(&mut pipe, shared, &nsp, &data, None);
+            }
             Out::Event(ev) => {
                 let (nsp, room, payload) = wire::encode_outgoing(&shared.uid, &ev);
                 let channel = match shared.channels.get(&*nsp) {
@@ -72,6 +98,20 @@ async fn publish_batch(shared: &Shared, publisher: &mut ConnectionManager, batch
                     None => Channels::new(&shared.config.prefix, &nsp).for_rooms(&[&room]),
                 };
                 pipe.publish(channel, payload).ignore();
+            }
+            Out::Logged { vseq, msg } => {
+                let ev = volna_hub::Outgoing::Message(msg);
+                let (nsp, data) = crate::stream_wire::broadcast_entry(&ev);
+                streams::append(&mut pipe, shared, &nsp, &data, Some(vseq));
+            }
+            Out::Session { key, value } => {
+                let window = hub.recovery_window().unwrap_or_default();
+                pipe.cmd("SET")
+                    .arg(key)
+                    .arg(value)
+                    .arg("PX")
+                    .arg(window.as_millis().max(1) as u64)
+                    .ignore();
             }
             Out::Raw { channel, payload } => {
                 pipe.publish(channel, payload).ignore();
@@ -88,6 +128,9 @@ async fn publish_batch(shared: &Shared, publisher: &mut ConnectionManager, batch
                 .publish_dropped
                 .fetch_add(n, Ordering::Relaxed);
             shared.mark_down(&e);
+            for vseq in logged {
+                streams::deliver_unlogged(shared, hub, vseq);
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 //! `requests.rs`. Every heartbeat period the loop also sweeps silent nodes.
 //! A lost subscription marks Redis down.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use redis::{PushInfo, PushKind};
 use tokio::sync::mpsc;
@@ -22,23 +22,20 @@ use crate::wire;
 struct Receiver {
     shared: Arc<Shared>,
     hub: Hub,
-    nodes: Nodes,
+    nodes: Arc<Mutex<Nodes>>,
 }
 
 /// Handles what Redis pushes until `shutdown` (or the push channel closes).
 pub(crate) async fn receive_loop(
     shared: Arc<Shared>,
     hub: Hub,
+    nodes: Arc<Mutex<Nodes>>,
     mut push_rx: mpsc::UnboundedReceiver<PushInfo>,
     shutdown: CancellationToken,
 ) {
     let mut sweep = tokio::time::interval(shared.config.heartbeat);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut rcv = Receiver {
-        nodes: Nodes::new(shared.clone(), hub.clone()),
-        shared,
-        hub,
-    };
+    let mut rcv = Receiver { nodes, shared, hub };
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -46,7 +43,7 @@ pub(crate) async fn receive_loop(
                 Some(push) => rcv.on_push(push),
                 None => break,
             },
-            _ = sweep.tick() => rcv.nodes.sweep(),
+            _ = sweep.tick() => rcv.nodes.lock().unwrap().sweep(),
         }
     }
 }
@@ -76,7 +73,7 @@ impl Receiver {
                 };
                 let channel = String::from_utf8_lossy(channel);
                 if channel == self.shared.heartbeat_channel {
-                    self.nodes.on_heartbeat(payload);
+                    self.nodes.lock().unwrap().on_heartbeat(payload);
                     return;
                 }
                 let found = self.shared.channels.iter().find_map(|(nsp, ch)| {
@@ -97,7 +94,7 @@ impl Receiver {
                 }
             }
             PushKind::Disconnection => {
-                self.nodes.subscription_lost();
+                self.nodes.lock().unwrap().subscription_lost();
                 self.shared.mark_down(&"subscription connection lost");
             }
             _ => {}
@@ -118,7 +115,7 @@ impl Receiver {
         if inc.uid == self.shared.uid {
             return;
         }
-        self.nodes.on_broadcast(&inc);
+        self.nodes.lock().unwrap().on_broadcast(&inc);
         deliver(&self.hub, &inc.nsp, &inc.rooms, &inc.except, &inc.event);
         bump(&self.shared.counters.received);
     }

@@ -12,7 +12,7 @@ use std::time::Instant;
 use rand::RngExt;
 use redis::aio::ConnectionManager;
 use tokio::sync::{mpsc, oneshot};
-use volna_hub::{ClientInfo, NodeInfo, Outgoing};
+use volna_hub::{ClientInfo, ConnId, Message, NodeInfo, Outgoing, Restored};
 
 use crate::config::ClusterConfig;
 use crate::counters::{bump, Counters};
@@ -24,6 +24,29 @@ pub(crate) enum Out {
     Event(Outgoing),
     /// A ready payload: heartbeats, answers to requests.
     Raw { channel: String, payload: Vec<u8> },
+    /// Streams mode: a message of this node's that the stream orders
+    /// (in [`Shared::deferred`] under `vseq` until read back).
+    Logged { vseq: u64, msg: Arc<Message> },
+    /// Streams mode: a recovery session to keep for the window.
+    Session { key: String, value: String },
+}
+
+/// Streams mode: a message of this node's waiting to be read back from the
+/// stream, then delivered here.
+pub(crate) struct Deferred {
+    pub(crate) msg: Arc<Message>,
+    pub(crate) except: Option<ConnId>,
+    pub(crate) since: Instant,
+}
+
+/// Streams mode: a Socket.IO recovery the stream reader answers between
+/// two reads (`streams.rs`).
+pub(crate) struct RestoreRequest {
+    pub(crate) nsp: String,
+    pub(crate) pid: String,
+    pub(crate) offset: String,
+    pub(crate) reply: oneshot::Sender<Option<Restored>>,
+    pub(crate) since: Instant,
 }
 
 /// A cluster `who` this node asked (`requests.rs`), keyed by request id in
@@ -65,6 +88,13 @@ pub(crate) struct Shared {
     pub(crate) node_infos: Mutex<HashMap<String, NodeInfo>>,
     /// When this node joined.
     pub(crate) started: Instant,
+    /// Streams mode: this node's messages waiting to be read back, by
+    /// `vseq`.
+    pub(crate) deferred: Mutex<HashMap<u64, Deferred>>,
+    /// The next `vseq`.
+    pub(crate) next_vseq: std::sync::atomic::AtomicU64,
+    /// Streams mode: recoveries for the stream reader.
+    pub(crate) restores: mpsc::Sender<RestoreRequest>,
 }
 
 impl Shared {

@@ -122,11 +122,11 @@ pub enum WireError {
     Shape(&'static str),
 }
 
-fn s(v: &str) -> Value {
+pub(crate) fn s(v: &str) -> Value {
     Value::String(v.into())
 }
 
-fn map_get<'v>(map: &'v [(Value, Value)], key: &str) -> Option<&'v Value> {
+pub(crate) fn map_get<'v>(map: &'v [(Value, Value)], key: &str) -> Option<&'v Value> {
     map.iter()
         .find(|(k, _)| k.as_str() == Some(key))
         .map(|(_, v)| v)
@@ -241,7 +241,7 @@ fn push_float(out: &mut String, f: f64) {
     }
 }
 
-fn to_data(value: &Value) -> Data {
+pub(crate) fn to_data(value: &Value) -> Data {
     let mut json = String::new();
     let mut attachments = Vec::new();
     msgpack_to_json(value, &mut json, &mut attachments);
@@ -251,7 +251,7 @@ fn to_data(value: &Value) -> Data {
     }
 }
 
-fn encode(value: &Value) -> Vec<u8> {
+pub(crate) fn encode(value: &Value) -> Vec<u8> {
     let mut buf = Vec::with_capacity(128);
     rmpv::encode::write_value(&mut buf, value).expect("writing to a Vec cannot fail");
     buf
@@ -260,6 +260,19 @@ fn encode(value: &Value) -> Vec<u8> {
 /// Encodes a hub broadcast as the adapter's message. Returns the room it
 /// targets (for the channel name) and the payload.
 pub fn encode_outgoing(uid: &str, event: &Outgoing) -> (Arc<str>, Arc<str>, Vec<u8>) {
+    let (nsp, room, packet, opts) = outgoing_packet(event);
+    let mut packet = packet;
+    if let Value::Map(fields) = &mut packet {
+        fields.push((s("nsp"), s(&nsp)));
+    }
+    let msg = Value::Array(vec![s(uid), packet, opts]);
+    (nsp, room, encode(&msg))
+}
+
+/// A hub broadcast as a Socket.IO packet `{type: 2, data: [event, arg]}`
+/// (the event volna's Socket.IO clients see) and the broadcast options
+/// `{rooms: [room], except: [], flags: {}}`, with its namespace and room.
+pub fn outgoing_packet(event: &Outgoing) -> (Arc<str>, Arc<str>, Value, Value) {
     let (nsp, room, name, arg) = match event {
         Outgoing::Message(m) => {
             let arg = Value::Map(vec![
@@ -293,23 +306,19 @@ pub fn encode_outgoing(uid: &str, event: &Outgoing) -> (Arc<str>, Arc<str>, Vec<
             (p.nsp.clone(), p.room.clone(), "presence", arg)
         }
     };
-    let msg = Value::Array(vec![
-        s(uid),
-        Value::Map(vec![
-            (s("type"), Value::from(EVENT)),
-            (s("data"), Value::Array(vec![s(name), arg])),
-            (s("nsp"), s(&nsp)),
-        ]),
-        Value::Map(vec![
-            (s("rooms"), Value::Array(vec![s(&room)])),
-            (s("except"), Value::Array(Vec::new())),
-            (s("flags"), Value::Map(Vec::new())),
-        ]),
+    let packet = Value::Map(vec![
+        (s("type"), Value::from(EVENT)),
+        (s("data"), Value::Array(vec![s(name), arg])),
     ]);
-    (nsp, room, encode(&msg))
+    let opts = Value::Map(vec![
+        (s("rooms"), Value::Array(vec![s(&room)])),
+        (s("except"), Value::Array(Vec::new())),
+        (s("flags"), Value::Map(Vec::new())),
+    ]);
+    (nsp, room, packet, opts)
 }
 
-fn strings(v: Option<&Value>) -> Vec<String> {
+pub(crate) fn strings(v: Option<&Value>) -> Vec<String> {
     v.and_then(Value::as_array)
         .map(|items| {
             items
@@ -415,6 +424,7 @@ pub fn decode_packet(
         room,
         event: Arc::from(name),
         args: to_data(&Value::Array(args.to_vec())),
+        cluster_offset: None,
     }))
 }
 
@@ -437,6 +447,7 @@ fn as_message(arg: &[(Value, Value)], nsp: &Arc<str>) -> Option<Message> {
         data: to_data(data),
         event: None,
         seq: 0,
+        cluster_offset: Default::default(),
     })
 }
 
@@ -514,6 +525,7 @@ mod tests {
             },
             event: None,
             seq: 0,
+            cluster_offset: Default::default(),
         });
         let (nsp, room, bytes) = encode_outgoing("abc", &Outgoing::Message(msg.clone()));
         assert_eq!((&*nsp, &*room), ("/", "lobby"));
@@ -545,6 +557,7 @@ mod tests {
             data: Data::text("x"),
             event: Some(Arc::from("cursor")),
             seq: 0,
+            cluster_offset: Default::default(),
         });
         let (_, _, bytes) = encode_outgoing("n1", &Outgoing::Message(msg));
         let RemoteEvent::Message(m) = decode_broadcast(&bytes).unwrap().event else {

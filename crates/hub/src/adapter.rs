@@ -13,8 +13,9 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use crate::event::{ConnId, MemberInfo, Message, Presence};
-use crate::identity::ClientInfo;
+use crate::event::{ConnId, Emit, MemberInfo, Message, Presence};
+use crate::hub::Session;
+use crate::identity::{ClientInfo, Identity};
 
 /// A boxed future, as [`Adapter`] methods return them.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -112,6 +113,42 @@ pub struct NodeInfo {
     pub uptime: u64,
 }
 
+/// Something a restored session missed, as the cluster's log has it.
+#[derive(Debug, Clone)]
+pub enum Missed {
+    /// A message (volna's own, from any node).
+    Message(Arc<Message>),
+    /// Any other event (e.g. a Node.js server's `io.to(room).emit`).
+    Emit(Arc<Emit>),
+}
+
+/// A session kept in the cluster, given back by
+/// [`Adapter::restore_session`].
+pub struct Restored {
+    /// Who it was: its client id is the socket id it gets back.
+    pub identity: Identity,
+    /// Its display name.
+    pub name: Option<Arc<str>>,
+    /// The rooms it was in.
+    pub rooms: Vec<Arc<str>>,
+    /// What those rooms had since its offset, oldest first.
+    pub missed: Vec<Missed>,
+    /// To call once the socket is back in its rooms: until then the
+    /// adapter holds back what it delivers from the log, so nothing is
+    /// missed or given twice in between.
+    pub release: Box<dyn FnOnce() + Send>,
+}
+
+impl std::fmt::Debug for Restored {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Restored")
+            .field("identity", &self.identity)
+            .field("rooms", &self.rooms)
+            .field("missed", &self.missed.len())
+            .finish()
+    }
+}
+
 /// Connects a hub to other nodes.
 pub trait Adapter: Send + Sync + 'static {
     /// Called once per room broadcast this node originates, after its local
@@ -134,5 +171,41 @@ pub trait Adapter: Send + Sync + 'static {
     /// Figures for `/health`.
     fn health(&self) -> serde_json::Value {
         serde_json::Value::Null
+    }
+
+    /// A message the recovery log keeps, published here: an adapter with a
+    /// shared log (the Redis stream) may take it over entirely, returning
+    /// true: it then appends it to the log and delivers it to this node's
+    /// members (but `except`) through [`Hub::deliver_logged`] once the log
+    /// has given it its place, so every node delivers in the log's order.
+    /// Called with the room's lock held: must not block. False (the
+    /// default): the hub delivers it now and [`forward`](Self::forward)s it.
+    ///
+    /// [`Hub::deliver_logged`]: crate::Hub::deliver_logged
+    fn defer_logged(&self, _msg: &Arc<Message>, _except: Option<ConnId>) -> bool {
+        false
+    }
+
+    /// A connection gone abnormally whose session the hub keeps under
+    /// `pid`: an adapter with a shared store keeps it there too, so the
+    /// client can come back on another node.
+    fn keep_session(&self, _pid: &str, _session: &Session) {}
+
+    /// Whether `offset` is a position in this adapter's shared log, so a
+    /// session is restored through [`restore_session`](Self::restore_session).
+    fn owns_offset(&self, _offset: &str) -> bool {
+        false
+    }
+
+    /// Takes the session kept under `pid` from the shared store, with what
+    /// its rooms of `nsp` had after `offset`; `None` when there is no such
+    /// session or the log no longer reaches back there.
+    fn restore_session(
+        &self,
+        _nsp: &str,
+        _pid: &str,
+        _offset: &str,
+    ) -> BoxFuture<Option<Restored>> {
+        Box::pin(async { None })
     }
 }

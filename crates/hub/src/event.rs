@@ -83,6 +83,13 @@ pub struct Message {
     /// recovery, [`HubConfig::recovery`](crate::HubConfig::recovery)); 0
     /// when it is not logged.
     pub seq: u64,
+    /// Its place in the cluster's shared log, once it has one: the Redis
+    /// stream entry id (`1796609250980-0`) in the cluster's streams mode.
+    /// Socket.IO clients are shown it as the offset instead of [`seq`]'s,
+    /// so that they can recover on any node, volna or Node.js.
+    ///
+    /// [`seq`]: Message::seq
+    pub cluster_offset: std::sync::OnceLock<Arc<str>>,
 }
 
 /// Whether a member arrived or left.
@@ -166,4 +173,8 @@ pub struct Emit {
     /// The arguments: `json` is a JSON array whose binary parts are
     /// Socket.IO placeholders indexing `attachments`.
     pub args: Data,
+    /// Its place in the cluster's shared log (see
+    /// [`Message::cluster_offset`]), when it came through one: Socket.IO
+    /// clients get it as the last argument.
+    pub cluster_offset: Option<Arc<str>>,
 }

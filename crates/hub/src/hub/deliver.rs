@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::state::{Hub, Member};
-use crate::event::{Codec, ConnId, Event};
+use crate::event::{Codec, ConnId, Event, Message};
 use crate::outbox::{CloseReason, Frame, Outbox, PushError};
 use crate::stats::Stats;
 
@@ -153,6 +153,18 @@ impl Hub {
             out
         };
         self.deliver(&mut enc, members.iter().map(|(k, v)| (k, v)), None)
+    }
+
+    /// Delivers a message this node published, which the adapter took over
+    /// ([`Adapter::defer_logged`](crate::Adapter::defer_logged)), to the
+    /// room's members here (but `except`), under the room's lock.
+    pub fn deliver_logged(&self, msg: &Message, except: Option<ConnId>) -> usize {
+        let Some(room) = self.room(&msg.nsp, &msg.room) else {
+            return 0;
+        };
+        let rs = room.state.lock().unwrap();
+        let mut enc = Encoder::new(Event::Message(msg));
+        self.deliver(&mut enc, rs.members.iter(), except)
     }
 
     /// Closes every connection's outbox with `reason` (used at shutdown).
@@ -395,6 +407,7 @@ mod tests {
             data: Data::text("yo"),
             event: None,
             seq: 0,
+            cluster_offset: Default::default(),
         };
         assert_eq!(
             hub.deliver_remote("/", &["r"], &[], Event::Message(&msg)),

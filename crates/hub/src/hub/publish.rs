@@ -100,6 +100,7 @@ impl Hub {
             data,
             event,
             seq: 0,
+            cluster_offset: Default::default(),
         };
         // Logged for recovery what the history would keep.
         let msg = if volatile || !policy.recover {
@@ -118,16 +119,22 @@ impl Hub {
                 .map_or(0, |ttl| ts.saturating_sub(ttl.as_millis() as u64));
             rs.history.push(msg.clone(), keep, oldest);
         }
+        Stats::bump(&self.inner.stats.messages);
+        // A logged message may be taken over by a cluster with a shared
+        // log, which delivers it here too, in the log's order.
+        let adapter = self.inner.adapter.get();
+        if msg.seq != 0 && adapter.is_some_and(|a| a.defer_logged(&msg, except)) {
+            return msg;
+        }
         let mut enc = Encoder::new(Event::Message(&msg));
         if volatile {
             self.deliver_volatile(&mut enc, rs.members.iter(), except);
         } else {
             self.deliver(&mut enc, rs.members.iter(), except);
         }
-        if let Some(adapter) = self.inner.adapter.get() {
+        if let Some(adapter) = adapter {
             adapter.forward(Outgoing::Message(msg.clone()));
         }
-        Stats::bump(&self.inner.stats.messages);
         msg
     }
 }
@@ -261,6 +268,7 @@ mod tests {
                 data: Data::text("p"),
                 event: Some(Arc::from("pos")),
                 seq: 0,
+                cluster_offset: Default::default(),
             };
             hub.deliver_remote("/", &["game"], &[], Event::Message(&msg));
         }

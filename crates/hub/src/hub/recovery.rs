@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use super::error::HubError;
 use super::recovery_log::{Recovery, Session};
 use super::state::Hub;
+use crate::adapter::{Missed, Restored};
 use crate::event::{ConnId, Event, Message};
 use crate::identity::Identity;
 use crate::Conn;
@@ -61,7 +62,43 @@ impl Hub {
                 gone: Instant::now(),
             }
         };
+        if let Some(adapter) = self.inner.adapter.get() {
+            adapter.keep_session(&pid, &session);
+        }
         recovery.sessions.lock().unwrap().insert(pid, session);
+    }
+
+    /// Gives connection `id` (registered again with the restored
+    /// session's identity) what it missed, then its rooms back, then lets
+    /// the adapter go on delivering from its log. Returns how many
+    /// messages and events it was sent.
+    pub fn restore(&self, id: ConnId, nsp: &str, restored: Restored) -> usize {
+        let member = {
+            let st = self.inner.state.lock().unwrap();
+            st.namespaces
+                .get(nsp)
+                .and_then(|ns| ns.members.get(&id).cloned())
+        };
+        if let Some(member) = &member {
+            for missed in &restored.missed {
+                let mut enc = match missed {
+                    Missed::Message(m) => super::deliver::Encoder::new(Event::Message(m)),
+                    Missed::Emit(e) => super::deliver::Encoder::new(Event::Emit(e)),
+                };
+                self.deliver(&mut enc, std::iter::once((&id, member)), None);
+            }
+            for room in &restored.rooms {
+                if let Err(e) = self.join(id, room, true, None) {
+                    tracing::debug!(%room, error = %e, "a restored room could not be joined");
+                }
+            }
+        }
+        (restored.release)();
+        if member.is_some() {
+            restored.missed.len()
+        } else {
+            0
+        }
     }
 
     /// Takes the session kept under `pid` in `nsp`, if it is still within

@@ -41,7 +41,8 @@ pub struct Session {
     /// The log's position when it connected: where a client that got no
     /// offset at all resumes from.
     pub connected_at: u64,
-    pub(super) gone: Instant,
+    /// When it went.
+    pub gone: Instant,
 }
 
 /// The offset a client is shown for a logged message.

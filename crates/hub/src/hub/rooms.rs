@@ -410,10 +410,7 @@ pub const JOIN_SAMPLE: usize = 16;
 /// sample of [`JOIN_SAMPLE`].
 /// The messages of `room` after `since`, if it still keeps all of them
 /// (and `since` is of this life of the room).
-fn missed_since(
-    rs: &super::state::RoomState,
-    since: &Since,
-) -> Option<Vec<Arc<Message>>> {
+fn missed_since(rs: &super::state::RoomState, since: &Since) -> Option<Vec<Arc<Message>>> {
     if since.epoch.as_deref().is_some_and(|e| e != &*rs.epoch) {
         return None;
     }

@@ -98,6 +98,7 @@ impl Hub {
             data,
             event,
             seq: 0,
+            cluster_offset: Default::default(),
         });
         let members = self.personal_members(nsp, target);
         let mut enc = Encoder::new(Event::Message(&message));

@@ -101,9 +101,13 @@ impl Codec for SioCodec {
                 push_json_string(&mut s, m.event.as_deref().unwrap_or("message"));
                 s.push(',');
                 write_message_object(&mut s, m, data);
-                if m.seq != 0 {
-                    // Connection-state recovery: the offset a client names
-                    // when it comes back, as the last argument.
+                // Connection-state recovery: the offset a client names
+                // when it comes back, as the last argument: the cluster's
+                // when the message has one, else this node's.
+                if let Some(offset) = m.cluster_offset.get() {
+                    s.push(',');
+                    push_json_string(&mut s, offset);
+                } else if m.seq != 0 {
                     s.push(',');
                     push_json_string(&mut s, &volna_hub::recovery_offset(m.seq));
                 }
@@ -144,6 +148,10 @@ impl Codec for SioCodec {
                     s.push(',');
                     s.push_str(inner);
                 }
+                if let Some(offset) = &e.cluster_offset {
+                    s.push(',');
+                    push_json_string(&mut s, offset);
+                }
                 s.push(']');
                 out.push(Frame::Text(Bytes::from(s)));
                 out.extend(e.args.attachments.iter().cloned().map(Frame::Binary));
@@ -182,6 +190,7 @@ mod tests {
             },
             event: None,
             seq: 0,
+            cluster_offset: Default::default(),
         };
         let mut out = Vec::new();
         codec.encode(&Event::Message(&msg), &mut out);

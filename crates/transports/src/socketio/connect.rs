@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::value::RawValue;
 use serde_json::Value as Json;
-use volna_hub::{Frame, Outbox};
+use volna_hub::{Frame, Outbox, Restored};
 use volna_protocols::socketio::{write_connect_error_with_data, write_connect_with_pid};
 
 use super::{App, Connected, SioCodec, Socket, SocketRef};
@@ -90,6 +90,67 @@ impl Connecting {
             let admission = admit::admit(&self.app.ctx, arrival).await;
             self.finish(&client, admission);
         });
+    }
+
+    /// Connection-state recovery through the cluster's shared log (the
+    /// client's offset is a place in it): the adapter finds the session,
+    /// kept by whichever node the client was on, and what it missed; the
+    /// socket gets its id, identity and rooms back, the missed events, then
+    /// CONNECT with the same `pid`. Without such a session it is admitted
+    /// afresh, as [`Connecting::start`].
+    pub(super) fn restore_or_start(self, pid: String, offset: String, arrival: Arrival) {
+        let Some(adapter) = self.app.hub.adapter().cloned() else {
+            self.start(arrival);
+            return;
+        };
+        let restoring = adapter.restore_session(&self.nsp, &pid, &offset);
+        let tracker = self.app.tracker.clone();
+        tracker.spawn(async move {
+            match restoring.await {
+                Some(restored) => self.finish_restored(pid, restored),
+                None => self.start(arrival),
+            }
+        });
+    }
+
+    fn finish_restored(self, pid: String, restored: Restored) {
+        let nsp = &*self.nsp;
+        let hub = &self.app.hub;
+        let Some(sid) = restored.identity.client.clone() else {
+            (restored.release)();
+            return;
+        };
+        if self.outbox.closed().is_some() {
+            (restored.release)();
+            return;
+        }
+        // This node may keep a copy of the session too: it is taken now.
+        let _ = hub.take_session(&pid, nsp);
+        let mut waiting = self.handoff.sockets.lock().unwrap();
+        let grant = admit::Grant {
+            identity: restored.identity.clone(),
+            name: restored.name.as_deref().map(str::to_owned),
+            rooms: Vec::new(),
+            sign_in_by: None,
+        };
+        let conn = grant.register(hub, nsp, self.outbox.clone(), Arc::new(SioCodec::new(nsp)));
+        let sent = hub.restore(conn.id(), nsp, restored);
+        tracing::debug!(%sid, sent, "socket.io session restored from the cluster");
+        if !self.connected.done.swap(true, Ordering::AcqRel) {
+            self.connected.wake.notify_one();
+        }
+        let mut s = String::from("4");
+        write_connect_with_pid(&mut s, nsp, &sid, Some(&pid));
+        let _ = self.outbox.push(&[Frame::text(s)]);
+        waiting.retain(|(n, _)| &**n != nsp);
+        waiting.push((
+            self.nsp.clone(),
+            Socket {
+                conn,
+                pid: Some(Arc::from(pid)),
+                connected_at: hub.recovery_position(),
+            },
+        ));
     }
 
     fn finish(self, sid: &str, admission: Admission) {

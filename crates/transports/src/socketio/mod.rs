@@ -347,7 +347,11 @@ impl SioSession {
             return;
         }
         let auth = packet.data_str().unwrap_or("{}");
-        if self.app.hub.recovery_window().is_some() && self.recover(nsp, auth) {
+        let shared_log = self.cluster_recovery(auth);
+        if shared_log.is_none()
+            && self.app.hub.recovery_window().is_some()
+            && self.recover(nsp, auth)
+        {
             return;
         }
         // The socket id is its client id, so the server API and the Redis
@@ -370,9 +374,25 @@ impl SioSession {
             auth: RawValue::from_string(auth.to_owned()).expect("decoder validated the JSON"),
         };
         let arrival = connecting.arrival(sid, transport, peer, headers);
-        connecting.start(arrival);
+        match shared_log {
+            Some((pid, offset)) => connecting.restore_or_start(pid, offset, arrival),
+            None => connecting.start(arrival),
+        }
         // Admitted at once (no connect hook): in `sockets` now.
         self.handoff.take_into(&mut self.sockets);
+    }
+
+    /// The `pid` and `offset` of a CONNECT that recovers through the
+    /// cluster's shared log (its offset is a place in that log).
+    fn cluster_recovery(&self, auth: &str) -> Option<(String, String)> {
+        self.app.hub.recovery_window()?;
+        let adapter = self.app.hub.adapter()?;
+        let auth: serde_json::Value = serde_json::from_str(auth).ok()?;
+        let pid = auth.get("pid")?.as_str()?;
+        let offset = auth.get("offset")?.as_str()?;
+        adapter
+            .owns_offset(offset)
+            .then(|| (pid.to_owned(), offset.to_owned()))
     }
 
     /// Connection-state recovery: a CONNECT whose `auth` names a kept

@@ -26,6 +26,8 @@
 //! image_max_pixels = 40000000
 //! redis = "redis://127.0.0.1:6379"  # join a cluster (docs/cluster.md); unset: single node
 //! redis_prefix = "socket.io"   # key prefix shared with the Node.js redis adapter
+//! redis_mode = "pubsub"        # or "streams": one Redis stream, recovery across nodes (docs/recovery.md)
+//! redis_session_prefix = "sio:session:"  # streams mode: where recovery sessions are kept
 //! static_dir = "public"        # an application's pages, served under /app/ (relative to this file)
 //! api_key = "secret"           # turns on the server API, POST /api/<method> (docs/applications.md)
 //! api_max_body = 1048576       # largest server API request, in bytes
@@ -232,6 +234,10 @@ pub struct FileConfig {
     pub redis: Option<String>,
     /// Redis key prefix of the cluster.
     pub redis_prefix: Option<String>,
+    /// `pubsub` or `streams`.
+    pub redis_mode: Option<String>,
+    /// Streams mode: key prefix of recovery sessions.
+    pub redis_session_prefix: Option<String>,
     /// Folder of an application's pages, served under `/app/`.
     pub static_dir: Option<PathBuf>,
     /// Key of the server API.
@@ -404,6 +410,15 @@ pub struct ServeArgs {
     /// Redis key prefix of the cluster, as the Node.js adapter's `key` option [default: socket.io].
     #[arg(long, env = "VOLNA_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
+    /// How broadcasts travel between nodes: `pubsub` (as @socket.io/redis-adapter) or `streams` (one
+    /// Redis stream named after the prefix, as @socket.io/redis-streams-adapter 0.3: with --recovery,
+    /// clients recover on any node) [default: pubsub].
+    #[arg(long, env = "VOLNA_REDIS_MODE")]
+    pub redis_mode: Option<String>,
+    /// Streams mode: key prefix of the recovery sessions kept in Redis, as the Node.js adapter's
+    /// `sessionKeyPrefix` [default: sio:session:].
+    #[arg(long, env = "VOLNA_REDIS_SESSION_PREFIX")]
+    pub redis_session_prefix: Option<String>,
     /// Folder of an application's own pages, served under /app/ (e.g. examples/whiteboard/public) [default: none].
     #[arg(long, env = "VOLNA_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
@@ -661,6 +676,18 @@ impl ServeArgs {
             if let Some(prefix) = self.redis_prefix.clone().or(file.redis_prefix) {
                 anyhow::ensure!(!prefix.is_empty(), "redis_prefix must not be empty");
                 cluster.prefix = prefix;
+            }
+            match self.redis_mode.clone().or(file.redis_mode).as_deref() {
+                None | Some("pubsub") => {}
+                Some("streams") => cluster.mode = volna_cluster::Mode::Streams,
+                Some(other) => anyhow::bail!("redis_mode must be pubsub or streams, not {other:?}"),
+            }
+            if let Some(p) = self
+                .redis_session_prefix
+                .clone()
+                .or(file.redis_session_prefix)
+            {
+                cluster.session_prefix = p;
             }
             if cfg.socketio.conformance {
                 cluster.namespaces.push("/custom".into());
