@@ -65,21 +65,15 @@ async fn publish_batch(
     batch: &mut Vec<Out>,
 ) {
     let n = batch.len() as u64;
-    let logged: Vec<u64> = batch
-        .iter()
-        .filter_map(|item| match item {
-            Out::Logged { vseq, .. } => Some(*vseq),
-            _ => None,
-        })
-        .collect();
+    let logged = batch.iter().any(|item| matches!(item, Out::Logged { .. }));
     if !shared.up.load(Ordering::Acquire) {
         shared
             .counters
             .publish_dropped
             .fetch_add(n, Ordering::Relaxed);
         batch.clear();
-        for vseq in logged {
-            streams::deliver_unlogged(shared, hub, vseq);
+        if logged {
+            streams::deliver_unlogged(shared, hub, None);
         }
         return;
     }
@@ -128,8 +122,8 @@ async fn publish_batch(
                 .publish_dropped
                 .fetch_add(n, Ordering::Relaxed);
             shared.mark_down(&e);
-            for vseq in logged {
-                streams::deliver_unlogged(shared, hub, vseq);
+            if logged {
+                streams::deliver_unlogged(shared, hub, None);
             }
         }
     }

@@ -83,11 +83,23 @@ pub(crate) fn append(
     cmd.ignore();
 }
 
-/// Delivers a message of this node's here without its place in the
-/// stream (Redis refused it, or did not give it back in time).
-pub(crate) fn deliver_unlogged(shared: &Shared, hub: &Hub, vseq: u64) {
-    let deferred = shared.deferred.lock().unwrap().remove(&vseq);
-    if let Some(d) = deferred {
+/// Delivers this node's messages up to `upto` (all with `None`) here
+/// without their place in the stream (Redis refused them, or did not give
+/// them back in time), oldest first: the order they were published in.
+pub(crate) fn deliver_unlogged(shared: &Shared, hub: &Hub, upto: Option<u64>) {
+    let mut due: Vec<(u64, crate::shared::Deferred)> = {
+        let mut deferred = shared.deferred.lock().unwrap();
+        let keys: Vec<u64> = deferred
+            .keys()
+            .copied()
+            .filter(|v| upto.is_none_or(|u| *v <= u))
+            .collect();
+        keys.into_iter()
+            .filter_map(|v| deferred.remove(&v).map(|d| (v, d)))
+            .collect()
+    };
+    due.sort_by_key(|(v, _)| *v);
+    for (_, d) in due {
         hub.deliver_logged(&d.msg, d.except);
         bump(&shared.counters.delivered_unlogged);
     }
@@ -266,18 +278,19 @@ impl Reader {
             .map_or_else(|| "0-0".to_string(), |(id, _)| id))
     }
 
-    /// Delivers this node's messages the stream did not give back in time.
+    /// Delivers this node's messages the stream did not give back in time
+    /// (and those published before them).
     fn deliver_overdue(&self) {
-        let overdue: Vec<u64> = {
+        let overdue = {
             let deferred = self.shared.deferred.lock().unwrap();
             deferred
                 .iter()
                 .filter(|(_, d)| d.since.elapsed() > DEFER_LIMIT)
                 .map(|(v, _)| *v)
-                .collect()
+                .max()
         };
-        for vseq in overdue {
-            deliver_unlogged(&self.shared, &self.hub, vseq);
+        if overdue.is_some() {
+            deliver_unlogged(&self.shared, &self.hub, overdue);
         }
     }
 
@@ -445,14 +458,13 @@ fn missed_event(entry: &StreamEntry, nsp: &str, rooms: &[Arc<str>], sid: &str) -
 }
 
 /// A message of this node's for the stream to order: kept until read back.
+/// Queued even while Redis is down, so that the publish loop delivers it
+/// after those published before it (false only when the queue is full).
 pub(crate) fn defer(
     shared: &Shared,
     msg: &Arc<Message>,
     except: Option<volna_hub::ConnId>,
 ) -> bool {
-    if !shared.up.load(Ordering::Acquire) {
-        return false;
-    }
     let vseq = shared.next_vseq.fetch_add(1, Ordering::Relaxed);
     shared.deferred.lock().unwrap().insert(
         vseq,

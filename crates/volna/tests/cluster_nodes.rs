@@ -39,12 +39,21 @@ fn check_order(client: &str, got: &[(String, String)], senders: &[&str], n: usiz
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_three_transports_exactly_once_in_order() {
+    three_nodes(volna_cluster::Mode::PubSub).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_in_streams_mode_exactly_once_in_order() {
+    three_nodes(volna_cluster::Mode::Streams).await;
+}
+
+async fn three_nodes(mode: volna_cluster::Mode) {
     let Some(redis) = Redis::start() else { return };
     let p = prefix();
     let (a, b, c) = (
-        node(&redis.url(), &p).await,
-        node(&redis.url(), &p).await,
-        node(&redis.url(), &p).await,
+        cluster::node_in(&redis.url(), &p, mode).await,
+        cluster::node_in(&redis.url(), &p, mode).await,
+        cluster::node_in(&redis.url(), &p, mode).await,
     );
     let room = "lobby";
     let mut t1 = Client::tcp(&a, "t1", room).await;
@@ -171,12 +180,21 @@ async fn a_dead_node_is_forgotten_and_a_leaving_member_is_seen_everywhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_keeps_local_delivery_and_cross_node_delivery_resumes() {
+    redis_outage(volna_cluster::Mode::PubSub).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_in_streams_mode_keeps_local_delivery_in_order() {
+    redis_outage(volna_cluster::Mode::Streams).await;
+}
+
+async fn redis_outage(mode: volna_cluster::Mode) {
     let Some(mut redis) = Redis::start() else {
         return;
     };
     let p = prefix();
-    let a = node(&redis.url(), &p).await;
-    let b = node(&redis.url(), &p).await;
+    let a = cluster::node_in(&redis.url(), &p, mode).await;
+    let b = cluster::node_in(&redis.url(), &p, mode).await;
     let mut talker = LineClient::named(&a, "talker", &["r"]).await;
     let mut local = LineClient::named(&a, "local", &["r"]).await;
     let mut remote = LineClient::named(&b, "remote", &["r"]).await;
@@ -203,11 +221,16 @@ async fn redis_outage_keeps_local_delivery_and_cross_node_delivery_resumes() {
         talker.send(&format!("down-{i}")).await;
     }
     let mut got = Vec::new();
+    let mut last_offset = 0;
     while got.len() < 20 {
         let (l, _) = local.until("msg r").await;
-        let text = parse_msg(&l).text;
-        if text.starts_with("down-") {
-            got.push(text);
+        let m = parse_msg(&l);
+        // Everything the talker published reaches its neighbour once, in
+        // the order of its offsets, through the outage.
+        assert!(m.offset > last_offset, "{l} after offset {last_offset}");
+        last_offset = m.offset;
+        if m.text.starts_with("down-") {
+            got.push(m.text);
         }
     }
     assert_eq!(

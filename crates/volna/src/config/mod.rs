@@ -28,6 +28,7 @@
 //! redis_prefix = "socket.io"   # key prefix shared with the Node.js redis adapter
 //! redis_mode = "pubsub"        # or "streams": one Redis stream, recovery across nodes (docs/recovery.md)
 //! redis_session_prefix = "sio:session:"  # streams mode: where recovery sessions are kept
+//! redis_stream_max_len = 10000 # streams mode: entries the stream keeps (how far back recovery reaches)
 //! static_dir = "public"        # an application's pages, served under /app/ (relative to this file)
 //! api_key = "secret"           # turns on the server API, POST /api/<method> (docs/applications.md)
 //! api_max_body = 1048576       # largest server API request, in bytes
@@ -238,6 +239,8 @@ pub struct FileConfig {
     pub redis_mode: Option<String>,
     /// Streams mode: key prefix of recovery sessions.
     pub redis_session_prefix: Option<String>,
+    /// Streams mode: entries the stream keeps, about.
+    pub redis_stream_max_len: Option<usize>,
     /// Folder of an application's pages, served under `/app/`.
     pub static_dir: Option<PathBuf>,
     /// Key of the server API.
@@ -419,6 +422,10 @@ pub struct ServeArgs {
     /// `sessionKeyPrefix` [default: sio:session:].
     #[arg(long, env = "VOLNA_REDIS_SESSION_PREFIX")]
     pub redis_session_prefix: Option<String>,
+    /// Streams mode: entries the stream keeps (XADD MAXLEN ~), across all rooms: how far back a
+    /// client can recover on another node [default: 10000].
+    #[arg(long, env = "VOLNA_REDIS_STREAM_MAX_LEN")]
+    pub redis_stream_max_len: Option<usize>,
     /// Folder of an application's own pages, served under /app/ (e.g. examples/whiteboard/public) [default: none].
     #[arg(long, env = "VOLNA_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
@@ -688,6 +695,10 @@ impl ServeArgs {
                 .or(file.redis_session_prefix)
             {
                 cluster.session_prefix = p;
+            }
+            if let Some(n) = self.redis_stream_max_len.or(file.redis_stream_max_len) {
+                anyhow::ensure!(n >= 1, "redis_stream_max_len must be at least 1");
+                cluster.stream_max_len = n;
             }
             if cfg.socketio.conformance {
                 cluster.namespaces.push("/custom".into());

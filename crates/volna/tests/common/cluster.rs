@@ -112,7 +112,13 @@ pub(crate) fn prefix() -> String {
 
 /// A node of the cluster on ephemeral ports.
 pub(crate) async fn node(redis_url: &str, prefix: &str) -> Server {
-    let config = ServerConfig {
+    node_in(redis_url, prefix, volna_cluster::Mode::PubSub).await
+}
+
+/// A node of the cluster in `mode`; in streams mode with Socket.IO
+/// recovery on, so that its messages are ordered by the stream.
+pub(crate) async fn node_in(redis_url: &str, prefix: &str, mode: volna_cluster::Mode) -> Server {
+    let mut config = ServerConfig {
         tcp_addr: "127.0.0.1:0".into(),
         http_addr: "127.0.0.1:0".into(),
         redis: Some(volna_cluster::ClusterConfig {
@@ -120,10 +126,14 @@ pub(crate) async fn node(redis_url: &str, prefix: &str) -> Server {
             prefix: prefix.to_string(),
             heartbeat: Duration::from_millis(300),
             request_timeout: Duration::from_millis(800),
+            mode,
             ..Default::default()
         }),
         ..ServerConfig::default()
     };
+    if mode == volna_cluster::Mode::Streams {
+        config.hub.recovery = Some(Duration::from_secs(60));
+    }
     let server = Server::start(config).await.expect("node starts");
     assert!(
         server
