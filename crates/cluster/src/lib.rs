@@ -155,28 +155,56 @@ impl Adapter for AdapterHandle {
     }
 
     fn restore_session(&self, nsp: &str, pid: &str, offset: &str) -> BoxFuture<Option<Restored>> {
-        let shared = self.0.clone();
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        let req = shared::RestoreRequest {
-            nsp: nsp.to_string(),
+        let what = shared::Restore::Session {
             pid: pid.to_string(),
-            offset: offset.to_string(),
-            reply,
-            since: Instant::now(),
         };
-        let sent = shared.up.load(Ordering::Acquire) && shared.restores.try_send(req).is_ok();
-        Box::pin(async move {
-            if !sent {
-                bump(&shared.counters.sessions_not_restored);
-                return None;
-            }
-            tokio::time::timeout(Duration::from_secs(5), answer)
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .flatten()
-        })
+        restore(self.0.clone(), nsp, what, offset)
     }
+
+    fn log_position(&self) -> Option<Arc<str>> {
+        if self.0.config.mode != Mode::Streams || !self.0.offsets {
+            return None;
+        }
+        self.0.position.lock().unwrap().clone()
+    }
+
+    fn room_since(&self, nsp: &str, room: &str, log: &str) -> BoxFuture<Option<Restored>> {
+        let what = shared::Restore::Room {
+            room: room.to_string(),
+        };
+        restore(self.0.clone(), nsp, what, log)
+    }
+}
+
+/// Asks the stream reader for a session or a room since `offset`.
+fn restore(
+    shared: Arc<Shared>,
+    nsp: &str,
+    what: shared::Restore,
+    offset: &str,
+) -> BoxFuture<Option<Restored>> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let req = shared::RestoreRequest {
+        nsp: nsp.to_string(),
+        what,
+        offset: offset.to_string(),
+        reply,
+        since: Instant::now(),
+    };
+    let sent = shared.config.mode == Mode::Streams
+        && shared.up.load(Ordering::Acquire)
+        && shared.restores.try_send(req).is_ok();
+    Box::pin(async move {
+        if !sent {
+            bump(&shared.counters.sessions_not_restored);
+            return None;
+        }
+        tokio::time::timeout(Duration::from_secs(5), answer)
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .flatten()
+    })
 }
 
 impl Cluster {
@@ -246,6 +274,8 @@ impl Cluster {
             deferred: Mutex::new(HashMap::new()),
             next_vseq: std::sync::atomic::AtomicU64::new(1),
             restores,
+            offsets: hub.recovery_window().is_some(),
+            position: Mutex::new(None),
         });
         if !hub.set_adapter(Arc::new(AdapterHandle(shared.clone()))) {
             return Err(ClusterError::AdapterSet);

@@ -39,11 +39,20 @@ pub(crate) struct Deferred {
     pub(crate) since: Instant,
 }
 
+/// What a [`RestoreRequest`] restores.
+pub(crate) enum Restore {
+    /// The Socket.IO session kept under this `pid`, and its rooms.
+    Session { pid: String },
+    /// One room (a join `since: {log}`).
+    Room { room: String },
+}
+
 /// Streams mode: a Socket.IO recovery the stream reader answers between
 /// two reads (`streams.rs`).
 pub(crate) struct RestoreRequest {
     pub(crate) nsp: String,
-    pub(crate) pid: String,
+    /// A Socket.IO session (`pid`), or one room a client resumes.
+    pub(crate) what: Restore,
     pub(crate) offset: String,
     pub(crate) reply: oneshot::Sender<Option<Restored>>,
     pub(crate) since: Instant,
@@ -95,6 +104,11 @@ pub(crate) struct Shared {
     pub(crate) next_vseq: std::sync::atomic::AtomicU64,
     /// Streams mode: recoveries for the stream reader.
     pub(crate) restores: mpsc::Sender<RestoreRequest>,
+    /// Streams mode with recovery on: deliveries carry their place in the
+    /// stream.
+    pub(crate) offsets: bool,
+    /// The id of the last entry the stream reader delivered.
+    pub(crate) position: Mutex<Option<Arc<str>>>,
 }
 
 impl Shared {

@@ -38,7 +38,7 @@ use volna_hub::{Hub, Message, Missed, Restored};
 use crate::counters::bump;
 use crate::local::deliver;
 use crate::nodes::Nodes;
-use crate::shared::{RestoreRequest, Shared};
+use crate::shared::{Restore, RestoreRequest, Shared};
 use crate::stream_wire::{self, kind, StreamEntry};
 use crate::wire::{RemoteBroadcast, RemoteEvent};
 
@@ -200,7 +200,10 @@ pub(crate) async fn read_loop(
         r.deliver_overdue();
         if r.last.is_none() {
             match r.start_position().await {
-                Ok(id) => r.last = Some(id),
+                Ok(id) => {
+                    *r.shared.position.lock().unwrap() = Some(Arc::from(id.as_str()));
+                    r.last = Some(id);
+                }
                 Err(e) => {
                     tracing::debug!(error = %e, "stream reader: no start position yet");
                     pause(&shutdown, Duration::from_millis(200)).await;
@@ -240,9 +243,14 @@ pub(crate) async fn read_loop(
         };
         match read {
             Ok(reply) => {
+                let mut read_any = false;
                 for (id, fields) in read_reply(&reply) {
                     r.on_entry(&id, &fields);
                     r.last = Some(id);
+                    read_any = true;
+                }
+                if read_any {
+                    *r.shared.position.lock().unwrap() = r.last.as_deref().map(Arc::from);
                 }
             }
             Err(e) => {
@@ -366,38 +374,50 @@ impl Reader {
         if !stream_wire::is_entry_id(&req.offset) {
             return Ok(None);
         }
-        let key = format!("{}{}", self.shared.config.session_prefix, req.pid);
         let stream = &self.shared.config.prefix;
         let mut conn = self.shared.publisher.clone();
-        let (stored, found): (Option<Vec<u8>>, Value) = redis::pipe()
-            .atomic()
-            .cmd("GET")
-            .arg(&key)
-            .cmd("DEL")
-            .arg(&key)
-            .ignore()
-            .cmd("XRANGE")
+        // As the reference: the session is taken (GET and DEL at once) and
+        // the offset must still be in the stream, else what the client
+        // missed cannot be told.
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if let Restore::Session { pid } = &req.what {
+            let key = format!("{}{pid}", self.shared.config.session_prefix);
+            pipe.cmd("GET").arg(&key).cmd("DEL").arg(&key).ignore();
+        }
+        pipe.cmd("XRANGE")
             .arg(stream)
             .arg(&req.offset)
-            .arg(&req.offset)
-            .query_async(&mut conn)
-            .await?;
-        let Some(stored) = stored else {
-            return Ok(None);
-        };
-        if entries(&found).is_empty() {
-            // The stream no longer holds the offset: it cannot say what
-            // the client missed.
-            return Ok(None);
-        }
-        let session = match stream_wire::decode_session(&stored) {
-            Ok(s) => s,
-            Err(e) => {
-                bump(&self.shared.counters.decode_errors);
-                tracing::debug!(error = %e, "unreadable session");
-                return Ok(None);
+            .arg(&req.offset);
+        let (stored, found): (Option<Vec<u8>>, Value) = match req.what {
+            Restore::Session { .. } => pipe.query_async(&mut conn).await?,
+            Restore::Room { .. } => {
+                let (found,): (Value,) = pipe.query_async(&mut conn).await?;
+                (None, found)
             }
         };
+        if entries(&found).is_empty() {
+            return Ok(None);
+        }
+        let session = match (&req.what, stored) {
+            (Restore::Room { room }, _) => stream_wire::StoredSession {
+                identity: volna_hub::Identity::default(),
+                name: None,
+                rooms: vec![Arc::from(room.as_str())],
+            },
+            (Restore::Session { .. }, None) => return Ok(None),
+            (Restore::Session { .. }, Some(stored)) => match stream_wire::decode_session(&stored) {
+                Ok(s) => s,
+                Err(e) => {
+                    bump(&self.shared.counters.decode_errors);
+                    tracing::debug!(error = %e, "unreadable session");
+                    return Ok(None);
+                }
+            },
+        };
+        // A room resume takes what was sent to that room; a session, what
+        // reached any of its rooms or its id (the reference's filter).
+        let room_only = matches!(req.what, Restore::Room { .. });
         let sid = session
             .identity
             .client
@@ -416,7 +436,7 @@ impl Reader {
                 let Ok(entry) = stream_wire::parse_entry(&id, &fields) else {
                     continue;
                 };
-                if let Some(m) = missed_event(&entry, &req.nsp, &session.rooms, &sid) {
+                if let Some(m) = missed_event(&entry, &req.nsp, &session.rooms, &sid, room_only) {
                     missed.push(m);
                 }
             }
@@ -434,7 +454,13 @@ impl Reader {
 /// What an entry gives a restored session of `nsp` in `rooms`, if
 /// anything: broadcasts of its namespace to one of its rooms (or to its
 /// id, or to everyone), with the entry id as their offset.
-fn missed_event(entry: &StreamEntry, nsp: &str, rooms: &[Arc<str>], sid: &str) -> Option<Missed> {
+fn missed_event(
+    entry: &StreamEntry,
+    nsp: &str,
+    rooms: &[Arc<str>],
+    sid: &str,
+    room_only: bool,
+) -> Option<Missed> {
     if entry.kind != kind::BROADCAST || &*entry.nsp != nsp {
         return None;
     }
@@ -444,7 +470,12 @@ fn missed_event(entry: &StreamEntry, nsp: &str, rooms: &[Arc<str>], sid: &str) -
         event,
         ..
     } = stream_wire::entry_broadcast(entry, true).ok()?;
-    if !stream_wire::reaches(rooms, sid, &to, &except) {
+    let reached = if room_only {
+        to.iter().any(|r| rooms.iter().any(|x| **x == **r))
+    } else {
+        stream_wire::reaches(rooms, sid, &to, &except)
+    };
+    if !reached {
         return None;
     }
     match event {

@@ -197,6 +197,21 @@ pub trait Adapter: Send + Sync + 'static {
         false
     }
 
+    /// The place in the shared log up to which this node has delivered
+    /// everything (`None` without a shared log): a joiner gets all that
+    /// comes after it.
+    fn log_position(&self) -> Option<Arc<str>> {
+        None
+    }
+
+    /// What `room` of `nsp` had in the shared log after `log`, up to
+    /// [`log_position`](Self::log_position); `None` when the log no longer
+    /// holds `log`. The [`Restored`] names the room and no identity; its
+    /// `release` must be called once the client is in the room.
+    fn room_since(&self, _nsp: &str, _room: &str, _log: &str) -> BoxFuture<Option<Restored>> {
+        Box::pin(async { None })
+    }
+
     /// Takes the session kept under `pid` from the shared store, with what
     /// its rooms of `nsp` had after `offset`; `None` when there is no such
     /// session or the log no longer reaches back there.

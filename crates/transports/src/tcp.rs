@@ -444,7 +444,11 @@ impl Commands<'_> {
                 epoch,
             } => Op::Join {
                 room,
-                since: Some(volna_hub::Since { offset, epoch }),
+                since: Some(volna_hub::Since {
+                    offset,
+                    epoch,
+                    log: None,
+                }),
             },
             Command::Leave(room) => match room.map(Arc::from).or_else(|| self.current.clone()) {
                 Some(room) => Op::Leave {

@@ -329,3 +329,62 @@ async fn custom_events_cross_nodes_under_their_own_name() {
         (&serde_json::json!([1, 2]), &serde_json::json!("w1"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ws_client_resumes_a_room_on_another_node_from_its_place_in_the_stream() {
+    let Some(redis) = Redis::start() else { return };
+    let p = prefix();
+    let a = cluster::node_in(&redis.url(), &p, volna_cluster::Mode::Streams).await;
+    let b = cluster::node_in(&redis.url(), &p, volna_cluster::Mode::Streams).await;
+    let mut pa = Client::tcp(&a, "pa", "r").await;
+    let mut pb = Client::ws(&b, "pb", "r").await;
+    let mut w = Client::ws(&a, "w", "r").await;
+    let json = |t: &str| serde_json::from_str::<serde_json::Value>(t).unwrap();
+    pa.say("r", "m1").await;
+    let seen = json(&w.until(|t| t.contains("\"m1\"")).await);
+    let log = seen["log"]
+        .as_str()
+        .expect("a message's place in the stream")
+        .to_string();
+    drop(w);
+    // Published while w is away, on both nodes.
+    pa.say("r", "m2").await;
+    pb.until(|t| t.contains("\"m2\"")).await;
+    pb.say("r", "m3").await;
+    pb.until(|t| t.contains("\"m3\"")).await;
+    pa.say("r", "m4").await;
+    pb.until(|t| t.contains("\"m4\"")).await;
+
+    // Back on the other node: the missed ones, in order, then the reply.
+    let mut w2 = Client::ws(&b, "w2", "elsewhere").await;
+    w2.send_json(&serde_json::json!({"op": "join", "room": "r", "since": {"log": log}, "id": 7}))
+        .await;
+    let mut got = Vec::new();
+    let reply = loop {
+        let t = w2.until(|_| true).await;
+        let v = json(&t);
+        if v["type"] == "reply" && v["id"] == 7 {
+            break v;
+        }
+        if v["type"] == "message" {
+            got.push(v["data"].as_str().unwrap().to_string());
+        }
+    };
+    assert_eq!(got, vec!["m2", "m3", "m4"], "{reply}");
+    assert_eq!(reply["ok"], true, "{reply}");
+    assert_eq!(reply["missed"], 3, "{reply}");
+    assert!(reply["log"].is_string(), "{reply}");
+    // A member now like any other.
+    pa.say("r", "m5").await;
+    w2.until(|t| t.contains("\"m5\"")).await;
+    // A place the stream does not hold: refused, not a silent gap.
+    w2.send_json(
+        &serde_json::json!({"op": "join", "room": "r2", "since": {"log": "1-1"}, "id": 8}),
+    )
+    .await;
+    let refused = json(&w2.until(|t| t.contains("\"id\":8")).await);
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert_eq!(refused["code"], "unrecoverable", "{refused}");
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -212,6 +212,19 @@ impl Hub {
         self.join(id, room, true, since.map(super::rooms::Resume::Since))
     }
 
+    /// Joins connection `id` to `room`, first sending it `missed`: what the
+    /// cluster's shared log had for the room after the client's place in
+    /// it ([`Adapter::room_since`](crate::Adapter::room_since)), under the
+    /// room's lock like any resume.
+    pub fn join_given(
+        &self,
+        id: ConnId,
+        room: &str,
+        missed: &[crate::Missed],
+    ) -> Result<JoinInfo, HubError> {
+        self.join(id, room, false, Some(super::rooms::Resume::Given(missed)))
+    }
+
     fn unregister(&self, id: ConnId) {
         let mut guard = self.inner.state.lock().unwrap();
         let st = &mut *guard;

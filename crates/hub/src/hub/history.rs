@@ -232,6 +232,7 @@ mod tests {
         let since = Since {
             offset: 5,
             epoch: Some(old_epoch.to_string()),
+            log: None,
         };
         let err = b.join_since("old", &since).unwrap_err();
         assert_eq!(err.code(), "unrecoverable");

@@ -9,7 +9,7 @@ use volna_protocols::line::validate_room;
 use super::deliver::Encoder;
 use super::error::HubError;
 use super::state::{ConnEntry, Hub, Member, Namespace, Room};
-use crate::adapter::{ClusterWho, Outgoing};
+use crate::adapter::{ClusterWho, Missed, Outgoing};
 use crate::event::{ConnId, Event, MemberInfo, Message, Presence, PresenceKind};
 use crate::identity::USER_ROOM_PREFIX;
 use crate::policy::Access;
@@ -26,13 +26,21 @@ pub struct Stream {
 }
 
 /// Where a client left a room, to resume from: the messages after
-/// `offset` of the room's life `epoch` (not checked when `None`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `offset` of the room's life `epoch` (not checked when `None`) on this
+/// node; or, in a cluster with a shared log, the messages after its place
+/// `log` in that log, on any node (see `docs/recovery.md`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
 pub struct Since {
     /// The last offset the client has.
+    #[serde(default)]
     pub offset: u64,
     /// The epoch that offset belongs to.
+    #[serde(default)]
     pub epoch: Option<String>,
+    /// The last place in the cluster's shared log the client has (a
+    /// message's `log`, or the join reply's): resumes on any node.
+    #[serde(default)]
+    pub log: Option<String>,
 }
 
 /// How a join resumes.
@@ -43,6 +51,9 @@ pub(super) enum Resume<'a> {
     /// A recovered session: what the recovery log has for the room after
     /// this sequence number.
     Logged(u64),
+    /// A resume across nodes: what the cluster's shared log had for the
+    /// room after the client's place in it.
+    Given(&'a [Missed]),
 }
 
 /// The answer to a join.
@@ -66,6 +77,9 @@ pub struct JoinInfo {
     /// Messages resumed: sent to the joiner before anything else of the
     /// room ([`Since`]).
     pub missed: usize,
+    /// In a cluster with a shared log: the place in it from which the
+    /// joiner gets everything of the room ([`Since::log`]).
+    pub log: Option<Arc<str>>,
 }
 
 /// A room as listed by [`Hub::rooms`].
@@ -272,6 +286,7 @@ impl Hub {
             offset: rs.next_offset - 1,
             epoch: rs.epoch.clone(),
             missed,
+            log: self.inner.adapter.get().and_then(|a| a.log_position()),
         };
         if rs.members.contains_key(&id) {
             return Ok(JoinInfo {
@@ -293,12 +308,25 @@ impl Hub {
                     Resume::Since(since) => missed_since(&rs, since)
                         .ok_or_else(|| HubError::Unrecoverable(room_name.to_string()))?,
                     Resume::Logged(after) => self.logged_since(&room.nsp, &room.name, after),
+                    Resume::Given(given) => {
+                        for m in given {
+                            let mut enc = match m {
+                                Missed::Message(m) => Encoder::new(Event::Message(m)),
+                                Missed::Emit(e) => Encoder::new(Event::Emit(e)),
+                            };
+                            self.deliver(&mut enc, std::iter::once((&id, &member)), None);
+                        }
+                        Vec::new()
+                    }
                 };
                 for m in &missed {
                     let mut enc = Encoder::new(Event::Message(m));
                     self.deliver(&mut enc, std::iter::once((&id, &member)), None);
                 }
-                missed.len()
+                match resume {
+                    Resume::Given(given) => given.len(),
+                    _ => missed.len(),
+                }
             }
             None => 0,
         };
@@ -411,6 +439,11 @@ pub const JOIN_SAMPLE: usize = 16;
 /// The messages of `room` after `since`, if it still keeps all of them
 /// (and `since` is of this life of the room).
 fn missed_since(rs: &super::state::RoomState, since: &Since) -> Option<Vec<Arc<Message>>> {
+    if since.log.is_some() {
+        // A place in a cluster's log: the cluster answers those
+        // ([`Hub::join_given`]); this room's own history cannot.
+        return None;
+    }
     if since.epoch.as_deref().is_some_and(|e| e != &*rs.epoch) {
         return None;
     }

@@ -26,6 +26,7 @@ pub mod admit;
 mod hooked;
 mod op;
 mod reply;
+mod resume;
 pub mod tokens;
 
 use volna_hub::{Access, BoxFuture, ClusterWho, Conn, Hub, HubError, Publish, Stats, Verdict};
@@ -150,6 +151,9 @@ impl Op {
                     && hub.policy(conn.nsp(), &room).join == Access::Hook
                 {
                     return hooked::subscribe(ctx, conn, room, since);
+                }
+                if let Some(log) = since.as_ref().and_then(|s| s.log.clone()) {
+                    return resume::across_nodes(conn, room, log);
                 }
                 match &since {
                     Some(since) => conn.join_since(&room, since),

@@ -113,29 +113,22 @@ fn decode(event: &EventCall<'_>) -> Result<Op, AppError> {
     let op = match event.name {
         "join" => Op::Join {
             room: string_arg(event, "a room name")?,
-            // `join(room, {since: {offset, epoch}})` resumes the room.
+            // `join(room, {since: {offset, epoch}})` resumes the room; in a
+            // cluster with a shared log, `{since: {log}}` on any node.
             since: match event.args.get(1) {
                 None => None,
                 Some(opts) => {
                     #[derive(Deserialize)]
                     struct Opts {
-                        since: Option<SinceArg>,
-                    }
-                    #[derive(Deserialize)]
-                    struct SinceArg {
-                        offset: u64,
-                        #[serde(default)]
-                        epoch: Option<String>,
+                        since: Option<volna_hub::Since>,
                     }
                     let opts: Opts = serde_json::from_str(opts.get()).map_err(|_| {
                         AppError::bad_request(
-                            "join's options are {since: {offset, epoch}}".to_string(),
+                            "join's options are {since: {offset, epoch}} or {since: {log}}"
+                                .to_string(),
                         )
                     })?;
-                    opts.since.map(|s| volna_hub::Since {
-                        offset: s.offset,
-                        epoch: s.epoch,
-                    })
+                    opts.since
                 }
             },
         },
@@ -253,7 +246,7 @@ fn render_reply(outcome: Outcome, in_cluster: bool) -> Answer {
         Reply::Nick { name } => json!({"ok": true, "name": &*name}),
         Reply::Join(info) => {
             let names: Vec<&str> = info.members.iter().map(|m| &*m.name).collect();
-            json!({"ok": true, "room": &*info.room, "members": names, "count": info.count, "already": info.already, "offset": info.offset, "epoch": &*info.epoch, "missed": info.missed})
+            json!({"ok": true, "room": &*info.room, "members": names, "count": info.count, "already": info.already, "offset": info.offset, "epoch": &*info.epoch, "missed": info.missed, "log": info.log.as_deref()})
         }
         Reply::Leave { room, members } => json!({"ok": true, "room": room, "members": members}),
         Reply::Published(m) => {

@@ -40,6 +40,13 @@ impl Obj {
         self
     }
 
+    pub(super) fn opt_str(self, k: &str, v: Option<&str>) -> Obj {
+        match v {
+            Some(v) => self.str(k, v),
+            None => self,
+        }
+    }
+
     pub(super) fn num(mut self, k: &str, v: u64) -> Obj {
         let _ = write!(self.key(k), "{v}");
         self
@@ -103,6 +110,11 @@ pub(super) fn message_json(m: &Message) -> String {
         .num("ts", m.ts)
         .raw("from", &from)
         .raw("data", m.data.json.get());
+    if let Some(log) = m.cluster_offset.get() {
+        // Its place in the cluster's shared log: a join `since: {log}`
+        // resumes from it on any node.
+        o = o.str("log", log);
+    }
     if !m.data.attachments.is_empty() {
         o = o.num("attachments", m.data.attachments.len() as u64);
     }
@@ -225,6 +237,7 @@ pub(super) fn render(
             .num("offset", info.offset)
             .str("epoch", &info.epoch)
             .num("missed", info.missed as u64)
+            .opt_str("log", info.log.as_deref())
             .finish(),
         Reply::Leave { room, members } => reply(id, op)
             .str("room", &room)

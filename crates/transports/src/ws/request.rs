@@ -44,14 +44,6 @@ struct Envelope<'a> {
     since: Option<&'a RawValue>,
 }
 
-/// `since` of a join: `{"offset": N, "epoch": "…"}` (epoch optional).
-#[derive(Deserialize)]
-struct SinceField {
-    offset: u64,
-    #[serde(default)]
-    epoch: Option<String>,
-}
-
 /// A parsed request. `id` is the raw JSON of the client's id (a number or a
 /// string), echoed back in the reply.
 #[derive(Debug)]
@@ -233,17 +225,15 @@ pub(super) fn parse_request(text: &str, cfg: &WsConfig) -> Result<Request, ReqEr
             since: match env.since {
                 None => None,
                 Some(raw) => {
-                    let since: SinceField = serde_json::from_str(raw.get()).map_err(|_| {
-                        bad(
-                            id.clone(),
-                            "since must be {\"offset\": N, \"epoch\": \"…\"} (epoch optional)"
-                                .into(),
-                        )
-                    })?;
-                    Some(volna_hub::Since {
-                        offset: since.offset,
-                        epoch: since.epoch,
-                    })
+                    let since: volna_hub::Since =
+                        serde_json::from_str(raw.get()).map_err(|_| {
+                            bad(
+                                id.clone(),
+                                "since must be {\"offset\": N, \"epoch\": \"…\"} (epoch optional), or {\"log\": \"…\"}"
+                                    .into(),
+                            )
+                        })?;
+                    Some(since)
                 }
             },
         },

@@ -211,7 +211,7 @@ impl Client {
         }
     }
 
-    async fn send_json(&mut self, v: &Value) {
+    pub(crate) async fn send_json(&mut self, v: &Value) {
         self.send_text(&v.to_string()).await;
     }
 
