@@ -140,8 +140,9 @@
       joined: false,
       syncing: false,
       buffer: [], // events that arrived while (re)joining, applied after the history
-      seen: new Set(), // offsets shown since the last restart of the room
+      seen: new Set(), // messages shown since the last restart of the room (messageKey)
       lastOffset: 0,
+      lastLog: null, // in a cluster with a shared log: the place in it up to which we have everything
       epochId: null, // the server's epoch of the room's offsets, from the last join
       epoch: null, // the divider that started the current offset sequence
       unread: 0,
@@ -418,10 +419,13 @@
     try {
       // Back after an outage: resume where the log stops (the missed messages arrive before the reply,
       // held back like any other meanwhile); if the room no longer keeps them, join afresh.
+      // In a cluster with a shared log the place in it resumes on any node; else the offsets, on this one.
       let resumed = null;
-      if (room.lastOffset > 0 && room.epochId) {
+      const since = room.lastLog ? { log: room.lastLog }
+        : room.lastOffset > 0 && room.epochId ? { offset: room.lastOffset, epoch: room.epochId } : null;
+      if (since) {
         try {
-          resumed = await request('join', { room: room.name, since: { offset: room.lastOffset, epoch: room.epochId } });
+          resumed = await request('join', { room: room.name, since });
         } catch (e) {
           if (e.code !== 'unrecoverable') throw e;
         }
@@ -430,6 +434,7 @@
       if (state.rooms.get(room.name) !== room) return;
       room.joined = true;
       room.epochId = msg.epoch;
+      if (msg.log) room.lastLog = laterLog(room.lastLog, msg.log);
       room.members = new Map(msg.members.map((m) => [m.id, m.name]));
       room.count = msg.count ?? msg.members.length;
       renderRoom();
@@ -480,6 +485,7 @@
     room.epoch = d;
     room.seen.clear();
     room.lastOffset = 0;
+    room.lastLog = null;
   }
 
   async function leaveRoom(room) {
@@ -604,17 +610,46 @@
 
   // ------------------------------------------------------------------ message rendering
 
-  /// Adds a message to its room's log in offset order; false if it was already there.
+  /// A place in the cluster's shared log, `<ms>-<n>`, as numbers.
+  function logKey(log) {
+    const [ms, n] = log.split('-').map(Number);
+    return [ms || 0, n || 0];
+  }
+
+  /// The later of two places in the shared log (either may be null).
+  function laterLog(a, b) {
+    if (!a) return b;
+    if (!b) return a;
+    const [x, y] = [logKey(a), logKey(b)];
+    return x[0] > y[0] || (x[0] === y[0] && x[1] >= y[1]) ? a : b;
+  }
+
+  /// What tells a message from any other: its place in the shared log, else (offsets are per node in a
+  /// cluster) its offset with its time and sender.
+  function messageKey(m) {
+    return m.log || `${m.offset}/${m.ts}/${m.from && m.from.id}/${m.from && m.from.name}`;
+  }
+
+  /// Whether message element `c` comes after message `m`.
+  function after(c, m) {
+    if (m.log && c.dataset.log) return laterLog(c.dataset.log, m.log) === c.dataset.log && c.dataset.log !== m.log;
+    return Number(c.dataset.offset) > m.offset;
+  }
+
+  /// Adds a message to its room's log in order; false if it was already there.
   function addMessage(room, m, frames, live) {
-    if (!Number.isInteger(m.offset) || room.seen.has(m.offset)) return false;
-    room.seen.add(m.offset);
+    if (!Number.isInteger(m.offset)) return false;
+    const key = messageKey(m);
+    if (room.seen.has(key)) return false;
+    room.seen.add(key);
     room.lastOffset = Math.max(room.lastOffset, m.offset);
+    if (m.log) room.lastLog = laterLog(room.lastLog, m.log);
     const e = renderMessage(m, frames);
     // Find the place: usually the end, earlier only when history and live events cross.
     let before = null;
     for (let c = room.log.lastElementChild; c && c !== room.epoch; c = c.previousElementSibling) {
       if (!c.classList.contains('msg')) continue;
-      if (Number(c.dataset.offset) > m.offset) before = c; else break;
+      if (after(c, m)) before = c; else break;
     }
     room.log.insertBefore(e, before);
     group(e);
@@ -644,6 +679,7 @@
     const mine = state.me && m.from && m.from.id === state.me.id;
     const e = el('article', 'msg');
     e.dataset.offset = m.offset;
+    if (m.log) e.dataset.log = m.log;
     e.dataset.ts = m.ts;
     e.dataset.from = from;
     const head = el('div', 'msg-head');

@@ -98,9 +98,13 @@ impl Hub {
                 let members = self.personal_members(nsp, room);
                 return self.deliver(&mut enc, members.iter().map(|(k, v)| (k, v)), None);
             };
-            let rs = room.state.lock().unwrap();
+            let mut rs = room.state.lock().unwrap();
             if volatile_name.is_some_and(|e| room.policy.is_volatile(&e)) {
                 return self.deliver_volatile(&mut enc, rs.members.iter(), None);
+            }
+            if matches!(event, Event::Message(_)) {
+                // Its history no longer has everything members were sent.
+                rs.remote = true;
             }
             if let (Event::Message(m), Some(_), true) =
                 (event, &self.inner.recovery, room.policy.recover)
@@ -143,7 +147,10 @@ impl Hub {
                     }
                     continue;
                 };
-                let rs = room.state.lock().unwrap();
+                let mut rs = room.state.lock().unwrap();
+                if matches!(event, Event::Message(_)) {
+                    rs.remote = true;
+                }
                 for (id, m) in &rs.members {
                     if !excluded.contains(id) && seen.insert(*id) {
                         out.push((*id, m.clone()));
@@ -415,6 +422,17 @@ mod tests {
         );
         assert_eq!(drain(&a), vec!["msg r 9 remote yo"]);
         assert!(drain(&b).is_empty());
+        // The room's history holds this node's messages only: a resume by
+        // offsets could not give back what came from elsewhere, so it is
+        // refused rather than given with a gap.
+        let since = crate::Since {
+            offset: 0,
+            ..Default::default()
+        };
+        assert_eq!(
+            b.join_since("r", &since).unwrap_err().code(),
+            "unrecoverable"
+        );
         assert_eq!(
             hub.deliver_remote("/", &[], &["r"], Event::Message(&msg)),
             1

@@ -439,9 +439,11 @@ pub const JOIN_SAMPLE: usize = 16;
 /// The messages of `room` after `since`, if it still keeps all of them
 /// (and `since` is of this life of the room).
 fn missed_since(rs: &super::state::RoomState, since: &Since) -> Option<Vec<Arc<Message>>> {
-    if since.log.is_some() {
+    if since.log.is_some() || rs.remote {
         // A place in a cluster's log: the cluster answers those
-        // ([`Hub::join_given`]); this room's own history cannot.
+        // ([`Hub::join_given`]); this room's own history cannot. Nor can
+        // it once other nodes' messages reached the room: it holds this
+        // node's only, and a resume must never leave a silent gap.
         return None;
     }
     if since.epoch.as_deref().is_some_and(|e| e != &*rs.epoch) {

@@ -130,6 +130,9 @@ pub(super) struct RoomState {
     /// its offsets again under a new epoch, and a room whose history was
     /// dropped for the memory budget goes on under a new one.
     pub(super) epoch: Arc<str>,
+    /// Messages from other nodes reached its members: its history (this
+    /// node's messages only) cannot resume them with `since` offsets.
+    pub(super) remote: bool,
 }
 
 impl Hub {
@@ -189,6 +192,7 @@ impl Hub {
                 last_ts: 0,
                 history: History::new(self.inner.history.clone()),
                 epoch: self.new_epoch(),
+                remote: false,
             }),
         })
     }
