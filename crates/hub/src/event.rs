@@ -152,6 +152,12 @@ pub trait Codec: Send + Sync + 'static {
     /// format has no representation for the event.
     fn encode(&self, event: &Event<'_>, out: &mut Vec<Frame>);
 
+    /// The protocol it speaks, one of [`PROTOCOLS`](crate::stats::PROTOCOLS)
+    /// (`tcp`, `ws`, `socketio`), for the counters.
+    fn protocol(&self) -> &'static str {
+        "other"
+    }
+
     /// Appends what the connection is told before the server closes it on
     /// purpose (a disconnect from the server API), where the format says
     /// more than its close does: Socket.IO's DISCONNECT packet, which keeps

@@ -74,7 +74,7 @@ pub use outbox::{
     clock_instant, clock_ms, Batch, CloseReason, DirectSink, Frame, Outbox, OutboxLimits, PushError,
 };
 pub use policy::{glob_matches, Access, EventRule, Policies, Publish, RoomPolicy};
-pub use stats::Stats;
+pub use stats::{protocol_slot, Stats, EVENT_KINDS, PROTOCOLS};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {

@@ -2,6 +2,21 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The protocols connections speak, as [`Codec::protocol`](crate::Codec::protocol)
+/// names them: the index of each is its slot in the per-protocol counters.
+pub const PROTOCOLS: [&str; 4] = ["tcp", "ws", "socketio", "other"];
+
+/// The kinds of broadcast, as their slots in [`Stats::deliveries_by_kind`].
+pub const EVENT_KINDS: [&str; 3] = ["message", "presence", "emit"];
+
+/// The slot of `protocol` in [`PROTOCOLS`] (the last for an unknown one).
+pub fn protocol_slot(protocol: &str) -> usize {
+    PROTOCOLS
+        .iter()
+        .position(|p| *p == protocol)
+        .unwrap_or(PROTOCOLS.len() - 1)
+}
+
 /// Monotonic counters. Every layer bumps the ones it owns; `/health` and the
 /// shutdown log read them.
 #[derive(Debug, Default)]
@@ -32,6 +47,16 @@ pub struct Stats {
     pub api_requests: AtomicU64,
     /// Server API requests refused (bad key, bad request, an error result).
     pub api_errors: AtomicU64,
+    /// Connections registered, by protocol ([`PROTOCOLS`]).
+    pub opened_by_protocol: [AtomicU64; 4],
+    /// Connections removed, by protocol ([`PROTOCOLS`]).
+    pub closed_by_protocol: [AtomicU64; 4],
+    /// Deliveries by kind of broadcast ([`EVENT_KINDS`]).
+    pub deliveries_by_kind: [AtomicU64; 3],
+    /// Bytes of the frames broadcasts queued to receivers.
+    pub broadcast_bytes: AtomicU64,
+    /// Room memberships now (members of all rooms together).
+    pub memberships: std::sync::atomic::AtomicI64,
 }
 
 impl Stats {

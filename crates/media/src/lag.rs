@@ -39,7 +39,7 @@ struct Inner {
     //
     // A std Mutex: the ticker holds it for one `record`, readers for one summary; never across
     // an `.await`.
-    histogram: Arc<Mutex<Histogram<u64>>>,
+    histogram: Arc<Mutex<Samples>>,
     task: Mutex<Option<JoinHandle<()>>>,
     interval: Duration,
 }
@@ -59,6 +59,27 @@ pub struct LagSnapshot {
     pub p99_us: u64,
     /// Worst lag.
     pub max_us: u64,
+}
+
+/// The lag samples: the current window (which [`LagMonitor::reset`] starts
+/// again) and every sample since start (for Prometheus, whose histograms
+/// only grow).
+struct Samples {
+    window: Histogram<u64>,
+    total: Histogram<u64>,
+}
+
+/// Every sample since start in buckets, as a Prometheus histogram holds
+/// them ([`LagMonitor::buckets`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LagBuckets {
+    /// `(upper bound in seconds, samples in this bucket alone)`, the last
+    /// bound infinite.
+    pub buckets: Vec<(f64, u64)>,
+    /// Sum of the samples, in seconds.
+    pub sum_seconds: f64,
+    /// Number of samples.
+    pub count: u64,
 }
 
 impl LagSnapshot {
@@ -108,7 +129,10 @@ impl LagMonitor {
     /// Start measuring the runtime behind `runtime`.
     pub fn start_on(runtime: &Handle, interval: Duration) -> LagMonitor {
         let interval = interval.max(Duration::from_millis(1));
-        let histogram = Arc::new(Mutex::new(new_histogram()));
+        let histogram = Arc::new(Mutex::new(Samples {
+            window: new_histogram(),
+            total: new_histogram(),
+        }));
         let task = runtime.spawn(tick(histogram.clone(), interval));
         LagMonitor {
             inner: Arc::new(Inner {
@@ -121,12 +145,33 @@ impl LagMonitor {
 
     /// The summary of the current window.
     pub fn snapshot(&self) -> LagSnapshot {
-        LagSnapshot::from_histogram(&lock(&self.inner.histogram))
+        LagSnapshot::from_histogram(&lock(&self.inner.histogram).window)
     }
 
-    /// Start a new window: forget every sample so far.
+    /// Every sample since start, in buckets with these upper bounds (in
+    /// microseconds, increasing; an infinite one is added).
+    pub fn buckets(&self, bounds_us: &[u64]) -> LagBuckets {
+        let samples = lock(&self.inner.histogram);
+        let h = &samples.total;
+        let mut buckets = Vec::with_capacity(bounds_us.len() + 1);
+        let mut low = 0;
+        for &bound in bounds_us {
+            let n = if bound < low { 0 } else { h.count_between(low, bound) };
+            buckets.push((bound as f64 / 1e6, n));
+            low = bound + 1;
+        }
+        buckets.push((f64::INFINITY, h.count_between(low, u64::MAX.min(h.high()))));
+        LagBuckets {
+            buckets,
+            sum_seconds: h.mean() * h.len() as f64 / 1e6,
+            count: h.len(),
+        }
+    }
+
+    /// Start a new window: forget every sample so far (of the window; not
+    /// of [`buckets`](Self::buckets)).
     pub fn reset(&self) {
-        lock(&self.inner.histogram).reset();
+        lock(&self.inner.histogram).window.reset();
     }
 
     /// Stop the ticker. The statistics stay readable. Calling it again does nothing.
@@ -167,14 +212,17 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_TRACKED_US, 3).expect("constant bounds are valid")
 }
 
-async fn tick(histogram: Arc<Mutex<Histogram<u64>>>, interval: Duration) {
+async fn tick(histogram: Arc<Mutex<Samples>>, interval: Duration) {
     let mut deadline = Instant::now() + interval;
     loop {
         tokio::time::sleep_until(deadline).await;
         let woke = Instant::now();
         let lag = woke.saturating_duration_since(deadline);
         let lag_us = u64::try_from(lag.as_micros()).unwrap_or(u64::MAX);
-        lock(&histogram).saturating_record(lag_us.min(MAX_TRACKED_US));
+        let mut samples = lock(&histogram);
+        samples.window.saturating_record(lag_us.min(MAX_TRACKED_US));
+        samples.total.saturating_record(lag_us.min(MAX_TRACKED_US));
+        drop(samples);
         // The next deadline counts from when we woke, not from the missed one: a 200 ms stall is
         // one 200 ms sample, not one plus a burst of catch-up ticks that would dilute the mean.
         deadline = woke + interval;

@@ -42,7 +42,7 @@ mod pool;
 mod thumb;
 
 pub use error::ImageError;
-pub use lag::{LagMonitor, LagSnapshot};
+pub use lag::{LagBuckets, LagMonitor, LagSnapshot};
 pub use pool::{ImagePool, PoolConfig, PoolStats};
 pub use thumb::{make_thumbnail, sniff_format, ImageLimits, Thumbnail};
 

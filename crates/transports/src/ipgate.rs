@@ -79,6 +79,8 @@ pub struct IpGate {
     limits: IpLimits,
     entries: Arc<Mutex<HashMap<IpAddr, Entry>>>,
     proxies: Arc<crate::proxies::TrustedProxies>,
+    /// Connections refused, by [`IpRefusal`] (too many open, too fast).
+    refused: Arc<[std::sync::atomic::AtomicU64; 2]>,
 }
 
 /// An admitted connection's place: dropping it frees it.
@@ -94,7 +96,19 @@ impl IpGate {
             limits,
             entries: Arc::new(Mutex::new(HashMap::new())),
             proxies: Arc::default(),
+            refused: Arc::default(),
         }
+    }
+
+    /// Connections refused so far: too many open, and too fast.
+    pub fn refused(&self) -> [u64; 2] {
+        let get = |i: usize| self.refused[i].load(std::sync::atomic::Ordering::Relaxed);
+        [get(0), get(1)]
+    }
+
+    fn refuse(&self, why: IpRefusal) -> IpRefusal {
+        self.refused[why as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        why
     }
 
     /// The same gate, believing the forwarding headers of these proxies.
@@ -122,14 +136,14 @@ impl IpGate {
             last: now,
         });
         if l.max_open > 0 && e.open >= l.max_open {
-            return Err(IpRefusal::TooManyOpen);
+            return Err(self.refuse(IpRefusal::TooManyOpen));
         }
         if l.per_second > 0.0 {
             let refill = now.duration_since(e.last).as_secs_f64() * l.per_second;
             e.tokens = (e.tokens + refill).min(f64::from(l.burst));
             e.last = now;
             if e.tokens < 1.0 {
-                return Err(IpRefusal::TooFast);
+                return Err(self.refuse(IpRefusal::TooFast));
             }
             e.tokens -= 1.0;
         }

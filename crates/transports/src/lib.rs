@@ -41,6 +41,8 @@ pub mod hooks;
 pub mod http;
 pub mod images;
 pub mod ipgate;
+pub mod meters;
+mod metrics;
 pub mod origin;
 pub mod pages;
 pub mod proxies;

@@ -97,6 +97,10 @@ impl LineCodec {
 }
 
 impl Codec for LineCodec {
+    fn protocol(&self) -> &'static str {
+        "tcp"
+    }
+
     fn key(&self) -> u64 {
         Self::KEY
     }

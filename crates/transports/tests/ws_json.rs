@@ -43,6 +43,7 @@ async fn start(cfg: WsConfig) -> TestServer {
         tokens: None,
         anonymous: true,
         ip_gate: volna_transports::ipgate::IpGate::new(Default::default()),
+        meters: Default::default(),
     };
     tokio::spawn(tcp::serve(
         tcp_listener,

@@ -183,6 +183,7 @@ impl Server {
             anonymous: config.anonymous,
             ip_gate: volna_transports::ipgate::IpGate::new(config.ip_limits)
                 .trusting(config.trusted_proxies.clone()),
+            meters: Default::default(),
         };
         // A JWKS URL is fetched now and then.
         if let Some(tokens) = &app.tokens {
@@ -232,6 +233,7 @@ impl Server {
         let router = match &config.api_key {
             Some(key) => router.merge(volna_transports::api::router(
                 hub.clone(),
+                app.meters.clone(),
                 volna_transports::api::ApiConfig {
                     key: key.clone(),
                     max_body: config.api_max_body,

@@ -68,6 +68,7 @@ impl Hub {
         let name: Arc<str> = Arc::from(candidate);
         ns.names.insert(name.clone(), id);
         ns.bind_name(&name, identity.user.as_ref());
+        let protocol = crate::stats::protocol_slot(codec.protocol()) as u8;
         ns.members.insert(
             id,
             Member {
@@ -93,10 +94,12 @@ impl Hub {
                 transport: identity.transport,
                 expires: identity.expires,
                 allowed_rooms: identity.rooms,
+                protocol,
             },
         );
         drop(st);
         Stats::bump(&self.inner.stats.connections_opened);
+        Stats::bump(&self.inner.stats.opened_by_protocol[protocol as usize]);
         Conn {
             hub: self.clone(),
             id,
@@ -104,7 +107,15 @@ impl Hub {
             outbox,
             bucket: Mutex::new(Bucket::new(self.inner.config.rate)),
             pending: OnceLock::new(),
+            protocol,
         }
+    }
+
+    /// Number of rooms, of every namespace (a sum over namespaces, not a
+    /// walk over rooms).
+    pub fn room_count(&self) -> usize {
+        let st = self.inner.state.lock().unwrap();
+        st.namespaces.values().map(|ns| ns.rooms.len()).sum()
     }
 
     /// Number of connections registered.
@@ -254,8 +265,10 @@ impl Hub {
                 st.namespaces.remove(&entry.nsp);
             }
         }
+        let protocol = entry.protocol as usize;
         drop(guard);
         Stats::bump(&self.inner.stats.connections_closed);
+        Stats::bump(&self.inner.stats.closed_by_protocol[protocol]);
     }
 }
 
@@ -269,6 +282,8 @@ pub struct Conn {
     bucket: Mutex<Bucket>,
     /// Answers it waits for ([`Conn::begin_pending`]); made on its first.
     pending: OnceLock<Arc<AtomicU32>>,
+    /// Its protocol's slot in [`crate::stats::PROTOCOLS`].
+    protocol: u8,
 }
 
 /// One answer a connection waits for; dropping it (the answer is sent or
@@ -355,7 +370,12 @@ impl Conn {
         st.conns.get(&self.id).and_then(|e| e.user.clone())
     }
 
-    /// Its transport's name, as given at registration.
+    /// The protocol it speaks: `tcp`, `ws` or `socketio` (its codec's).
+    pub fn protocol(&self) -> &'static str {
+        crate::stats::PROTOCOLS[self.protocol as usize]
+    }
+
+    /// The transport it came by: `tcp`, `websocket` or `polling`.
     pub fn transport(&self) -> &'static str {
         let st = self.hub.inner.state.lock().unwrap();
         st.conns.get(&self.id).map_or("", |e| e.transport)

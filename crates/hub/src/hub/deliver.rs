@@ -25,6 +25,15 @@ impl<'e> Encoder<'e> {
         }
     }
 
+    /// Its kind's slot in [`crate::stats::EVENT_KINDS`].
+    pub(super) fn kind(&self) -> usize {
+        match self.event {
+            Event::Message(_) => 0,
+            Event::Presence(_) => 1,
+            Event::Emit(_) => 2,
+        }
+    }
+
     pub(super) fn frames(&mut self, key: u64, codec: &dyn Codec) -> &[Frame] {
         let pos = match self.cache.iter().position(|(k, _)| *k == key) {
             Some(pos) => pos,
@@ -215,7 +224,7 @@ impl Hub {
         except: Option<ConnId>,
         volatile: bool,
     ) -> usize {
-        let (mut delivered, mut dropped) = (0u64, 0u64);
+        let (mut delivered, mut dropped, mut bytes) = (0u64, 0u64, 0u64);
         for (id, m) in members {
             if Some(*id) == except {
                 continue;
@@ -224,6 +233,7 @@ impl Hub {
             if frames.is_empty() {
                 continue;
             }
+            bytes += frames.iter().map(|f| f.len() as u64).sum::<u64>();
             let pushed = if volatile {
                 m.outbox.push_volatile(frames)
             } else {
@@ -241,6 +251,8 @@ impl Hub {
         }
         let stats = &self.inner.stats;
         stats.deliveries.fetch_add(delivered, Ordering::Relaxed);
+        stats.deliveries_by_kind[enc.kind()].fetch_add(delivered, Ordering::Relaxed);
+        stats.broadcast_bytes.fetch_add(bytes, Ordering::Relaxed);
         if dropped > 0 {
             stats.volatile_dropped.fetch_add(dropped, Ordering::Relaxed);
         }

@@ -336,6 +336,10 @@ impl Hub {
             name: member.name.clone(),
         };
         rs.members.insert(id, member);
+        self.inner
+            .stats
+            .memberships
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if rs.members.len() > limit || !room.policy.presence {
             return Ok(JoinInfo {
                 members: join_members(&rs.members, limit),
@@ -387,7 +391,14 @@ impl Hub {
             return 0;
         };
         let mut rs = room.state.lock().unwrap();
-        let Some(member) = rs.members.remove(&id) else {
+        let removed = rs.members.remove(&id);
+        if removed.is_some() {
+            self.inner
+                .stats
+                .memberships
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        let Some(member) = removed else {
             return rs.members.len();
         };
         let left = rs.members.len();

@@ -92,6 +92,8 @@ pub(super) struct ConnEntry {
     pub(super) transport: &'static str,
     pub(super) expires: Option<u64>,
     pub(super) allowed_rooms: Option<Arc<[String]>>,
+    /// Its protocol's slot in [`crate::stats::PROTOCOLS`].
+    pub(super) protocol: u8,
 }
 
 /// What a room (or a namespace) keeps of a member: enough to deliver to it.

@@ -39,6 +39,21 @@ pub(super) enum Method {
 }
 
 impl Method {
+    /// Its name in the API's paths and in `/metrics`.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Method::Publish => "publish",
+            Method::Broadcast => "broadcast",
+            Method::Presence => "presence",
+            Method::PresenceStats => "presence_stats",
+            Method::History => "history",
+            Method::Channels => "channels",
+            Method::Disconnect => "disconnect",
+            Method::Info => "info",
+            Method::Batch => "batch",
+        }
+    }
+
     pub(super) fn from_name(name: &str) -> Option<Method> {
         Some(match name {
             "publish" => Method::Publish,

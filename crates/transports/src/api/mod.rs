@@ -55,15 +55,17 @@ impl ApiConfig {
 #[derive(Clone)]
 struct ApiState {
     hub: Hub,
+    meters: Arc<crate::meters::Meters>,
     config: Arc<ApiConfig>,
     started: Instant,
 }
 
 /// The router of `POST /api/{method}`.
-pub fn router(hub: Hub, config: ApiConfig) -> Router {
+pub fn router(hub: Hub, meters: Arc<crate::meters::Meters>, config: ApiConfig) -> Router {
     let max_body = config.max_body;
     let state = ApiState {
         hub,
+        meters,
         config: Arc::new(config),
         started: Instant::now(),
     };
@@ -122,6 +124,7 @@ async fn call(
     let stats = state.hub.stats();
     if !authorized(&headers, &state.config.key) {
         Stats::bump(&stats.api_errors);
+        state.meters.api_call("-", 401);
         tracing::info!(%method, "server API: refused a request without the right key");
         return StatusCode::UNAUTHORIZED.into_response();
     }
@@ -133,11 +136,13 @@ async fn call(
         Err(e) => {
             Stats::bump(&stats.api_errors);
             let error = ApiError::bad_request(format!("the body is not JSON: {e}"));
+            state.meters.api_call("-", error.code);
             return answer(StatusCode::BAD_REQUEST, error.json());
         }
     };
     let Some(method) = methods::Method::from_name(&method) else {
         Stats::bump(&stats.api_errors);
+        state.meters.api_call("-", ApiError::METHOD_NOT_FOUND);
         let error = ApiError::new(
             ApiError::METHOD_NOT_FOUND,
             format!("method not found: {method}"),
@@ -147,11 +152,18 @@ async fn call(
     Stats::bump(&stats.api_requests);
     let body = match method {
         // A batch answers `{"replies": […]}` at the top, as Centrifugo does.
-        methods::Method::Batch => methods::batch(&state, &params).await,
+        methods::Method::Batch => {
+            state.meters.api_call(method.name(), 0);
+            methods::batch(&state, &params).await
+        }
         method => match methods::run(&state, method, &params).await {
-            Ok(result) => json!({ "result": result }),
+            Ok(result) => {
+                state.meters.api_call(method.name(), 0);
+                json!({ "result": result })
+            }
             Err(error) => {
                 Stats::bump(&stats.api_errors);
+                state.meters.api_call(method.name(), error.code);
                 error.json()
             }
         },

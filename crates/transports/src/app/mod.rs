@@ -53,6 +53,8 @@ pub struct Context {
     pub anonymous: bool,
     /// Connections per client address, shared by TCP and HTTP.
     pub ip_gate: crate::ipgate::IpGate,
+    /// The counters of `/metrics` this layer and the transports keep.
+    pub meters: std::sync::Arc<crate::meters::Meters>,
 }
 
 /// The close code of a connection disconnected for flooding.
@@ -79,6 +81,7 @@ impl Op {
     /// pending answers until it is sent: a client cannot pile up backend
     /// calls or image jobs by not waiting for their answers.
     pub fn apply(self, conn: &Conn, ctx: &Context) -> Applied {
+        ctx.meters.request(conn.protocol(), self.name());
         match self.apply_unbounded(conn, ctx) {
             Applied::Later(answer) => match conn.begin_pending() {
                 // The future has not started: dropped, it did nothing.

@@ -99,6 +99,9 @@ pub enum Hook {
 }
 
 impl Hook {
+    /// Every hook, in the order of their slots in [`HookStats`].
+    pub const ALL: [Hook; 4] = [Hook::Connect, Hook::Rpc, Hook::Publish, Hook::Subscribe];
+
     /// Its name in logs and errors.
     pub fn name(self) -> &'static str {
         match self {
@@ -138,8 +141,8 @@ struct Endpoint {
     in_flight: Semaphore,
 }
 
-/// Counters of the hooks, shown in `/health`.
-#[derive(Debug, Default)]
+/// Counters of the hooks, shown in `/health` and `/metrics`.
+#[derive(Debug)]
 pub struct HookStats {
     /// Calls made.
     pub calls: AtomicU64,
@@ -147,6 +150,32 @@ pub struct HookStats {
     pub failures: AtomicU64,
     /// Answers that refused the client (`error` or `disconnect`).
     pub refusals: AtomicU64,
+    /// Calls by hook ([`Hook::ALL`]) and outcome ([`HookStats::OUTCOMES`]).
+    pub by_outcome: [[AtomicU64; 3]; 4],
+    /// How long calls took, by hook ([`Hook::ALL`]), in seconds.
+    pub seconds: [prometheus_client::metrics::histogram::Histogram; 4],
+}
+
+impl HookStats {
+    /// A call's outcomes: the backend allowed, refused, or failed.
+    pub const OUTCOMES: [&'static str; 3] = ["allowed", "refused", "failed"];
+}
+
+impl Default for HookStats {
+    fn default() -> Self {
+        let histogram = || {
+            prometheus_client::metrics::histogram::Histogram::new(
+                [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
+            )
+        };
+        HookStats {
+            calls: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            refusals: AtomicU64::new(0),
+            by_outcome: Default::default(),
+            seconds: [histogram(), histogram(), histogram(), histogram()],
+        }
+    }
 }
 
 /// The configured hooks; cheap to clone. With no URL configured every
@@ -238,17 +267,23 @@ impl Hooks {
     pub async fn call(&self, hook: Hook, body: &Json) -> Result<HookAnswer, HookFailure> {
         let stats = &self.inner.stats;
         stats.calls.fetch_add(1, Ordering::Relaxed);
+        let started = std::time::Instant::now();
         let answer = self.try_call(hook, body).await;
-        match &answer {
+        let slot = hook as usize;
+        stats.seconds[slot].observe(started.elapsed().as_secs_f64());
+        let outcome = match &answer {
             Err(failure) => {
                 stats.failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(hook = hook.name(), error = %failure, "backend hook failed; the client is told");
+                2
             }
             Ok(HookAnswer::Error { .. } | HookAnswer::Disconnect { .. }) => {
                 stats.refusals.fetch_add(1, Ordering::Relaxed);
+                1
             }
-            Ok(HookAnswer::Result(_)) => {}
-        }
+            Ok(HookAnswer::Result(_)) => 0,
+        };
+        stats.by_outcome[slot][outcome].fetch_add(1, Ordering::Relaxed);
         answer
     }
 

@@ -75,6 +75,10 @@ pub(super) fn write_message_object(s: &mut String, m: &Message, data: &str) {
 }
 
 impl Codec for SioCodec {
+    fn protocol(&self) -> &'static str {
+        "socketio"
+    }
+
     fn key(&self) -> u64 {
         self.key
     }

@@ -107,8 +107,14 @@ impl Connecting {
         let tracker = self.app.tracker.clone();
         tracker.spawn(async move {
             match restoring.await {
-                Some(restored) => self.finish_restored(pid, restored),
-                None => self.start(arrival),
+                Some(restored) => {
+                    self.app.ctx.meters.recovery(1);
+                    self.finish_restored(pid, restored)
+                }
+                None => {
+                    self.app.ctx.meters.recovery(2);
+                    self.start(arrival)
+                }
             }
         });
     }

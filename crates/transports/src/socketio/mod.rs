@@ -348,11 +348,14 @@ impl SioSession {
         }
         let auth = packet.data_str().unwrap_or("{}");
         let shared_log = self.cluster_recovery(auth);
-        if shared_log.is_none()
-            && self.app.hub.recovery_window().is_some()
-            && self.recover(nsp, auth)
-        {
-            return;
+        if shared_log.is_none() && self.app.hub.recovery_window().is_some() {
+            if self.recover(nsp, auth) {
+                self.app.ctx.meters.recovery(0);
+                return;
+            }
+            if auth.contains("\"pid\"") {
+                self.app.ctx.meters.recovery(2);
+            }
         }
         // The socket id is its client id, so the server API and the Redis
         // emitter reach it (`io.to(socket.id)`), as on Node.

@@ -130,6 +130,10 @@ impl JsonCodec {
 }
 
 impl Codec for JsonCodec {
+    fn protocol(&self) -> &'static str {
+        "ws"
+    }
+
     fn key(&self) -> u64 {
         Self::KEY
     }

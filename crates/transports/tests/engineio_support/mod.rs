@@ -49,6 +49,7 @@ pub(crate) async fn start(config: SocketIoConfig) -> TestServer {
         tokens: None,
         anonymous: true,
         ip_gate: volna_transports::ipgate::IpGate::new(Default::default()),
+        meters: Default::default(),
     };
     tokio::spawn(tcp::serve(
         tcp_listener,
