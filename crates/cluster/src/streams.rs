@@ -127,9 +127,12 @@ fn bytes(v: &Value) -> Option<Vec<u8>> {
     }
 }
 
+/// A stream entry as Redis gives it: its id and its field/value pairs.
+type RawEntry = (String, Vec<(Vec<u8>, Vec<u8>)>);
+
 /// The entries of an `XRANGE` reply (or of one stream in an `XREAD`
 /// reply): `[[id, [field, value, …]], …]`.
-fn entries(reply: &Value) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
+fn entries(reply: &Value) -> Vec<RawEntry> {
     let Value::Array(items) = reply else {
         return Vec::new();
     };
@@ -153,7 +156,7 @@ fn entries(reply: &Value) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
 }
 
 /// The entries of an `XREAD` reply for one stream (nil: none).
-fn read_reply(reply: &Value) -> Vec<(String, Vec<(Vec<u8>, Vec<u8>)>)> {
+fn read_reply(reply: &Value) -> Vec<RawEntry> {
     match reply {
         Value::Array(streams) => streams
             .iter()

@@ -156,11 +156,15 @@ impl LagMonitor {
         let mut buckets = Vec::with_capacity(bounds_us.len() + 1);
         let mut low = 0;
         for &bound in bounds_us {
-            let n = if bound < low { 0 } else { h.count_between(low, bound) };
+            let n = if bound < low {
+                0
+            } else {
+                h.count_between(low, bound)
+            };
             buckets.push((bound as f64 / 1e6, n));
             low = bound + 1;
         }
-        buckets.push((f64::INFINITY, h.count_between(low, u64::MAX.min(h.high()))));
+        buckets.push((f64::INFINITY, h.count_between(low, h.high())));
         LagBuckets {
             buckets,
             sum_seconds: h.mean() * h.len() as f64 / 1e6,

@@ -113,8 +113,14 @@ impl Collector for Scrape {
         let app = &state.app;
         let hub = &app.hub;
         let s = hub.stats();
-        let info = prometheus_client::metrics::info::Info::new([("version", env!("CARGO_PKG_VERSION"))]);
-        info.encode(e.encode_descriptor("volna_build", "This server's version.", None, info.metric_type())?)?;
+        let info =
+            prometheus_client::metrics::info::Info::new([("version", env!("CARGO_PKG_VERSION"))]);
+        info.encode(e.encode_descriptor(
+            "volna_build",
+            "This server's version.",
+            None,
+            info.metric_type(),
+        )?)?;
 
         // Connections, rooms, requests, deliveries.
         let protocols = || PROTOCOLS.iter().enumerate().filter(|(i, _)| *i < 3);
@@ -124,7 +130,8 @@ impl Collector for Scrape {
             "Connections open, by protocol.",
             "protocol",
             protocols().map(|(i, p)| {
-                let open = get(&s.opened_by_protocol[i]).saturating_sub(get(&s.closed_by_protocol[i]));
+                let open =
+                    get(&s.opened_by_protocol[i]).saturating_sub(get(&s.closed_by_protocol[i]));
                 (*p, open as i64)
             }),
         )?;
@@ -135,7 +142,12 @@ impl Collector for Scrape {
             "protocol",
             protocols().map(|(i, p)| (*p, get(&s.opened_by_protocol[i]))),
         )?;
-        gauge(&mut e, "volna_rooms", "Rooms, of every namespace.", hub.room_count() as i64)?;
+        gauge(
+            &mut e,
+            "volna_rooms",
+            "Rooms, of every namespace.",
+            hub.room_count() as i64,
+        )?;
         gauge(
             &mut e,
             "volna_room_members",
@@ -154,20 +166,27 @@ impl Collector for Scrape {
                 for (o, op) in OPERATIONS.iter().enumerate() {
                     let v = meters.requests(p, o);
                     if v > 0 {
-                        ConstCounter::new(v).encode(
-                            m.encode_family(&[("protocol", *protocol), ("op", *op)])?,
-                        )?;
+                        ConstCounter::new(v)
+                            .encode(m.encode_family(&[("protocol", *protocol), ("op", *op)])?)?;
                     }
                 }
             }
         }
-        counter(&mut e, "volna_messages", "Messages and events published to rooms.", Stats::get(&s.messages))?;
+        counter(
+            &mut e,
+            "volna_messages",
+            "Messages and events published to rooms.",
+            Stats::get(&s.messages),
+        )?;
         counters(
             &mut e,
             "volna_deliveries",
             "Frames queued to receivers by broadcasts, by kind of broadcast.",
             "kind",
-            EVENT_KINDS.iter().enumerate().map(|(i, k)| (*k, get(&s.deliveries_by_kind[i]))),
+            EVENT_KINDS
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (*k, get(&s.deliveries_by_kind[i]))),
         )?;
         {
             let c = ConstCounter::new(get(&s.broadcast_bytes));
@@ -190,7 +209,12 @@ impl Collector for Scrape {
             "Volatile events not delivered to a member whose queue was busy.",
             get(&s.volatile_dropped),
         )?;
-        counter(&mut e, "volna_protocol_closes", "Connections closed for a protocol violation.", get(&s.protocol_closes))?;
+        counter(
+            &mut e,
+            "volna_protocol_closes",
+            "Connections closed for a protocol violation.",
+            get(&s.protocol_closes),
+        )?;
         counters(
             &mut e,
             "volna_refused_requests",
@@ -220,9 +244,19 @@ impl Collector for Scrape {
         let h = hub.history_size();
         {
             let g = ConstGauge::new(h.bytes as i64);
-            g.encode(e.encode_descriptor("volna_history", "What all rooms' histories hold.", Some(&Unit::Bytes), g.metric_type())?)?;
+            g.encode(e.encode_descriptor(
+                "volna_history",
+                "What all rooms' histories hold.",
+                Some(&Unit::Bytes),
+                g.metric_type(),
+            )?)?;
             let g = ConstGauge::new(h.max_bytes as i64);
-            g.encode(e.encode_descriptor("volna_history_budget", "What all rooms' histories may hold.", Some(&Unit::Bytes), g.metric_type())?)?;
+            g.encode(e.encode_descriptor(
+                "volna_history_budget",
+                "What all rooms' histories may hold.",
+                Some(&Unit::Bytes),
+                g.metric_type(),
+            )?)?;
         }
         counter(
             &mut e,
@@ -231,15 +265,28 @@ impl Collector for Scrape {
             h.evicted,
         )?;
         if let Some((_, sessions, logged)) = hub.recovery_sizes() {
-            gauge(&mut e, "volna_recovery_sessions", "Sessions kept for connection-state recovery.", sessions as i64)?;
-            gauge(&mut e, "volna_recovery_logged", "Messages the recovery log holds.", logged as i64)?;
+            gauge(
+                &mut e,
+                "volna_recovery_sessions",
+                "Sessions kept for connection-state recovery.",
+                sessions as i64,
+            )?;
+            gauge(
+                &mut e,
+                "volna_recovery_logged",
+                "Messages the recovery log holds.",
+                logged as i64,
+            )?;
         }
         counters(
             &mut e,
             "volna_recoveries",
             "Socket.IO connections that named a session, by outcome.",
             "outcome",
-            RECOVERY_OUTCOMES.iter().enumerate().map(|(i, o)| (*o, app.meters.recoveries(i))),
+            RECOVERY_OUTCOMES
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (*o, app.meters.recoveries(i))),
         )?;
 
         // Hooks and the server API.
@@ -254,8 +301,9 @@ impl Collector for Scrape {
             for hook in Hook::ALL {
                 for (o, outcome) in HookStats::OUTCOMES.iter().enumerate() {
                     let v = get(&hooks.by_outcome[hook as usize][o]);
-                    ConstCounter::new(v)
-                        .encode(m.encode_family(&[("hook", hook.name()), ("outcome", *outcome)])?)?;
+                    ConstCounter::new(v).encode(
+                        m.encode_family(&[("hook", hook.name()), ("outcome", *outcome)])?,
+                    )?;
                 }
             }
         }
@@ -287,7 +335,12 @@ impl Collector for Scrape {
                 MetricType::Histogram,
             )?;
             let mut m = m;
-            m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(b.sum_seconds, b.count, &b.buckets, None)?;
+            m.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                b.sum_seconds,
+                b.count,
+                &b.buckets,
+                None,
+            )?;
         }
         if let Some(images) = &app.images {
             let p = images.pool().stats();
@@ -303,28 +356,73 @@ impl Collector for Scrape {
                     ("cancelled", p.cancelled),
                 ],
             )?;
-            gauge(&mut e, "volna_image_queue_depth", "Thumbnail jobs waiting for a worker.", p.queue_depth as i64)?;
-            gauge(&mut e, "volna_image_running", "Thumbnail jobs being worked on.", p.running as i64)?;
-            gauge(&mut e, "volna_image_workers", "Thumbnail worker threads.", p.workers as i64)?;
+            gauge(
+                &mut e,
+                "volna_image_queue_depth",
+                "Thumbnail jobs waiting for a worker.",
+                p.queue_depth as i64,
+            )?;
+            gauge(
+                &mut e,
+                "volna_image_running",
+                "Thumbnail jobs being worked on.",
+                p.running as i64,
+            )?;
+            gauge(
+                &mut e,
+                "volna_image_workers",
+                "Thumbnail worker threads.",
+                p.workers as i64,
+            )?;
             let c = ConstCounter::new(p.work_us as f64 / 1e6);
-            c.encode(e.encode_descriptor("volna_image_work", "Time workers spent making thumbnails.", Some(&Unit::Seconds), c.metric_type())?)?;
+            c.encode(e.encode_descriptor(
+                "volna_image_work",
+                "Time workers spent making thumbnails.",
+                Some(&Unit::Seconds),
+                c.metric_type(),
+            )?)?;
         }
 
         // The cluster.
         if let Some(adapter) = hub.adapter() {
             let c = adapter.health();
             let n = |k: &str| c[k].as_u64().unwrap_or(0);
-            gauge(&mut e, "volna_cluster_redis_up", "1 while Redis answers.", i64::from(c["redis"] == "up"))?;
-            gauge(&mut e, "volna_cluster_nodes", "volna nodes of the cluster this node knows, itself included.", adapter.nodes().len() as i64 + 1)?;
+            gauge(
+                &mut e,
+                "volna_cluster_redis_up",
+                "1 while Redis answers.",
+                i64::from(c["redis"] == "up"),
+            )?;
+            gauge(
+                &mut e,
+                "volna_cluster_nodes",
+                "volna nodes of the cluster this node knows, itself included.",
+                adapter.nodes().len() as i64 + 1,
+            )?;
             for (key, help) in [
                 ("published", "Events this node published to Redis."),
-                ("publish_dropped", "Cross-node events not sent: Redis down or the queue full."),
+                (
+                    "publish_dropped",
+                    "Cross-node events not sent: Redis down or the queue full.",
+                ),
                 ("received", "Broadcasts received from other servers."),
-                ("decode_errors", "Payloads from Redis that could not be read."),
+                (
+                    "decode_errors",
+                    "Payloads from Redis that could not be read.",
+                ),
                 ("redis_outages", "Times Redis became unreachable."),
-                ("sessions_restored", "Socket.IO sessions restored from Redis (streams mode)."),
-                ("sessions_not_restored", "Recoveries that found no session or offset in Redis (streams mode)."),
-                ("delivered_unlogged", "Messages delivered without their place in the stream (streams mode)."),
+                (
+                    "sessions_restored",
+                    "Socket.IO sessions restored from Redis (streams mode).",
+                ),
+                (
+                    "sessions_not_restored",
+                    "Recoveries that found no session or offset in Redis (streams mode).",
+                ),
+                (
+                    "delivered_unlogged",
+                    "Messages delivered without their place in the stream (streams mode).",
+                ),
             ] {
                 let mut name = String::from("volna_cluster_");
                 let _ = write!(name, "{key}");

@@ -164,9 +164,9 @@ impl HookStats {
 impl Default for HookStats {
     fn default() -> Self {
         let histogram = || {
-            prometheus_client::metrics::histogram::Histogram::new(
-                [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5],
-            )
+            prometheus_client::metrics::histogram::Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ])
         };
         HookStats {
             calls: AtomicU64::new(0),
