@@ -114,6 +114,7 @@ class MetricsTest(ClosingCase):
         # The clients go: the gauges come back.
         sio.disconnect()
         ws.close()
+        tcp.close()
         sock.close()
         s = self.until(
             lambda s: all(v(s, "volna_connections", protocol=p) == v(before, "volna_connections", protocol=p) for p in ("tcp", "ws", "socketio")),
