@@ -471,6 +471,24 @@ async function mainCluster() {
         `${stats.slowCuts}; reconnections with a connection still open to the node left: ${stats.strays}`,
     );
   }
+  if (problems.length) {
+    const by = new Map();
+    for (const s of clients) {
+      const m = by.get(s.mode) || { clients: 0, cuts: 0, recovered: 0, fresh: 0, failed: 0, lost: 0, duplicates: 0, outOfOrder: 0 };
+      m.clients += 1;
+      for (const k of ["cuts", "recovered", "fresh", "failed"]) m[k] += s.counts[k];
+      m.lost += s.missing.length;
+      m.duplicates += s.twice.length;
+      m.outOfOrder += s.late.length;
+      by.set(s.mode, m);
+    }
+    console.log("\nby transport:\n");
+    console.log("| transports | clients | cuts | recovered | fresh connections | failed | lost | duplicated ids | out of order |");
+    console.log("|---|---|---|---|---|---|---|---|---|");
+    for (const [mode, m] of by) {
+      console.log(`| ${mode} | ${m.clients} | ${m.cuts} | ${m.recovered} | ${m.fresh} | ${m.failed} | ${m.lost} | ${m.duplicates} | ${m.outOfOrder} |`);
+    }
+  }
   console.log("\nper node (/health at the end):\n");
   console.log("| node | sessions_restored | sessions_not_restored | delivered_unlogged | published | received | waiting_for_the_stream | redis |");
   console.log("|---|---|---|---|---|---|---|---|");
@@ -497,7 +515,10 @@ async function mainCluster() {
     }
     if (s.twice.length) console.log(`  twice: ${runs(s.twice)}`);
     if (s.late.length) console.log(`  out of order: ${s.late.slice(0, 20).join(", ")}`);
-    console.log(`  timeline (ms, event, node, …): ${s.timeline.map((e) => JSON.stringify(e)).join(" ")}`);
+    // Around the first reconnection that did not recover (or the whole timeline if there is none).
+    const bad = s.timeline.findIndex((e, k) => k > 0 && (e[1] === "connect_error" || (e[1] === "connect" && !e[4])));
+    const shown = bad < 0 ? s.timeline : s.timeline.slice(Math.max(0, bad - 3), bad + 1);
+    console.log(`  ${bad < 0 ? "timeline" : "first reconnection that did not recover"} (ms since start, event, node, …): ${shown.map((e) => JSON.stringify(e)).join(" ")}`);
   }
   if (problems.length > 5 && !process.env.DETAIL) console.log(`\n(${problems.length} clients with problems; DETAIL=n shows more)`);
   if (SOAK_LOG) {

@@ -9,6 +9,7 @@ use volna_hub::CloseReason;
 /// |------------------------------------------|------|
 /// | the client quit, the transport went away | 1000 |
 /// | server shutdown, timeout                 | 1001 (going away) |
+/// | server restart (a drain)                 | 1012 (service restart) |
 /// | protocol error: `too-large: …`           | 1009 (message too big) |
 /// | protocol error: `bad-utf8: …`            | 1007 (invalid payload) |
 /// | any other protocol error                 | 1002 |
@@ -19,6 +20,7 @@ pub fn websocket_close_code(reason: &CloseReason) -> u16 {
         CloseReason::Disconnected { code, .. } => (*code).clamp(3000, 4999),
         CloseReason::ClientQuit | CloseReason::TransportClosed => 1000,
         CloseReason::ServerShutdown | CloseReason::Timeout => 1001,
+        CloseReason::ServerRestart => 1012,
         CloseReason::SlowConsumer { .. } => 1008,
         CloseReason::ProtocolError(why) => {
             if why.starts_with("too-large") {
@@ -40,6 +42,7 @@ mod tests {
     fn one_code_per_reason() {
         assert_eq!(websocket_close_code(&CloseReason::Timeout), 1001);
         assert_eq!(websocket_close_code(&CloseReason::ServerShutdown), 1001);
+        assert_eq!(websocket_close_code(&CloseReason::ServerRestart), 1012);
         assert_eq!(
             websocket_close_code(&CloseReason::SlowConsumer {
                 frames: 1,

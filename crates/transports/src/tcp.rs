@@ -184,12 +184,14 @@ pub async fn serve(
     app: app::Context,
     config: Arc<TcpConfig>,
     shutdown: CancellationToken,
+    accepting: CancellationToken,
     tracker: TaskTracker,
 ) {
     let codec: Arc<dyn Codec> = Arc::new(LineCodec);
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
+            _ = accepting.cancelled() => break,
             r = listener.accept() => r,
         };
         match accepted {

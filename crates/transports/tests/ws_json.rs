@@ -50,6 +50,7 @@ async fn start(cfg: WsConfig) -> TestServer {
         app.clone(),
         Arc::new(TcpConfig::default()),
         shutdown.clone(),
+        shutdown.clone(),
         tracker.clone(),
     ));
     let state = HttpState {

@@ -95,23 +95,34 @@ async fn serve(config: volna::config::ServerConfig) -> anyhow::Result<()> {
             tcp.port()
         );
     }
-    wait_for_signal().await;
-    server.shutdown().await;
+    let drain = server.drain_window();
+    match wait_for_signal().await {
+        Signal::Terminate => server.drain(drain).await,
+        Signal::Interrupt => server.shutdown().await,
+    }
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// What stops the server: SIGTERM (a service manager, a rolling restart)
+/// drains it; Ctrl-C stops it at once.
+enum Signal {
+    Terminate,
+    Interrupt,
+}
+
+async fn wait_for_signal() -> Signal {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => Signal::Interrupt,
+            _ = term.recv() => Signal::Terminate,
         }
     }
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+        Signal::Interrupt
     }
 }

@@ -3,6 +3,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -84,6 +85,7 @@ pub struct Server {
     pub http_addr: SocketAddr,
     hub: Hub,
     shutdown: CancellationToken,
+    accepting: CancellationToken,
     tracker: TaskTracker,
     tasks: Vec<JoinHandle<()>>,
     config: ServerConfig,
@@ -160,6 +162,8 @@ impl Server {
             None => None,
         };
         let shutdown = CancellationToken::new();
+        // Cancelled to stop accepting (a drain), and with `shutdown`.
+        let accepting = shutdown.child_token();
         let tracker = TaskTracker::new();
         // CPU-bound image work runs on its own threads, never on the loop.
         let images = Arc::new(
@@ -210,6 +214,7 @@ impl Server {
                 ..config.tcp.clone()
             }),
             shutdown.clone(),
+            accepting.clone(),
             tracker.clone(),
         ));
         let lag = volna_media::LagMonitor::start(volna_media::LagMonitor::DEFAULT_INTERVAL);
@@ -271,10 +276,13 @@ impl Server {
         } else {
             router
         };
+        // The HTTP server stops accepting, and lets its kept-alive
+        // connections go after their current request, when a drain starts;
+        // upgraded WebSockets and Engine.IO sessions are closed by the drain.
         let http_task = tokio::spawn(http::serve_with(
             http_listener,
             router,
-            shutdown.clone(),
+            accepting.clone(),
             config.http_limits,
             app.ip_gate.clone(),
             tls,
@@ -299,6 +307,7 @@ impl Server {
             http_addr,
             hub,
             shutdown,
+            accepting,
             tracker,
             tasks: vec![tcp_task, http_task, sweeper],
             config,
@@ -316,6 +325,41 @@ impl Server {
     /// The cluster adapter, when started with `redis`.
     pub fn cluster(&self) -> Option<&volna_cluster::Cluster> {
         self.cluster.as_ref()
+    }
+
+    /// How long SIGTERM's drain spreads the reconnects.
+    pub fn drain_window(&self) -> Duration {
+        self.config.drain
+    }
+
+    /// A rolling restart's half: stops accepting, then tells the clients to
+    /// reconnect (elsewhere: a load balancer sends them to the other nodes)
+    /// a slice at a time, spread evenly over `window` so the rest of the
+    /// cluster is not hit by every reconnect at once, then shuts down.
+    /// Socket.IO clients see their transport close (they reconnect, and
+    /// recover their session where recovery is on), `/ws` clients a close
+    /// 1012 (service restart), TCP clients `bye server-restart: …`.
+    pub async fn drain(self, window: Duration) {
+        self.accepting.cancel();
+        let outboxes = self.hub.outboxes();
+        tracing::info!(
+            connections = outboxes.len(),
+            ?window,
+            "draining: clients are told to reconnect elsewhere"
+        );
+        if !outboxes.is_empty() && !window.is_zero() {
+            // A slice every 20 ms (or fewer, larger slices for a short window).
+            let ticks = (window.as_millis() / 20).clamp(1, outboxes.len() as u128) as usize;
+            let per_tick = outboxes.len().div_ceil(ticks);
+            let mut every = tokio::time::interval(window / ticks as u32);
+            for slice in outboxes.chunks(per_tick) {
+                every.tick().await;
+                for ob in slice {
+                    ob.close(CloseReason::ServerRestart);
+                }
+            }
+        }
+        self.shutdown().await;
     }
 
     /// Stops accepting, tells every client the server is going away, and

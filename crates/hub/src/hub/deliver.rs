@@ -185,16 +185,21 @@ impl Hub {
 
     /// Closes every connection's outbox with `reason` (used at shutdown).
     pub fn close_all(&self, reason: CloseReason) {
-        let outboxes: Vec<Arc<Outbox>> = {
-            let st = self.inner.state.lock().unwrap();
-            st.namespaces
-                .values()
-                .flat_map(|ns| ns.members.values().map(|m| m.outbox.clone()))
-                .collect()
-        };
-        for ob in outboxes {
+        for ob in self.outboxes() {
             ob.close(reason.clone());
         }
+    }
+
+    /// Every connection's outbox (once each: the sockets of one Socket.IO
+    /// connection share theirs), e.g. to close them a few at a time.
+    pub fn outboxes(&self) -> Vec<Arc<Outbox>> {
+        let st = self.inner.state.lock().unwrap();
+        let mut seen = HashSet::new();
+        st.namespaces
+            .values()
+            .flat_map(|ns| ns.members.values().map(|m| m.outbox.clone()))
+            .filter(|ob| seen.insert(Arc::as_ptr(ob)))
+            .collect()
     }
 
     pub(super) fn deliver<'m>(

@@ -53,6 +53,9 @@ pub enum CloseReason {
     },
     /// The server is shutting down.
     ServerShutdown,
+    /// The server is restarting (a rolling restart): reconnect, to another
+    /// node of the cluster; a recoverable session is kept.
+    ServerRestart,
     /// The client asked to leave.
     ClientQuit,
     /// The client broke the protocol in a way that cannot be recovered.
@@ -78,6 +81,7 @@ impl CloseReason {
         match self {
             CloseReason::SlowConsumer { .. } => "slow-consumer",
             CloseReason::ServerShutdown => "server-shutdown",
+            CloseReason::ServerRestart => "server-restart",
             CloseReason::ClientQuit => "client-quit",
             CloseReason::ProtocolError(_) => "protocol-error",
             CloseReason::Timeout => "timeout",
@@ -102,6 +106,9 @@ impl fmt::Display for CloseReason {
                  overflowed ({frames} frames, {bytes} bytes queued); disconnected"
             ),
             CloseReason::ServerShutdown => f.write_str("server-shutdown: the server is going away"),
+            CloseReason::ServerRestart => f.write_str(
+                "server-restart: the server is restarting; reconnect, another node will serve you",
+            ),
             CloseReason::ClientQuit => f.write_str("client-quit: goodbye"),
             CloseReason::ProtocolError(why) => write!(f, "protocol-error: {why}"),
             CloseReason::Timeout => f.write_str("timeout: no heartbeat from the client"),

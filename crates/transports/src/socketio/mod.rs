@@ -187,6 +187,7 @@ fn recoverable(reason: &CloseReason) -> bool {
             | CloseReason::Timeout
             | CloseReason::ClientQuit
             | CloseReason::ServerShutdown
+            | CloseReason::ServerRestart
     )
 }
 

@@ -365,7 +365,9 @@ pub(super) fn close_for(reason: &CloseReason) -> Option<(u16, String, Option<Str
         CloseReason::SlowConsumer { .. } => Some("slow-consumer"),
         CloseReason::Timeout => Some("timeout"),
         CloseReason::Disconnected { .. } => Some("disconnected"),
-        CloseReason::ServerShutdown | CloseReason::ProtocolError(_) => None,
+        CloseReason::ServerShutdown
+        | CloseReason::ServerRestart
+        | CloseReason::ProtocolError(_) => None,
     };
     let code = crate::close::websocket_close_code(reason);
     let full = reason.to_string();

@@ -56,6 +56,7 @@ pub(crate) async fn start(config: SocketIoConfig) -> TestServer {
         app.clone(),
         Arc::new(TcpConfig::default()),
         shutdown.clone(),
+        shutdown.clone(),
         tracker.clone(),
     ));
     let echo_config = EngineConfig {

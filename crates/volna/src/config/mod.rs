@@ -45,6 +45,7 @@
 //! anonymous = true             # false: only signed-in users (docs/security.md)
 //! max_rooms_per_connection = 128
 //! recovery = true              # Socket.IO connection-state recovery (docs/recovery.md); max_disconnection_ms = 120000
+//! drain_ms = 2000              # SIGTERM: clients told to reconnect elsewhere over this long, then exit
 //! max_pending_per_connection = 64  # answers one connection may wait for at once (hooks, images, cluster queries)
 //! messages_per_second = 500    # per connection, every request; messages_burst = 1000
 //! http_header_timeout_ms = 10000  # slow-loris: time to send a request head; max_header_bytes = 65536
@@ -115,6 +116,10 @@ pub struct ServerConfig {
     pub images_inline: bool,
     /// How long shutdown waits for connections to say goodbye. Defaults to 2 s.
     pub shutdown_grace: Duration,
+    /// SIGTERM drains ([`Server::drain`](crate::server::Server::drain)):
+    /// the clients are told to reconnect a slice at a time over this long.
+    /// Defaults to 2 s.
+    pub drain: Duration,
     /// Several nodes behind one Redis (docs/cluster.md). `None` (the
     /// default): a single in-memory node.
     pub redis: Option<volna_cluster::ClusterConfig>,
@@ -163,6 +168,7 @@ impl Default for ServerConfig {
             images: PoolConfig::default(),
             images_inline: false,
             shutdown_grace: Duration::from_secs(2),
+            drain: Duration::from_secs(2),
             redis: None,
             static_dir: None,
             api_key: None,
@@ -205,6 +211,8 @@ pub struct FileConfig {
     pub recovery: Option<bool>,
     /// Recovery window in ms.
     pub max_disconnection_ms: Option<u64>,
+    /// How long SIGTERM's drain spreads the clients' reconnects, in ms.
+    pub drain_ms: Option<u64>,
     /// `default` or `conformance`.
     pub profile: Option<Profile>,
     /// Engine.IO ping interval, in ms.
@@ -356,6 +364,11 @@ pub struct ServeArgs {
     /// recovery, in ms [default: 120000].
     #[arg(long, env = "VOLNA_MAX_DISCONNECTION_MS")]
     pub max_disconnection_ms: Option<u64>,
+    /// On SIGTERM (a rolling restart) the server stops accepting and tells its clients to reconnect
+    /// elsewhere, a slice at a time over this many ms, then exits; 0: all at once (SIGINT always
+    /// stops at once) [default: 2000].
+    #[arg(long, env = "VOLNA_DRAIN_MS")]
+    pub drain_ms: Option<u64>,
     /// Preset: `conformance` serves what the official Socket.IO/Engine.IO test suites expect (port 3000, short heartbeats) [default: default].
     #[arg(long, env = "VOLNA_PROFILE", value_enum)]
     pub profile: Option<Profile>,
@@ -598,6 +611,9 @@ impl ServeArgs {
                 .unwrap_or(120_000);
             anyhow::ensure!(ms >= 1, "max_disconnection_ms must be at least 1");
             cfg.hub.recovery = Some(Duration::from_millis(ms));
+        }
+        if let Some(ms) = self.drain_ms.or(file.drain_ms) {
+            cfg.drain = Duration::from_millis(ms);
         }
         if let Some(v) = self.history.or(file.history) {
             cfg.hub.history_len = v;
