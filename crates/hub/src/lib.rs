@@ -25,6 +25,8 @@
 //! - `identity.rs`: who a connection is beyond its name ([`Identity`],
 //!   [`ClientInfo`]) and the names reserved for the server and personal
 //!   rooms.
+//! - `observe.rs`: a read-only view of connections ([`ConnView`]) and the
+//!   [`Observer`] of membership changes (the Admin UI).
 //! - `adapter.rs`: the cluster seam ([`Adapter`]) and the shapes it carries
 //!   (no import of `hub/`, so the modules form no circle).
 //! - `hub/`: the [`Hub`] itself, one file per concern.
@@ -56,6 +58,7 @@ mod adapter;
 mod event;
 mod hub;
 mod identity;
+mod observe;
 mod outbox;
 mod policy;
 mod stats;
@@ -70,6 +73,7 @@ pub use hub::{
     JOIN_SAMPLE,
 };
 pub use identity::{ClientInfo, Identity, SERVER_NAME, USER_ROOM_PREFIX};
+pub use observe::{ConnView, Observer};
 pub use outbox::{
     clock_instant, clock_ms, Batch, CloseReason, DirectSink, Frame, Outbox, OutboxLimits, PushError,
 };

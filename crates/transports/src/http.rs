@@ -29,7 +29,6 @@ pub struct HttpState {
 pub fn router(state: HttpState) -> Router {
     Router::new()
         .route("/health", get(health))
-        .route("/metrics", get(crate::metrics::metrics))
         .with_state(state)
 }
 

@@ -42,7 +42,7 @@ pub mod http;
 pub mod images;
 pub mod ipgate;
 pub mod meters;
-mod metrics;
+pub mod metrics;
 pub mod origin;
 pub mod pages;
 pub mod proxies;

@@ -34,8 +34,15 @@ const LAG_BOUNDS_US: [u64; 12] = [
     100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
 ];
 
+/// The router serving `GET /metrics`.
+pub fn router(state: HttpState) -> axum::Router {
+    axum::Router::new()
+        .route("/metrics", axum::routing::get(metrics))
+        .with_state(state)
+}
+
 /// `GET /metrics`.
-pub(crate) async fn metrics(State(state): State<HttpState>) -> Response {
+async fn metrics(State(state): State<HttpState>) -> Response {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Scrape(state)));
     let mut body = String::with_capacity(16 << 10);

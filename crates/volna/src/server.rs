@@ -223,7 +223,9 @@ impl Server {
             shutdown: shutdown.clone(),
             lag: Some(lag.clone()),
         };
-        let router = http::router(state.clone()).merge(volna_transports::ws::router(
+        let router = http::router(state.clone())
+            .merge(volna_transports::metrics::router(state.clone()))
+            .merge(volna_transports::ws::router(
             volna_transports::ws::WsState::new(state.clone(), config.ws.clone(), tracker.clone()),
         ));
         let router = router.merge(socketio::router(

@@ -95,9 +95,16 @@ impl Hub {
                 expires: identity.expires,
                 allowed_rooms: identity.rooms,
                 protocol,
+                since: crate::now_ms(),
             },
         );
+        let view = self
+            .observer()
+            .and_then(|_| st.conns.get(&id).map(|e| view_of(id, e)));
         drop(st);
+        if let (Some(observer), Some(view)) = (self.observer(), view) {
+            observer.connected(&view);
+        }
         Stats::bump(&self.inner.stats.connections_opened);
         Stats::bump(&self.inner.stats.opened_by_protocol[protocol as usize]);
         Conn {
@@ -236,12 +243,21 @@ impl Hub {
         self.join(id, room, false, Some(super::rooms::Resume::Given(missed)))
     }
 
-    fn unregister(&self, id: ConnId) {
+    fn unregister(&self, id: ConnId, reason: Option<CloseReason>) {
         let mut guard = self.inner.state.lock().unwrap();
         let st = &mut *guard;
         let Some(entry) = st.conns.remove(&id) else {
             return;
         };
+        if let Some(observer) = self.observer() {
+            let reason = reason.map(|r| r.to_string());
+            observer.disconnected(&entry.nsp, &entry.client, reason.as_deref());
+            // As Socket.IO's adapter, which leaves every room, its own
+            // (named by its id) included, after the disconnect.
+            for room in entry.rooms.iter().chain(std::iter::once(&entry.client)) {
+                observer.left(&entry.nsp, room, &entry.client);
+            }
+        }
         if let Some(ns) = st.namespaces.get_mut(&entry.nsp) {
             for room in &entry.rooms {
                 self.remove_from_room(ns, id, room);
@@ -468,7 +484,26 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        self.hub.unregister(self.id);
+        // Why it closed only matters to an observer.
+        let reason = self
+            .hub
+            .observer()
+            .and_then(|_| self.outbox.closed());
+        self.hub.unregister(self.id, reason);
+    }
+}
+
+/// A connection's entry as [`ConnView`](crate::ConnView).
+pub(super) fn view_of(id: ConnId, e: &ConnEntry) -> crate::ConnView {
+    crate::ConnView {
+        id,
+        nsp: e.nsp.clone(),
+        client: e.client.clone(),
+        name: e.name.clone(),
+        user: e.user.clone(),
+        transport: e.transport,
+        rooms: e.rooms.clone(),
+        since: e.since,
     }
 }
 

@@ -23,6 +23,7 @@ mod config;
 mod conn;
 mod deliver;
 mod error;
+mod histories;
 mod history;
 mod limit;
 mod publish;

@@ -3,7 +3,7 @@
 //! accessors every other part of the hub goes through.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::config::HubConfig;
@@ -30,6 +30,9 @@ pub(super) struct Inner {
     pub(super) state: Mutex<State>,
     /// The cluster adapter, if any (see [`Hub::set_adapter`]).
     pub(super) adapter: OnceLock<Arc<dyn Adapter>>,
+    /// Told of connects, disconnects, joins and leaves, if set (see
+    /// [`Hub::set_observer`]).
+    pub(super) observer: OnceLock<Arc<dyn crate::observe::Observer>>,
     /// When the hub started (ms since the Unix epoch) and its process id,
     /// in hex: the stem of the client ids and room epochs it makes.
     pub(super) stem: String,
@@ -94,6 +97,8 @@ pub(super) struct ConnEntry {
     pub(super) allowed_rooms: Option<Arc<[String]>>,
     /// Its protocol's slot in [`crate::stats::PROTOCOLS`].
     pub(super) protocol: u8,
+    /// When it registered, in ms since the Unix epoch.
+    pub(super) since: u64,
 }
 
 /// What a room (or a namespace) keeps of a member: enough to deliver to it.
@@ -148,6 +153,7 @@ impl Hub {
                 stats: Stats::default(),
                 state: Mutex::new(State::default()),
                 adapter: OnceLock::new(),
+                observer: OnceLock::new(),
                 stem: format!("{:x}{:x}", crate::now_ms(), std::process::id()),
                 rooms_created: AtomicU64::new(0),
                 clients_made: AtomicU64::new(0),
@@ -174,12 +180,30 @@ impl Hub {
         self.inner.adapter.get()
     }
 
+    /// Installs the observer of connects, disconnects, joins and leaves
+    /// (see [`crate::Observer`]). Returns false (and changes nothing) if
+    /// one was already set.
+    pub fn set_observer(&self, observer: Arc<dyn crate::observe::Observer>) -> bool {
+        self.inner.observer.set(observer).is_ok()
+    }
+
+    /// The observer, if one is set.
+    pub(super) fn observer(&self) -> Option<&Arc<dyn crate::observe::Observer>> {
+        self.inner.observer.get()
+    }
+
     /// The policy of room `room` (whether or not it exists now).
     pub fn policy(&self, nsp: &str, room: &str) -> Arc<RoomPolicy> {
         match self.room(nsp, room) {
             Some(r) => r.policy.clone(),
             None => self.inner.config.policies.for_room(room),
         }
+    }
+
+    /// A new epoch name, for a room made or whose history was lost.
+    pub(super) fn new_epoch(&self) -> Arc<str> {
+        let n = self.inner.rooms_created.fetch_add(1, Ordering::Relaxed);
+        Arc::from(format!("{}-{n:x}", self.inner.stem))
     }
 
     /// A new room (not yet in any map).

@@ -1,0 +1,46 @@
+//! Watching the hub from outside (the Socket.IO Admin UI): a read-only
+//! view of a connection ([`ConnView`]) and an [`Observer`] told of
+//! connects, disconnects, joins and leaves.
+//!
+//! Nothing here is on the message path: an observer is told of membership
+//! changes only, and only when one is installed
+//! ([`Hub::set_observer`](crate::Hub::set_observer), once).
+
+use std::sync::Arc;
+
+use crate::event::ConnId;
+
+/// A connection as an observer sees it: a copy, taken under the hub's lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnView {
+    /// Its id in this process.
+    pub id: ConnId,
+    /// Its namespace.
+    pub nsp: Arc<str>,
+    /// Its client id (Socket.IO: the socket id).
+    pub client: Arc<str>,
+    /// Its display name.
+    pub name: Arc<str>,
+    /// Its user id, when identified.
+    pub user: Option<Arc<str>>,
+    /// Its transport's name (`tcp`, `websocket`, `polling`).
+    pub transport: &'static str,
+    /// The rooms it is in (not its personal room).
+    pub rooms: Vec<Arc<str>>,
+    /// When it registered, in ms since the Unix epoch.
+    pub since: u64,
+}
+
+/// Told of changes of membership. Called with hub locks held: an observer
+/// must not call back into the hub; it should queue what it is told.
+pub trait Observer: Send + Sync + 'static {
+    /// A connection registered.
+    fn connected(&self, conn: &ConnView);
+    /// A connection unregistered; `reason` is why its transport closed
+    /// (`None`: it left its namespace on its own).
+    fn disconnected(&self, nsp: &str, client: &str, reason: Option<&str>);
+    /// A connection joined a room.
+    fn joined(&self, nsp: &str, room: &str, client: &str);
+    /// A connection left a room (or was taken out of it when it went).
+    fn left(&self, nsp: &str, room: &str, client: &str);
+}
