@@ -17,6 +17,7 @@ import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import net from "node:net";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { io as connect } from "socket.io-client";
 
 const { REDIS_URL, PREFIX, VOLNA_BIN } = process.env;
@@ -218,6 +219,10 @@ function client(url, opts, index) {
   s.state = { index, transports: opts.transports, got: [], offsets: [], disconnects: [], connects: [] };
   s.on("connect", () => s.state.connects.push({ at: Date.now(), id: s.id, recovered: s.recovered }));
   s.on("disconnect", (reason) => s.state.disconnects.push({ at: Date.now(), reason }));
+  s.state.manager = [];
+  s.io.on("reconnect_attempt", (n) => s.state.manager.push({ at: Date.now(), n }));
+  s.io.on("open", () => s.state.manager.push({ at: Date.now(), open: true }));
+  s.io.on("reconnect_error", (e) => s.state.manager.push({ at: Date.now(), error: `${e?.message} ${e?.description?.message ?? e?.description ?? ""}` }));
   s.on("message", (...args) => {
     const m = args[0];
     if (m?.room !== ROOM) return;
@@ -323,6 +328,8 @@ test("SIGTERM drains node A: 200 Socket.IO clients move to B, recovered, every m
     })();
 
     await sleep(1000);
+    const lag = monitorEventLoopDelay({ resolution: 10 });
+    lag.enable();
     const cutAt = Date.now();
     const sentBeforeCut = sent.length;
     A.terminate();
@@ -339,6 +346,7 @@ test("SIGTERM drains node A: 200 Socket.IO clients move to B, recovered, every m
       const d = s.state.disconnects.find((x) => x.at >= cutAt)?.at ?? cutAt;
       return s.state.connects.find((c) => c.at >= cutAt).at - d;
     });
+    lag.disable();
     const exit = await within(A.exited, Math.max(0, cutAt + EXIT_LIMIT_MS - Date.now()), "A to exit").catch((e) => e);
 
     // Publish on for a moment with everybody on B, then stop and wait for the acks.
@@ -391,14 +399,33 @@ test("SIGTERM drains node A: 200 Socket.IO clients move to B, recovered, every m
     }
     const pubCheck = compare(pub.state.got, expected);
 
+    // How long B took to answer each recovering CONNECT (the engine open on B to the socket's connect).
+    const answer = clients.filter(back).flatMap((s) => {
+      const c = s.state.connects.find((x) => x.at >= cutAt);
+      const o = s.state.manager.filter((a) => a.open && a.at >= cutAt && a.at <= c.at).at(-1);
+      return o ? [c.at - o.at] : [];
+    }).sort((a, b) => a - b);
+    if (process.env.RESTART_DEBUG) {
+      for (const s of clients.filter(back)) {
+        const d = s.state.disconnects.find((x) => x.at >= cutAt);
+        const c = s.state.connects.find((x) => x.at >= cutAt);
+        if (d && c.at - d.at > 1200) {
+          t.diagnostic(`slow client ${s.state.index} (${s.state.transports}) cut@${d.at - cutAt} back@${c.at - cutAt} ` +
+            `manager ${JSON.stringify(s.state.manager.map((a) => ({ ...a, at: a.at - cutAt })))}`);
+        }
+      }
+    }
+
     const summary = `restart (streams, recovery): clients=${CLIENTS} (${Math.ceil(CLIENTS / POLLING_EVERY)} polling first) ` +
       `messages=${expected.length} (${sentBeforeCut} before the SIGTERM) moved-all-in=${notBack.length ? `>${MOVE_LIMIT_MS + 5000}` : movedIn}ms ` +
       `(first ${Math.min(...reconnectTimes)}ms, limit ${MOVE_LIMIT_MS}ms; cut between ${Math.min(...cutTimes)} and ${Math.max(...cutTimes)}ms, ` +
-      `away ${Math.min(...away)}-${Math.max(...away)}ms) recovered=${recovered}/${CLIENTS} lost=${lost} ` +
+      `away ${Math.min(...away)}-${Math.max(...away)}ms, B's recovery answer median ${answer[answer.length >> 1]}ms ` +
+      `p90 ${answer[Math.floor(answer.length * 0.9)]}ms max ${answer.at(-1)}ms) recovered=${recovered}/${CLIENTS} lost=${lost} ` +
       `duplicates=${duplicates} out-of-order=${outOfOrder} bad-offsets=${badOffsets} ` +
       `A-exit=${exit instanceof Error ? "none" : `code ${exit.code} signal ${exit.signal} after ${exit.at - A.termAt}ms`} ` +
       `B-socketio-connections=${bConnections} lb: ${lb.routed.filter((r) => r.at >= cutAt && r.name === "B").length} to B, ` +
-      `${lb.refused.length} refused by A`;
+      `${lb.refused.length} refused by A; the test's event-loop delay while moving p99 ${Math.round(lag.percentile(99) / 1e6)}ms ` +
+      `max ${Math.round(lag.max / 1e6)}ms`;
     t.diagnostic(summary);
     for (const p of problems.slice(0, 40)) t.diagnostic(p);
     if (problems.length > 40) t.diagnostic(`… ${problems.length - 40} more`);

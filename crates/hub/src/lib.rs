@@ -68,9 +68,9 @@ pub use adapter::{
 };
 pub use event::{Codec, ConnId, Data, Emit, Event, MemberInfo, Message, Presence, PresenceKind};
 pub use hub::{
-    parse_recovery_offset, recovery_offset, Conn, HistorySize, Hub, HubConfig, HubError, JoinInfo,
-    NodeCounts, Pending, RateLimit, RoomInfo, ServerPublish, Session, Since, Stream, Verdict,
-    JOIN_SAMPLE,
+    parse_recovery_offset, recovery_offset, Census, Conn, HistorySize, Hub, HubConfig, HubError,
+    JoinInfo, NodeCounts, Pending, RateLimit, RoomInfo, ServerPublish, Session, Since, Stream,
+    Verdict, JOIN_SAMPLE,
 };
 pub use identity::{ClientInfo, Identity, SERVER_NAME, USER_ROOM_PREFIX};
 pub use observe::{ConnView, Observer};

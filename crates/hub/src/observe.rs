@@ -25,6 +25,9 @@ pub struct ConnView {
     pub user: Option<Arc<str>>,
     /// Its transport's name (`tcp`, `websocket`, `polling`).
     pub transport: &'static str,
+    /// The protocol it speaks, one of [`PROTOCOLS`](crate::PROTOCOLS)
+    /// (`tcp`, `ws`, `socketio`).
+    pub protocol: &'static str,
     /// The rooms it is in (not its personal room).
     pub rooms: Vec<Arc<str>>,
     /// When it registered, in ms since the Unix epoch.

@@ -32,6 +32,7 @@
 //! Shutdown is a `CancellationToken`; connection tasks are spawned on a
 //! `TaskTracker` so the server can wait for them to finish.
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod close;

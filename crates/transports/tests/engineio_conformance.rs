@@ -145,6 +145,25 @@ async fn pending_poll_is_answered_when_data_arrives() {
 }
 
 #[tokio::test]
+async fn a_poll_whose_connection_goes_away_closes_the_session() {
+    // As the reference server: a pending GET whose connection closed is a
+    // transport error, not something to wait a ping timeout for.
+    let srv = start(config(5000, 5000)).await;
+    let (sid, _) = open_polling(srv.http, EIO).await;
+    assert_eq!(srv.echo.session_count(), 1);
+    let addr = srv.http;
+    let path = poll_path(&sid);
+    let pending = tokio::spawn(async move { get(addr, &path).await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(srv.echo.session_count(), 1, "a waiting poll keeps it");
+    pending.abort(); // drops the client's connection with its GET pending
+    let echo = srv.echo.clone();
+    eventually(move || echo.session_count() == 0).await;
+    let resp = get(srv.http, &poll_path(&sid)).await;
+    assert_eq!(resp.status, 400, "{}", resp.text());
+}
+
+#[tokio::test]
 async fn invalid_payload_closes_the_session() {
     let srv = start(config(5000, 5000)).await;
     let before = Stats::get(&srv.hub.stats().protocol_closes);

@@ -226,8 +226,12 @@ impl Server {
         let router = http::router(state.clone())
             .merge(volna_transports::metrics::router(state.clone()))
             .merge(volna_transports::ws::router(
-            volna_transports::ws::WsState::new(state.clone(), config.ws.clone(), tracker.clone()),
-        ));
+                volna_transports::ws::WsState::new(
+                    state.clone(),
+                    config.ws.clone(),
+                    tracker.clone(),
+                ),
+            ));
         let router = router.merge(socketio::router(
             app.clone(),
             shutdown.clone(),

@@ -485,10 +485,7 @@ impl Conn {
 impl Drop for Conn {
     fn drop(&mut self) {
         // Why it closed only matters to an observer.
-        let reason = self
-            .hub
-            .observer()
-            .and_then(|_| self.outbox.closed());
+        let reason = self.hub.observer().and_then(|_| self.outbox.closed());
         self.hub.unregister(self.id, reason);
     }
 }
@@ -502,6 +499,7 @@ pub(super) fn view_of(id: ConnId, e: &ConnEntry) -> crate::ConnView {
         name: e.name.clone(),
         user: e.user.clone(),
         transport: e.transport,
+        protocol: crate::stats::PROTOCOLS[e.protocol as usize],
         rooms: e.rooms.clone(),
         since: e.since,
     }

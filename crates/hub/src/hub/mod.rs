@@ -16,6 +16,8 @@
 //!   disconnects ([`ServerPublish`], [`NodeCounts`]).
 //! - `deliver.rs`: fan-out, encoding each event once per codec; broadcasts,
 //!   events from other nodes, shutdown.
+//! - `view.rs`: read-only views for tools that watch the hub (the Admin
+//!   UI) and the emit, leave and disconnect by id they apply ([`Census`]).
 //! - `testing.rs` (tests only): the test codec and helpers the unit tests
 //!   of the files above share.
 
@@ -34,6 +36,7 @@ mod server;
 mod state;
 #[cfg(test)]
 mod testing;
+mod view;
 
 pub use config::HubConfig;
 pub use conn::{Conn, Pending};
@@ -44,3 +47,4 @@ pub use recovery_log::{parse_recovery_offset, recovery_offset, Session};
 pub use rooms::{JoinInfo, RoomInfo, Since, Stream, JOIN_SAMPLE};
 pub use server::{NodeCounts, ServerPublish};
 pub use state::Hub;
+pub use view::Census;

@@ -331,6 +331,9 @@ impl Hub {
             None => 0,
         };
         entry.rooms.push(room.name.clone());
+        if let Some(observer) = self.observer() {
+            observer.joined(&room.nsp, &room.name, &entry.client);
+        }
         let info = MemberInfo {
             id,
             name: member.name.clone(),
@@ -372,6 +375,9 @@ impl Hub {
             return Err(HubError::NotMember(room_name.to_string()));
         };
         entry.rooms.swap_remove(pos);
+        if let Some(observer) = self.observer() {
+            observer.left(&entry.nsp, room_name, &entry.client);
+        }
         let ns = st
             .namespaces
             .get_mut(&entry.nsp)

@@ -264,7 +264,7 @@ impl Hub {
 }
 
 /// Tells each member goodbye in its own terms and closes it.
-fn close_members(members: &[Member], reason: &CloseReason) -> usize {
+pub(super) fn close_members(members: &[Member], reason: &CloseReason) -> usize {
     let mut goodbye = Vec::new();
     for member in members {
         goodbye.clear();

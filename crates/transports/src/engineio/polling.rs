@@ -47,13 +47,24 @@ pub(super) fn handshake_response(session: &Arc<Session>) -> Response {
     text_body(StatusCode::OK, payload(&frames, None))
 }
 
-/// Frees the poll slot however the request ends (even if the client goes
-/// away and the future is dropped).
-struct PollGuard<'a>(&'a Session, u64);
+/// Frees the poll slot however the request ends. A poll whose request
+/// went away before it was answered (the future dropped: the client's
+/// connection is gone) closes the session as a transport error, as the
+/// reference server does ("poll connection closed prematurely"): the
+/// client is reconnecting, perhaps to another node, and its recovery
+/// session must be kept now, not after the ping timeout.
+struct PollGuard<'a> {
+    session: &'a Session,
+    generation: u64,
+    answered: bool,
+}
 
 impl Drop for PollGuard<'_> {
     fn drop(&mut self) {
-        self.0.end_poll(self.1);
+        self.session.end_poll(self.generation);
+        if !self.answered {
+            self.session.close(CloseReason::TransportClosed);
+        }
     }
 }
 
@@ -69,7 +80,11 @@ pub(super) async fn poll(engine: &Arc<Engine>, session: &Arc<Session>) -> Respon
         session.protocol_error("overlapping poll requests");
         return engine.error(ErrorCode::BadRequest, &HeaderMap::new());
     };
-    let _guard = PollGuard(session, generation);
+    let mut guard = PollGuard {
+        session,
+        generation,
+        answered: false,
+    };
     let mut frames = Vec::new();
     let mut closed = false;
     let tail = loop {
@@ -79,6 +94,7 @@ pub(super) async fn poll(engine: &Arc<Engine>, session: &Arc<Session>) -> Respon
         let noop_at = match session.poll_stop() {
             Some(PollStop::Refuse) => {
                 // Upgraded while this poll waited: as if it came after.
+                guard.answered = true;
                 return engine.error(ErrorCode::BadRequest, &HeaderMap::new());
             }
             Some(PollStop::NoopAt(at)) if Instant::now() >= at => {
@@ -128,6 +144,7 @@ pub(super) async fn poll(engine: &Arc<Engine>, session: &Arc<Session>) -> Respon
         // The close was delivered: later requests get `Session ID unknown`.
         session.forget();
     }
+    guard.answered = true;
     text_body(StatusCode::OK, payload(&frames, tail))
 }
 

@@ -19,6 +19,15 @@ pub trait Application: Send + Sync + 'static {
     /// Whether clients may connect to namespace `nsp`.
     fn has_namespace(&self, nsp: &str) -> bool;
 
+    /// A namespace's own check of a CONNECT, before (and instead of) the
+    /// server's admission: `Some` answer resolving to `Ok` admits the socket
+    /// as is (no token, no connect hook), `Err(message)` refuses it with a
+    /// CONNECT_ERROR `{message}`. `None` (the default): the server's
+    /// admission decides (`app/admit.rs`). The Admin UI's `/admin` login.
+    fn gate(&self, _nsp: &str, _auth: &RawValue) -> Option<BoxFuture<Result<(), String>>> {
+        None
+    }
+
     /// A socket has joined its namespace (its CONNECT reply is queued).
     /// `auth` is the CONNECT packet's payload (`{}` when none).
     fn on_connect(&self, _socket: &SocketRef<'_>, _auth: &RawValue) {}

@@ -159,7 +159,7 @@ impl Connecting {
         ));
     }
 
-    fn finish(self, sid: &str, admission: Admission) {
+    pub(super) fn finish(self, sid: &str, admission: Admission) {
         let nsp = &*self.nsp;
         match admission {
             Ok(grant) => {

@@ -68,6 +68,7 @@ impl Default for SocketIoConfig {
             engine: EngineConfig::default(),
             connect_timeout: Duration::from_secs(45),
             conformance: false,
+            admin: None,
         }
     }
 }
@@ -83,11 +84,24 @@ pub fn engine(
     let hub = app.hub.clone();
     let ctx = app.clone();
     let chat = Chat { app };
-    let application: Arc<dyn Application> = if config.conformance {
+    let mut application: Arc<dyn Application> = if config.conformance {
         Arc::new(Conformance { chat })
     } else {
         Arc::new(chat)
     };
+    if let Some(admin) = config.admin.clone() {
+        let admin = crate::admin::Admin::start(
+            admin,
+            hub.clone(),
+            &config.engine.path,
+            shutdown.clone(),
+            &tracker,
+        );
+        application = Arc::new(crate::admin::AdminApp {
+            inner: application,
+            admin,
+        });
+    }
     let state = Arc::new(App {
         ctx,
         hub: hub.clone(),
@@ -348,6 +362,9 @@ impl SioSession {
             return;
         }
         let auth = packet.data_str().unwrap_or("{}");
+        if self.gated(nsp, auth) {
+            return;
+        }
         let shared_log = self.cluster_recovery(auth);
         if shared_log.is_none() && self.app.hub.recovery_window().is_some() {
             if self.recover(nsp, auth) {
@@ -384,6 +401,53 @@ impl SioSession {
         }
         // Admitted at once (no connect hook): in `sockets` now.
         self.handoff.take_into(&mut self.sockets);
+    }
+
+    /// A CONNECT to a namespace with its own gate
+    /// ([`Application::gate`]): checked in a task (the session goes on
+    /// reading), then admitted as is or refused with the gate's message.
+    /// False when the namespace has no gate.
+    fn gated(&mut self, nsp: &str, auth: &str) -> bool {
+        let raw = RawValue::from_string(auth.to_owned()).expect("decoder validated the JSON");
+        let Some(check) = self.app.application.gate(nsp, &raw) else {
+            return false;
+        };
+        let sid: Arc<str> = Arc::from(crate::engineio::random_id());
+        let transport = match self.session.upgrade().map(|s| s.transport()) {
+            Some(TransportKind::Polling) => "polling",
+            _ => "websocket",
+        };
+        let connecting = Connecting {
+            app: self.app.clone(),
+            outbox: self.outbox.clone(),
+            connected: self.connected.clone(),
+            handoff: self.handoff.clone(),
+            nsp: nsp.into(),
+            auth: raw,
+        };
+        self.app.tracker.spawn(async move {
+            match check.await {
+                Ok(()) => {
+                    let grant = admit::Grant {
+                        identity: volna_hub::Identity {
+                            client: Some(sid.clone()),
+                            transport,
+                            ..Default::default()
+                        },
+                        name: Some("admin".into()),
+                        rooms: Vec::new(),
+                        sign_in_by: None,
+                    };
+                    connecting.finish(&sid, Ok(grant));
+                }
+                Err(message) => {
+                    let mut s = String::from("4");
+                    write_connect_error(&mut s, &connecting.nsp, &message);
+                    let _ = connecting.outbox.push(&[Frame::text(s)]);
+                }
+            }
+        });
+        true
     }
 
     /// The `pid` and `offset` of a CONNECT that recovers through the

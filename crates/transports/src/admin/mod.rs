@@ -1,0 +1,370 @@
+//! The server side of the Socket.IO Admin UI (`@socket.io/admin-ui` 0.5):
+//! namespace `/admin` on the Socket.IO server, for the hosted UI at
+//! <https://admin.socket.io> or its built page served anywhere.
+//!
+//! - `auth.rs`: the login (name and bcrypt hash, sessions), refused with
+//!   `invalid credentials`;
+//! - `sockets.rs`: every hub connection as the UI's `SerializedSocket`, and
+//!   the hub observer behind `socket_connected`, `socket_disconnected`,
+//!   `room_joined`, `room_left`;
+//! - `stats.rs`: `server_stats` every 2 s;
+//! - `commands.rs`: `emit`, `join`, `leave`, `_disconnect`.
+//!
+//! [`AdminApp`] wraps the server's [`Application`]: `/admin` is its own,
+//! every other namespace goes on to the wrapped one (in development mode
+//! after telling the UI of the event, `event_received`). On connect an
+//! admin socket gets `session` (after a login with a password), `config`,
+//! `server_stats` and `all_sockets`. See `docs/operations.md`, "Admin UI".
+
+pub mod auth;
+pub mod commands;
+pub mod sockets;
+pub mod stats;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::value::{to_raw_value, RawValue};
+use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use volna_hub::{BoxFuture, Frame, Hub, Outbox};
+use volna_protocols::socketio::write_event;
+
+use crate::socketio::{Application, EventCall, SocketRef};
+use auth::{Gatekeeper, Login};
+use commands::Command;
+use stats::ServerStats;
+
+/// The Admin UI's namespace.
+pub const NAMESPACE: &str = "/admin";
+
+/// The hosted UI's origin, allowed (with credentials) when the operator
+/// lists no origins of their own.
+pub const UI_ORIGIN: &str = "https://admin.socket.io";
+
+/// Settings of the Admin UI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// The login name.
+    pub username: String,
+    /// The bcrypt hash of the password.
+    pub password_hash: String,
+    /// Only watch: no command is applied, and the UI shows none.
+    pub read_only: bool,
+    /// Development mode: the UI is also told of every event Socket.IO
+    /// clients send (`event_received`). Off (production) by default.
+    pub development: bool,
+    /// This node's id in the UI; `None`: `hostname#pid`.
+    pub server_id: Option<String>,
+}
+
+/// The features the UI may use, as the reference's `Feature` names: the
+/// commands unless read-only, the aggregated events, and in development
+/// mode the events list.
+pub fn features(config: &AdminConfig) -> Vec<&'static str> {
+    let mut list = if config.read_only {
+        Vec::new()
+    } else {
+        vec![
+            "EMIT",
+            "JOIN",
+            "LEAVE",
+            "DISCONNECT",
+            "MJOIN",
+            "MLEAVE",
+            "MDISCONNECT",
+        ]
+    };
+    list.push("AGGREGATED_EVENTS");
+    if config.development {
+        list.push("ALL_EVENTS");
+    }
+    list
+}
+
+/// The admin sockets connected now (their client ids and outgoing queues),
+/// and emitting to all of them.
+#[derive(Default)]
+pub struct Panel {
+    sockets: Mutex<Vec<(Arc<str>, Arc<Outbox>)>>,
+    count: AtomicUsize,
+}
+
+impl Panel {
+    /// Whether any admin socket is connected.
+    pub fn is_watched(&self) -> bool {
+        self.count.load(Ordering::Relaxed) > 0
+    }
+
+    fn add(&self, client: Arc<str>, outbox: Arc<Outbox>) {
+        let mut sockets = self.sockets.lock().unwrap();
+        sockets.push((client, outbox));
+        self.count.store(sockets.len(), Ordering::Relaxed);
+    }
+
+    /// Forgets admin socket `client` (it went).
+    pub fn forget(&self, client: &str) {
+        let mut sockets = self.sockets.lock().unwrap();
+        sockets.retain(|(c, _)| &**c != client);
+        self.count.store(sockets.len(), Ordering::Relaxed);
+    }
+
+    /// Emits `event` with `args` to every admin socket (encoded once).
+    pub fn emit(&self, event: &str, args: &[Value]) {
+        if !self.is_watched() {
+            return;
+        }
+        let frame = Frame::text(packet(event, args));
+        let mut sockets = self.sockets.lock().unwrap();
+        sockets.retain(|(_, outbox)| outbox.closed().is_none());
+        self.count.store(sockets.len(), Ordering::Relaxed);
+        for (_, outbox) in sockets.iter() {
+            let _ = outbox.push_one(frame.clone());
+        }
+    }
+}
+
+/// The Socket.IO EVENT packet of `event(args…)` in namespace `/admin`.
+pub fn packet(event: &str, args: &[Value]) -> String {
+    let raw: Vec<Box<RawValue>> = args
+        .iter()
+        .map(|a| to_raw_value(a).expect("a JSON value serializes"))
+        .collect();
+    let mut s = String::from("4");
+    write_event(&mut s, NAMESPACE, None, event, &raw, 0);
+    s
+}
+
+/// The Admin UI's state: settings, login, admin sockets, stats.
+pub struct Admin {
+    config: AdminConfig,
+    hub: Hub,
+    gate: Gatekeeper,
+    panel: Arc<Panel>,
+    stats: ServerStats,
+    socketio_path: String,
+}
+
+impl Admin {
+    /// Sets the Admin UI up on `hub`: its observer, the task relaying what it
+    /// sees and the one sending `server_stats`, both ending with `shutdown`.
+    pub fn start(
+        config: AdminConfig,
+        hub: Hub,
+        socketio_path: &str,
+        shutdown: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Arc<Admin> {
+        let panel = Arc::new(Panel::default());
+        let admin = Arc::new(Admin {
+            gate: Gatekeeper::new(config.username.clone(), config.password_hash.clone()),
+            stats: ServerStats::new(config.server_id.clone(), &hub),
+            config,
+            hub: hub.clone(),
+            panel: panel.clone(),
+            socketio_path: socketio_path.to_string(),
+        });
+        let (notes, rx) = sockets::Notes::new(panel.clone());
+        if !hub.set_observer(Arc::new(notes)) {
+            tracing::warn!("admin UI: the hub already has an observer; sockets are not followed");
+        }
+        let path = admin.socketio_path.clone();
+        let relay_stop = shutdown.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                _ = sockets::relay(rx, panel, path) => {}
+                _ = relay_stop.cancelled() => {}
+            }
+        });
+        let ticking = admin.clone();
+        tracker.spawn(async move {
+            let mut every = tokio::time::interval(stats::INTERVAL);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = every.tick() => ticking.emit_stats(),
+                    _ = shutdown.cancelled() => break,
+                }
+            }
+        });
+        tracing::info!(
+            server_id = admin.stats.server_id(),
+            read_only = admin.config.read_only,
+            development = admin.config.development,
+            "admin UI on namespace {NAMESPACE}"
+        );
+        admin
+    }
+
+    fn emit_stats(&self) {
+        if self.panel.is_watched() {
+            let payload = self.stats.payload(&self.hub);
+            self.panel.emit("server_stats", &[payload]);
+        }
+    }
+
+    /// Logins refused so far.
+    pub fn refused(&self) -> u64 {
+        self.gate.refused()
+    }
+
+    /// Every connection, serialized.
+    fn all_sockets(&self) -> Value {
+        Value::Array(
+            self.hub
+                .connections()
+                .iter()
+                .map(|c| sockets::serialize(c, &self.socketio_path))
+                .collect(),
+        )
+    }
+
+    fn on_connect(&self, socket: &SocketRef<'_>, auth: &RawValue) {
+        let login = Login::parse(auth.get());
+        let send = |event: &str, args: &[Value]| {
+            let _ = socket.outbox().push_one(Frame::text(packet(event, args)));
+        };
+        let resumed = login
+            .session_id
+            .as_deref()
+            .is_some_and(|s| self.gate.knows_session(s));
+        if !resumed {
+            send("session", &[json!(self.gate.new_session())]);
+        }
+        send(
+            "config",
+            &[json!({ "supportedFeatures": features(&self.config) })],
+        );
+        send("server_stats", &[self.stats.payload(&self.hub)]);
+        send("all_sockets", &[self.all_sockets()]);
+        self.panel
+            .add(socket.conn().client(), socket.outbox().clone());
+    }
+
+    fn on_command(&self, event: EventCall<'_>) {
+        if self.config.read_only {
+            tracing::debug!(event = event.name, "admin UI is read-only: command ignored");
+            return;
+        }
+        match Command::decode(event.name, event.args) {
+            Some(command) => {
+                tracing::info!(?command, "admin UI command");
+                command.apply(&self.hub, event.attachments);
+            }
+            None => tracing::debug!(event = event.name, "admin UI: unknown command"),
+        }
+    }
+
+    fn event_received(&self, socket: &SocketRef<'_>, event: &EventCall<'_>) {
+        if !self.panel.is_watched() {
+            return;
+        }
+        let mut args = vec![Value::String(event.name.to_string())];
+        args.extend(
+            event
+                .args
+                .iter()
+                .map(|a| serde_json::from_str(a.get()).unwrap_or(Value::Null)),
+        );
+        self.panel.emit(
+            "event_received",
+            &[
+                json!(socket.nsp()),
+                json!(&*socket.conn().client()),
+                Value::Array(args),
+                sockets::date(volna_hub::now_ms()),
+            ],
+        );
+    }
+}
+
+/// The server's application with namespace `/admin` added.
+pub struct AdminApp {
+    /// What every other namespace does.
+    pub inner: Arc<dyn Application>,
+    /// The Admin UI.
+    pub admin: Arc<Admin>,
+}
+
+impl Application for AdminApp {
+    fn has_namespace(&self, nsp: &str) -> bool {
+        nsp == NAMESPACE || self.inner.has_namespace(nsp)
+    }
+
+    fn gate(&self, nsp: &str, auth: &RawValue) -> Option<BoxFuture<Result<(), String>>> {
+        if nsp != NAMESPACE {
+            return self.inner.gate(nsp, auth);
+        }
+        let admin = self.admin.clone();
+        let login = Login::parse(auth.get());
+        Some(Box::pin(async move {
+            admin.gate.check(&login).await.map_err(str::to_owned)
+        }))
+    }
+
+    fn on_connect(&self, socket: &SocketRef<'_>, auth: &RawValue) {
+        if socket.nsp() == NAMESPACE {
+            self.admin.on_connect(socket, auth);
+        } else {
+            self.inner.on_connect(socket, auth);
+        }
+    }
+
+    fn on_event(&self, socket: &SocketRef<'_>, event: EventCall<'_>) {
+        if socket.nsp() == NAMESPACE {
+            self.admin.on_command(event);
+            return;
+        }
+        if self.admin.config.development {
+            self.admin.event_received(socket, &event);
+        }
+        self.inner.on_event(socket, event);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> AdminConfig {
+        AdminConfig {
+            username: "admin".into(),
+            password_hash: String::new(),
+            read_only: false,
+            development: false,
+            server_id: None,
+        }
+    }
+
+    #[test]
+    fn features_follow_the_mode() {
+        assert_eq!(
+            features(&config()),
+            vec![
+                "EMIT",
+                "JOIN",
+                "LEAVE",
+                "DISCONNECT",
+                "MJOIN",
+                "MLEAVE",
+                "MDISCONNECT",
+                "AGGREGATED_EVENTS"
+            ]
+        );
+        let ro = AdminConfig {
+            read_only: true,
+            development: true,
+            ..config()
+        };
+        assert_eq!(features(&ro), vec!["AGGREGATED_EVENTS", "ALL_EVENTS"]);
+    }
+
+    #[test]
+    fn packets_are_admin_namespace_events() {
+        assert_eq!(
+            packet("config", &[json!({"supportedFeatures": ["EMIT"]})]),
+            r#"42/admin,["config",{"supportedFeatures":["EMIT"]}]"#
+        );
+    }
+}

@@ -1,0 +1,232 @@
+//! Connections as the Admin UI sees them: every hub connection (Socket.IO
+//! sockets of every namespace, `/ws` and TCP clients alike) serialized as
+//! the reference's `SerializedSocket`, and the hub [`Observer`] that turns
+//! connects, disconnects, joins and leaves into `socket_connected`,
+//! `socket_disconnected`, `room_joined` and `room_left`.
+//!
+//! The observer is called under hub locks, so it only queues a [`Note`]
+//! (when an admin socket is connected at all); a task renders the notes and
+//! emits them to the admin sockets.
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use volna_hub::{ConnView, Observer};
+use volna_protocols::line::Timestamp;
+
+use super::Panel;
+
+/// Notes that may wait for the task; more are dropped (the UI catches up
+/// with `all_sockets` when it reconnects).
+const NOTES_QUEUED: usize = 65_536;
+
+/// A date as JavaScript's `JSON.stringify(new Date())` writes it.
+pub fn date(ms: u64) -> Value {
+    Value::String(Timestamp(ms).to_string())
+}
+
+/// How the socket list should name a connection's transport.
+fn transport(conn: &ConnView) -> &'static str {
+    conn.transport
+}
+
+/// The synthetic handshake of a connection: what the reference shows of
+/// the HTTP request that opened it. volna keeps no request headers per
+/// connection, so `headers` is empty and `address` unknown; `url` says
+/// which endpoint it came through.
+fn handshake(conn: &ConnView, socketio_path: &str) -> Value {
+    let (url, query) = match conn.protocol {
+        "socketio" => (
+            format!("{socketio_path}?EIO=4&transport={}", conn.transport),
+            json!({"EIO": "4", "transport": conn.transport}),
+        ),
+        "ws" => ("/ws".to_string(), json!({})),
+        "tcp" => ("tcp".to_string(), json!({})),
+        other => (other.to_string(), json!({})),
+    };
+    json!({
+        "address": "",
+        "headers": {},
+        "time": Timestamp(conn.since).to_string(),
+        "issued": conn.since,
+        "url": url,
+        "query": query,
+        "secure": false,
+        "xdomain": false,
+        "auth": {},
+    })
+}
+
+/// A connection as the reference's `SerializedSocket`: `id` is the client
+/// id (a Socket.IO socket's id), `clientId` the same (one socket per
+/// connection and namespace here), `rooms` starts with the connection's own
+/// room, as Socket.IO's `socket.rooms`.
+pub fn serialize(conn: &ConnView, socketio_path: &str) -> Value {
+    let mut rooms: Vec<&str> = vec![&conn.client];
+    rooms.extend(conn.rooms.iter().map(|r| &**r));
+    let mut data = json!({ "name": &*conn.name, "protocol": conn.protocol });
+    if let Some(user) = &conn.user {
+        data["user"] = Value::String(user.to_string());
+    }
+    json!({
+        "id": &*conn.client,
+        "clientId": &*conn.client,
+        "transport": transport(conn),
+        "nsp": &*conn.nsp,
+        "data": data,
+        "handshake": handshake(conn, socketio_path),
+        "rooms": rooms,
+    })
+}
+
+/// One change the observer saw, with when.
+#[derive(Debug)]
+pub enum Note {
+    /// A connection registered.
+    Connected(ConnView, u64),
+    /// A connection went (namespace, client id, reason).
+    Disconnected(Arc<str>, Arc<str>, String, u64),
+    /// A connection joined a room (namespace, room, client id).
+    Joined(Arc<str>, Arc<str>, Arc<str>, u64),
+    /// A connection left a room (namespace, room, client id).
+    Left(Arc<str>, Arc<str>, Arc<str>, u64),
+}
+
+impl Note {
+    /// The event and its arguments, as the reference emits them.
+    pub fn render(&self, socketio_path: &str) -> (&'static str, Vec<Value>) {
+        match self {
+            Note::Connected(conn, ts) => (
+                "socket_connected",
+                vec![serialize(conn, socketio_path), date(*ts)],
+            ),
+            Note::Disconnected(nsp, id, reason, ts) => (
+                "socket_disconnected",
+                vec![json!(&**nsp), json!(&**id), json!(reason), date(*ts)],
+            ),
+            Note::Joined(nsp, room, id, ts) => (
+                "room_joined",
+                vec![json!(&**nsp), json!(&**room), json!(&**id), date(*ts)],
+            ),
+            Note::Left(nsp, room, id, ts) => (
+                "room_left",
+                vec![json!(&**nsp), json!(&**room), json!(&**id), date(*ts)],
+            ),
+        }
+    }
+}
+
+/// The hub observer: queues notes while an admin socket is connected.
+pub struct Notes {
+    panel: Arc<Panel>,
+    tx: mpsc::Sender<Note>,
+}
+
+impl Notes {
+    /// The observer and the receiving end its task reads.
+    pub fn new(panel: Arc<Panel>) -> (Notes, mpsc::Receiver<Note>) {
+        let (tx, rx) = mpsc::channel(NOTES_QUEUED);
+        (Notes { panel, tx }, rx)
+    }
+
+    fn note(&self, note: impl FnOnce(u64) -> Note) {
+        if self.panel.is_watched() {
+            let _ = self.tx.try_send(note(volna_hub::now_ms()));
+        }
+    }
+}
+
+/// The socket.io reason of a close, as the UI lists it.
+fn reason_text(reason: Option<&str>) -> String {
+    reason.unwrap_or("client namespace disconnect").to_string()
+}
+
+impl Observer for Notes {
+    fn connected(&self, conn: &ConnView) {
+        self.note(|ts| Note::Connected(conn.clone(), ts));
+    }
+
+    fn disconnected(&self, nsp: &str, client: &str, reason: Option<&str>) {
+        if nsp == super::NAMESPACE {
+            self.panel.forget(client);
+        }
+        self.note(|ts| Note::Disconnected(nsp.into(), client.into(), reason_text(reason), ts));
+    }
+
+    fn joined(&self, nsp: &str, room: &str, client: &str) {
+        self.note(|ts| Note::Joined(nsp.into(), room.into(), client.into(), ts));
+    }
+
+    fn left(&self, nsp: &str, room: &str, client: &str) {
+        self.note(|ts| Note::Left(nsp.into(), room.into(), client.into(), ts));
+    }
+}
+
+/// Emits every note to the admin sockets, until the hub goes.
+pub async fn relay(mut rx: mpsc::Receiver<Note>, panel: Arc<Panel>, socketio_path: String) {
+    while let Some(note) = rx.recv().await {
+        let (event, args) = note.render(&socketio_path);
+        panel.emit(event, &args);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(protocol: &'static str, transport: &'static str) -> ConnView {
+        ConnView {
+            id: 3,
+            nsp: Arc::from("/"),
+            client: Arc::from("abc"),
+            name: Arc::from("ann"),
+            user: None,
+            transport,
+            protocol,
+            rooms: vec![Arc::from("lobby")],
+            since: 1_764_065_472_345,
+        }
+    }
+
+    #[test]
+    fn sockets_serialize_as_the_reference() {
+        let v = serialize(&view("socketio", "polling"), "/socket.io/");
+        assert_eq!(v["id"], "abc");
+        assert_eq!(v["clientId"], "abc");
+        assert_eq!(v["transport"], "polling");
+        assert_eq!(v["nsp"], "/");
+        assert_eq!(v["rooms"], json!(["abc", "lobby"]));
+        assert_eq!(v["data"], json!({"name": "ann", "protocol": "socketio"}));
+        let h = &v["handshake"];
+        for key in [
+            "address", "headers", "time", "issued", "url", "query", "secure", "xdomain", "auth",
+        ] {
+            assert!(h.get(key).is_some(), "handshake.{key}");
+        }
+        assert_eq!(h["issued"], 1_764_065_472_345u64);
+        assert_eq!(h["time"], "2025-11-25T10:11:12.345Z");
+        assert_eq!(h["url"], "/socket.io/?EIO=4&transport=polling");
+        let tcp = serialize(&view("tcp", "tcp"), "/socket.io/");
+        assert_eq!(tcp["transport"], "tcp");
+        assert_eq!(tcp["handshake"]["url"], "tcp");
+    }
+
+    #[test]
+    fn notes_render_as_the_reference_events() {
+        let (event, args) = Note::Joined("/".into(), "lobby".into(), "abc".into(), 0).render("/");
+        assert_eq!(event, "room_joined");
+        assert_eq!(
+            Value::Array(args),
+            json!(["/", "lobby", "abc", "1970-01-01T00:00:00.000Z"])
+        );
+        let (event, args) =
+            Note::Disconnected("/".into(), "abc".into(), "transport close".into(), 0).render("/");
+        assert_eq!(event, "socket_disconnected");
+        assert_eq!(args[2], "transport close");
+        let (event, args) = Note::Connected(view("ws", "websocket"), 5).render("/");
+        assert_eq!(event, "socket_connected");
+        assert_eq!(args[0]["handshake"]["url"], "/ws");
+        assert_eq!(args.len(), 2);
+    }
+}
