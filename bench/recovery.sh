@@ -8,6 +8,8 @@
 #   on       a single node, recovery on
 #   pubsub   recovery on, joined to a Redis (classic pub/sub adapter)
 #   streams  recovery on, joined to a Redis in streams mode (every message ordered by the stream)
+#   base     recovery off, the binary BASE_BIN (an older build, e.g. before a change on the hot path)
+#   scraped  recovery off, with GET /metrics scraped every second during the run
 # Redis (when a case needs it) runs on core 1 with the load generator.
 #
 #   bash bench/recovery.sh                       # CASES="off on" MEMBERS=1000 RATE=200 MESSAGES=400 ROUNDS=2
@@ -38,19 +40,27 @@ for round in $(seq "$rounds"); do
   for mode in $cases; do
     port=$(free_port)
     redis=(--redis "redis://127.0.0.1:${redis_port:-0}" --redis-prefix "bench-$round-$mode")
+    server=$bin
+    scraper=
     case $mode in
-      off) extra=() ;;
+      off | scraped) extra=() ;;
+      base) extra=(); server=${BASE_BIN:?BASE_BIN names the binary of case base} ;;
       on) extra=(--recovery true) ;;
       pubsub) extra=(--recovery true "${redis[@]}") ;;
       streams) extra=(--recovery true "${redis[@]}" --redis-mode streams) ;;
       *) echo "unknown case $mode" >&2; exit 2 ;;
     esac
-    taskset -c 0 "$bin" serve --http-addr "127.0.0.1:$port" --tcp-addr 127.0.0.1:0 --log warn \
+    taskset -c 0 "$server" serve --http-addr "127.0.0.1:$port" --tcp-addr 127.0.0.1:0 --log warn \
       --messages-per-second 0 "${extra[@]}" >/dev/null 2>&1 &
     pid=$!
     for _ in $(seq 50); do (echo >"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+    if [ "$mode" = scraped ]; then
+      (while sleep 1; do curl -fsS -o /dev/null "http://127.0.0.1:$port/metrics" || break; done) &
+      scraper=$!
+    fi
     echo "$mode $(taskset -c 1 "$bin" bench fanout -n "$members" -m "$messages" --rate "$rate" --size 64 \
       --url "socketio://127.0.0.1:$port" --pid "$pid" --json --quiet | tail -1)" >>"$results"
+    [ -n "$scraper" ] && kill "$scraper" 2>/dev/null
     kill "$pid"
     wait "$pid" 2>/dev/null || true
   done
