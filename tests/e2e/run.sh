@@ -11,7 +11,9 @@
 #                                  # started with --config examples/whiteboard/volna.toml
 #
 # tests/e2e/price-feed.test.mjs (the examples/price-feed application) starts its own volna (the binary this
-# script builds), backend and clients on free ports, also when E2E_HTTP/E2E_TCP are given.
+# script builds), backend and clients on free ports, also when E2E_HTTP/E2E_TCP are given; so does
+# tests/e2e/admin.test.mjs (the Socket.IO Admin UI's page against volna's /admin, screenshot to
+# docs/screenshot-admin.png).
 #
 # Screenshots go to tests/e2e/out/. Needs what scripts/install-test-deps.sh installs (/usr/bin/chromium,
 # tests/e2e/node_modules); runs that script first when either is missing. The suite is killed after
@@ -42,7 +44,7 @@ export VOLNA_TCP VOLNA_HTTP
 echo "== e2e: chat page at $VOLNA_HTTP/, TCP at $VOLNA_TCP, browser $CHROMIUM"
 
 mkdir -p "$HERE/out"
-(cd "$HERE" && timeout -k 5 "$SUITE_TIMEOUT" node --test --test-reporter=spec --test-concurrency=1 chat.test.mjs price-feed.test.mjs)
+(cd "$HERE" && timeout -k 5 "$SUITE_TIMEOUT" node --test --test-reporter=spec --test-concurrency=1 chat.test.mjs price-feed.test.mjs admin.test.mjs)
 status=$?
 [ "$status" = 124 ] && echo "e2e: the suite timed out after ${SUITE_TIMEOUT}s" >&2
 if [ -n "$SERVER_PID" ] && ! kill -0 "$SERVER_PID" 2>/dev/null; then

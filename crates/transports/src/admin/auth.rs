@@ -129,7 +129,7 @@ impl Gatekeeper {
 mod tests {
     use super::*;
 
-    // bcrypt("s3cret", cost 4), as `bcryptjs.hashSync("s3cret", 4)` makes it.
+    // bcrypt("s3cret", cost 4) with a fixed salt, in bcryptjs's `$2a$` form.
     fn hash() -> String {
         bcrypt::hash_with_salt("s3cret", 4, [7u8; 16])
             .unwrap()
@@ -145,6 +145,11 @@ mod tests {
         assert!(!verify("S3cret", &h));
         assert!(!valid_hash("s3cret"));
         assert!(!verify("s3cret", "not a hash"));
+        // Made by bcryptjs (the reference's library): hashSync("admin-pass", 4).
+        let node = "$2a$04$9qb6WJGqcQfbBoGglP/lUuJlEnRK2DEpJIPKZY3LA2seajLVFsIla";
+        assert!(valid_hash(node));
+        assert!(verify("admin-pass", node));
+        assert!(!verify("admin-pasS", node));
     }
 
     #[tokio::test]

@@ -246,7 +246,12 @@ fn render_reply(outcome: Outcome, in_cluster: bool) -> Answer {
         Reply::Nick { name } => json!({"ok": true, "name": &*name}),
         Reply::Join(info) => {
             let names: Vec<&str> = info.members.iter().map(|m| &*m.name).collect();
-            json!({"ok": true, "room": &*info.room, "members": names, "count": info.count, "already": info.already, "offset": info.offset, "epoch": &*info.epoch, "missed": info.missed, "log": info.log.as_deref()})
+            let mut v = json!({"ok": true, "room": &*info.room, "members": names, "count": info.count, "already": info.already, "offset": info.offset, "epoch": &*info.epoch, "missed": info.missed});
+            if let Some(log) = &info.log {
+                // In a cluster with a shared log: where `since: {log}` resumes.
+                v["log"] = (**log).into();
+            }
+            v
         }
         Reply::Leave { room, members } => json!({"ok": true, "room": room, "members": members}),
         Reply::Published(m) => {

@@ -60,6 +60,9 @@ pub struct SocketIoConfig {
     /// `/custom`, `auth` sent back on connect, `message` echoed as
     /// `message-back`, `message-with-ack` acknowledged with its arguments.
     pub conformance: bool,
+    /// The Socket.IO Admin UI on namespace `/admin` ([`crate::admin`]);
+    /// `None` (the default): no such namespace.
+    pub admin: Option<crate::admin::AdminConfig>,
 }
 
 impl Default for SocketIoConfig {

@@ -54,6 +54,10 @@
 //! trusted_proxies = ["127.0.0.1", "10.0.0.0/8"]  # their X-Forwarded-For names the client (limits, hooks)
 //! tls_cert = "fullchain.pem"   # HTTPS/WSS and TLS on the TCP port (relative to this file; read again when it changes)
 //! tls_key = "privkey.pem"
+//! admin_username = "admin"    # the Socket.IO Admin UI on namespace /admin (docs/operations.md)
+//! admin_password_hash = "$2b$10$…"  # bcrypt of its password
+//! admin_read_only = false      # true: watch only
+//! admin_mode = "production"    # or "development": also every event clients send
 //!
 //! [[rooms]]                    # room policies, first match wins (see crate::rooms)
 //! match = "doc:*"
@@ -88,6 +92,17 @@ pub enum Profile {
     Default,
     /// What the official Engine.IO / Socket.IO test suites expect.
     Conformance,
+}
+
+/// The Admin UI's mode, as `@socket.io/admin-ui`'s `mode` option.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AdminMode {
+    /// Sockets, rooms and server stats.
+    #[default]
+    Production,
+    /// Also every event Socket.IO clients send.
+    Development,
 }
 
 /// Everything `volna serve` needs, after merging every source.
@@ -257,6 +272,14 @@ pub struct FileConfig {
     pub api_max_body: Option<usize>,
     /// This node's name in the server API's `info`.
     pub node_name: Option<String>,
+    /// The Admin UI's login name (turns namespace `/admin` on).
+    pub admin_username: Option<String>,
+    /// The bcrypt hash of the Admin UI's password.
+    pub admin_password_hash: Option<String>,
+    /// The Admin UI only watches.
+    pub admin_read_only: Option<bool>,
+    /// `production` (the default) or `development`.
+    pub admin_mode: Option<AdminMode>,
     /// URL of the connect hook.
     pub connect_hook_url: Option<String>,
     /// URL of the rpc hook.
@@ -451,6 +474,19 @@ pub struct ServeArgs {
     /// This node's name in the server API's `info` [default: volna@<http address>].
     #[arg(long, env = "VOLNA_NODE_NAME")]
     pub node_name: Option<String>,
+    /// Turns the Socket.IO Admin UI on (namespace /admin, https://admin.socket.io): its login name;
+    /// needs --admin-password-hash [default: off].
+    #[arg(long, env = "VOLNA_ADMIN_USERNAME")]
+    pub admin_username: Option<String>,
+    /// The bcrypt hash of the Admin UI's password (e.g. `htpasswd -bnBC 10 "" PASSWORD | tr -d ':'`).
+    #[arg(long, env = "VOLNA_ADMIN_PASSWORD_HASH")]
+    pub admin_password_hash: Option<String>,
+    /// The Admin UI only watches: no emit, join, leave or disconnect [default: false].
+    #[arg(long, env = "VOLNA_ADMIN_READ_ONLY")]
+    pub admin_read_only: bool,
+    /// `development` also shows every event Socket.IO clients send [default: production].
+    #[arg(long, env = "VOLNA_ADMIN_MODE")]
+    pub admin_mode: Option<AdminMode>,
     /// Backend asked on every new client, Centrifugo's connect proxy shapes (http://…) [default: none].
     #[arg(long, env = "VOLNA_CONNECT_HOOK_URL")]
     pub connect_hook_url: Option<String>,
@@ -648,6 +684,7 @@ impl ServeArgs {
         let old_variable = std::env::var("VOLNA_CORS_ORIGINS")
             .ok()
             .map(|v| v.split(',').map(str::to_owned).collect());
+        let mut origins_listed = false;
         if let Some(v) = self
             .allowed_origins
             .clone()
@@ -657,6 +694,7 @@ impl ServeArgs {
             .or(old_variable)
         {
             let list: Vec<String> = v.into_iter().filter(|o| !o.is_empty()).collect();
+            origins_listed = true;
             sio.engine.allowed_origins = list.clone();
             cfg.ws.allowed_origins = list;
         }
@@ -744,6 +782,32 @@ impl ServeArgs {
             cfg.api_max_body = v;
         }
         cfg.node_name = self.node_name.clone().or(file.node_name);
+        let admin_username = self.admin_username.clone().or(file.admin_username);
+        if let Some(username) = admin_username.filter(|u| !u.is_empty()) {
+            let hash = self
+                .admin_password_hash
+                .clone()
+                .or(file.admin_password_hash)
+                .unwrap_or_default();
+            anyhow::ensure!(
+                volna_transports::admin::auth::valid_hash(&hash),
+                "admin_password_hash must be a bcrypt hash ($2b$10$…) when admin_username is set"
+            );
+            cfg.socketio.admin = Some(volna_transports::admin::AdminConfig {
+                username,
+                password_hash: hash,
+                read_only: self.admin_read_only || file.admin_read_only.unwrap_or(false),
+                development: self.admin_mode.or(file.admin_mode).unwrap_or_default()
+                    == AdminMode::Development,
+                server_id: cfg.node_name.clone(),
+            });
+            // The hosted UI may call, with credentials, unless the operator
+            // chose the origins (then they list it themselves).
+            if !origins_listed {
+                cfg.socketio.engine.allowed_origins =
+                    vec![volna_transports::admin::UI_ORIGIN.to_string()];
+            }
+        }
         let log = self
             .log
             .clone()
@@ -797,6 +861,43 @@ mod tests {
         std::fs::write(&path, "nonsense = 1\n").unwrap();
         let err = args.resolve().unwrap_err().to_string();
         assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn admin_ui_needs_a_bcrypt_hash_and_allows_its_origin() {
+        let hash = "$2a$04$BwcHBwcHBwcHBwcHBwcHB.9v7F4ezUqBCLZnhNDDxw8Pck1eJ21YO";
+        let args = ServeArgs {
+            admin_username: Some("admin".into()),
+            admin_password_hash: Some(hash.into()),
+            admin_mode: Some(AdminMode::Development),
+            ..Default::default()
+        };
+        let (cfg, _) = args.resolve().unwrap();
+        let admin = cfg.socketio.admin.expect("admin UI on");
+        assert_eq!(admin.username, "admin");
+        assert!(admin.development && !admin.read_only);
+        assert_eq!(
+            cfg.socketio.engine.allowed_origins,
+            vec![volna_transports::admin::UI_ORIGIN]
+        );
+        assert!(cfg.ws.allowed_origins.is_empty());
+        // Origins chosen by the operator are kept as they are.
+        let listed = ServeArgs {
+            allowed_origins: Some(vec!["https://a.example".into()]),
+            ..args.clone()
+        };
+        let (cfg, _) = listed.resolve().unwrap();
+        assert_eq!(
+            cfg.socketio.engine.allowed_origins,
+            vec!["https://a.example"]
+        );
+        let bad = ServeArgs {
+            admin_password_hash: Some("plain".into()),
+            ..args
+        };
+        assert!(bad.resolve().is_err());
+        let (cfg, _) = ServeArgs::default().resolve().unwrap();
+        assert!(cfg.socketio.admin.is_none());
     }
 
     #[test]
