@@ -12,7 +12,8 @@
 // The second test drains a single node C (no Redis, --drain-ms 500) with a /ws client (close code 1012)
 // and a TCP line client (`bye server-restart: …`) on it; new TCP connections are refused meanwhile.
 //
-// Started by run.sh, which passes REDIS_URL, PREFIX and VOLNA_BIN.
+// Started by run.sh, which passes REDIS_URL, PREFIX and VOLNA_BIN. Each test prints a summary line;
+// RESTART_DEBUG=1 adds the Manager's events (reconnection attempts, engine opens) of the slowest clients.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -216,10 +217,10 @@ function client(url, opts, index) {
     ackTimeout: 5000,
     ...opts,
   });
-  s.state = { index, transports: opts.transports, got: [], offsets: [], disconnects: [], connects: [] };
+  // manager: the Manager's reconnection attempts, errors and engine opens.
+  s.state = { index, transports: opts.transports, got: [], offsets: [], disconnects: [], connects: [], manager: [] };
   s.on("connect", () => s.state.connects.push({ at: Date.now(), id: s.id, recovered: s.recovered }));
   s.on("disconnect", (reason) => s.state.disconnects.push({ at: Date.now(), reason }));
-  s.state.manager = [];
   s.io.on("reconnect_attempt", (n) => s.state.manager.push({ at: Date.now(), n }));
   s.io.on("open", () => s.state.manager.push({ at: Date.now(), open: true }));
   s.io.on("reconnect_error", (e) => s.state.manager.push({ at: Date.now(), error: `${e?.message} ${e?.description?.message ?? e?.description ?? ""}` }));

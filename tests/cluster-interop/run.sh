@@ -95,3 +95,10 @@ done
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT" VOLNA_A="http://127.0.0.1:$SHTTP_A" VOLNA_B="http://127.0.0.1:$SHTTP_B" \
   PREFIX="$SPREFIX" timeout -k 5 180 node --test streams.test.mjs ||
   { echo "--- volna logs (streams mode)"; for f in "$LOG"/streams-*.log; do echo "--- $f"; cat "$f"; done; exit 1; }
+
+# Rolling restarts (restart.test.mjs): the suite starts its own volna nodes (two in streams mode with
+# recovery on this redis-server, one alone), moves 200 Socket.IO clients off a node it sends SIGTERM to,
+# through a load balancer of its own, and checks /ws and TCP clients are told to reconnect.
+REDIS_URL="redis://127.0.0.1:$REDIS_PORT" PREFIX="restart-$$" VOLNA_BIN="$VOLNA" \
+  timeout -k 5 120 node --test restart.test.mjs ||
+  { echo "=========="; echo "FAILED rolling restarts (restart.test.mjs): volna's stderr is printed above"; echo "=========="; exit 1; }
