@@ -14,9 +14,10 @@
 #
 #   bash bench/recovery.sh                       # CASES="off on" MEMBERS=1000 RATE=200 MESSAGES=400 ROUNDS=2
 #   CASES="pubsub streams" bash bench/recovery.sh
+#   NO_BUILD=1 uses target/release/volna as it is
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -q -p volna
+[ -n "${NO_BUILD:-}" ] || cargo build --release -q -p volna
 bin=target/release/volna
 members=${MEMBERS:-1000}
 rate=${RATE:-200}
