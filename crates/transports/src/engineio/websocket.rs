@@ -234,6 +234,10 @@ async fn read_loop(session: &Session, sock: &WsSocket, reader: &mut Reader) {
     match reader.run(sock.stream(), &mut on).await {
         // Stopped: the session was closed for an invalid packet.
         ReadEnd::Stopped => {}
+        // The session closed first and the client answered its close (a
+        // code only a server may send, such as 1012, echoed): the closing
+        // handshake, not a violation.
+        ReadEnd::Fail(_) if session.is_closed() => {}
         ReadEnd::Fail(v) => {
             engine.bump_bad_input();
             sock.set_close_code(v.code);

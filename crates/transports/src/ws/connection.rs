@@ -240,6 +240,12 @@ where
                 outbox.close(CloseReason::ClientQuit);
                 return AfterOpen::Done;
             }
+            Wake::Read(ReadEnd::Fail(_)) if outbox.closed().is_some() => {
+                // The server closed first and the client answered its close
+                // (a code only a server may send, such as 1012, echoed): the
+                // closing handshake, not a violation.
+                return AfterOpen::Done;
+            }
             Wake::Read(ReadEnd::Fail(violation)) => {
                 fail(
                     sock,
