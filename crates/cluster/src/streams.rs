@@ -217,6 +217,7 @@ pub(crate) async fn read_loop(
         while let Ok(req) = restores.try_recv() {
             waiting.push(req);
         }
+        let mut ready = Vec::new();
         for req in std::mem::take(&mut waiting) {
             // A client may have an offset this reader has not reached yet
             // (another node delivered it first): read on before answering.
@@ -227,8 +228,11 @@ pub(crate) async fn read_loop(
             if behind && req.since.elapsed() < RELEASE_LIMIT {
                 waiting.push(req);
             } else {
-                r.restore(req).await;
+                ready.push(req);
             }
+        }
+        if !ready.is_empty() {
+            r.restore(ready).await;
         }
         let last = r.last.clone().unwrap_or_else(|| "0-0".into());
         let mut xread = redis::cmd("XREAD");
@@ -344,114 +348,125 @@ impl Reader {
         bump(&self.shared.counters.received);
     }
 
-    /// Answers one recovery: the session and what its rooms had after the
-    /// client's offset, up to the last entry delivered here; then waits
-    /// until the socket is back in its rooms.
-    async fn restore(&mut self, req: RestoreRequest) {
-        let restored = match self.fetch_session(&req).await {
-            Ok(found) => found,
-            Err(e) => {
+    /// Answers the recoveries waiting now, all at once (a node drained
+    /// elsewhere sends hundreds together): their sessions and what their
+    /// rooms had after each client's offset, up to the last entry delivered
+    /// here, fetched concurrently; then waits until every socket is back in
+    /// its rooms before reading on.
+    async fn restore(&mut self, reqs: Vec<RestoreRequest>) {
+        let last = self.last.clone().unwrap_or_else(|| "0-0".into());
+        let shared = &self.shared;
+        let found = futures_util::future::join_all(
+            reqs.iter().map(|req| fetch_session(shared, &last, req)),
+        )
+        .await;
+        let mut releases = Vec::with_capacity(reqs.len());
+        for (req, found) in reqs.into_iter().zip(found) {
+            let restored = found.unwrap_or_else(|e| {
                 tracing::debug!(error = %e, "session restore failed");
                 None
+            });
+            let Some(mut restored) = restored else {
+                bump(&shared.counters.sessions_not_restored);
+                let _ = req.reply.send(None);
+                continue;
+            };
+            let (released_tx, released) = oneshot::channel::<()>();
+            restored.release = Box::new(move || {
+                let _ = released_tx.send(());
+            });
+            if req.reply.send(Some(restored)).is_ok() {
+                bump(&shared.counters.sessions_restored);
+                releases.push(released);
             }
-        };
-        let Some(mut restored) = restored else {
-            bump(&self.shared.counters.sessions_not_restored);
-            let _ = req.reply.send(None);
-            return;
-        };
-        let (released_tx, released) = oneshot::channel::<()>();
-        restored.release = Box::new(move || {
-            let _ = released_tx.send(());
-        });
-        if req.reply.send(Some(restored)).is_ok() {
-            bump(&self.shared.counters.sessions_restored);
-            let _ = tokio::time::timeout(RELEASE_LIMIT, released).await;
         }
+        let _ = tokio::time::timeout(RELEASE_LIMIT, futures_util::future::join_all(releases)).await;
     }
+}
 
-    async fn fetch_session(
-        &mut self,
-        req: &RestoreRequest,
-    ) -> redis::RedisResult<Option<Restored>> {
-        if !stream_wire::is_entry_id(&req.offset) {
-            return Ok(None);
-        }
-        let stream = &self.shared.config.prefix;
-        let mut conn = self.shared.publisher.clone();
-        // As the reference: the session is taken (GET and DEL at once) and
-        // the offset must still be in the stream, else what the client
-        // missed cannot be told.
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        if let Restore::Session { pid } = &req.what {
-            let key = format!("{}{pid}", self.shared.config.session_prefix);
-            pipe.cmd("GET").arg(&key).cmd("DEL").arg(&key).ignore();
-        }
-        pipe.cmd("XRANGE")
-            .arg(stream)
-            .arg(&req.offset)
-            .arg(&req.offset);
-        let (stored, found): (Option<Vec<u8>>, Value) = match req.what {
-            Restore::Session { .. } => pipe.query_async(&mut conn).await?,
-            Restore::Room { .. } => {
-                let (found,): (Value,) = pipe.query_async(&mut conn).await?;
-                (None, found)
-            }
-        };
-        if entries(&found).is_empty() {
-            return Ok(None);
-        }
-        let session = match (&req.what, stored) {
-            (Restore::Room { room }, _) => stream_wire::StoredSession {
-                identity: volna_hub::Identity::default(),
-                name: None,
-                rooms: vec![Arc::from(room.as_str())],
-            },
-            (Restore::Session { .. }, None) => return Ok(None),
-            (Restore::Session { .. }, Some(stored)) => match stream_wire::decode_session(&stored) {
-                Ok(s) => s,
-                Err(e) => {
-                    bump(&self.shared.counters.decode_errors);
-                    tracing::debug!(error = %e, "unreadable session");
-                    return Ok(None);
-                }
-            },
-        };
-        // A room resume takes what was sent to that room; a session, what
-        // reached any of its rooms or its id (the reference's filter).
-        let room_only = matches!(req.what, Restore::Room { .. });
-        let sid = session
-            .identity
-            .client
-            .clone()
-            .unwrap_or_else(|| Arc::from(""));
-        let last = self.last.clone().unwrap_or_else(|| "0-0".into());
-        let mut missed = Vec::new();
-        if id_key(&req.offset) < id_key(&last) {
-            let reply: Value = redis::cmd("XRANGE")
-                .arg(stream)
-                .arg(format!("({}", req.offset))
-                .arg(&last)
-                .query_async(&mut conn)
-                .await?;
-            for (id, fields) in entries(&reply) {
-                let Ok(entry) = stream_wire::parse_entry(&id, &fields) else {
-                    continue;
-                };
-                if let Some(m) = missed_event(&entry, &req.nsp, &session.rooms, &sid, room_only) {
-                    missed.push(m);
-                }
-            }
-        }
-        Ok(Some(Restored {
-            identity: session.identity,
-            name: session.name,
-            rooms: session.rooms,
-            missed,
-            release: Box::new(|| {}),
-        }))
+/// One recovery's session (or room) and what it missed after its offset,
+/// up to `last`, the last entry delivered here.
+async fn fetch_session(
+    shared: &Shared,
+    last: &str,
+    req: &RestoreRequest,
+) -> redis::RedisResult<Option<Restored>> {
+    if !stream_wire::is_entry_id(&req.offset) {
+        return Ok(None);
     }
+    let stream = &shared.config.prefix;
+    let mut conn = shared.publisher.clone();
+    // As the reference: the session is taken (GET and DEL at once) and
+    // the offset must still be in the stream, else what the client
+    // missed cannot be told.
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    if let Restore::Session { pid } = &req.what {
+        let key = format!("{}{pid}", shared.config.session_prefix);
+        pipe.cmd("GET").arg(&key).cmd("DEL").arg(&key).ignore();
+    }
+    pipe.cmd("XRANGE")
+        .arg(stream)
+        .arg(&req.offset)
+        .arg(&req.offset);
+    let (stored, found): (Option<Vec<u8>>, Value) = match req.what {
+        Restore::Session { .. } => pipe.query_async(&mut conn).await?,
+        Restore::Room { .. } => {
+            let (found,): (Value,) = pipe.query_async(&mut conn).await?;
+            (None, found)
+        }
+    };
+    if entries(&found).is_empty() {
+        return Ok(None);
+    }
+    let session = match (&req.what, stored) {
+        (Restore::Room { room }, _) => stream_wire::StoredSession {
+            identity: volna_hub::Identity::default(),
+            name: None,
+            rooms: vec![Arc::from(room.as_str())],
+        },
+        (Restore::Session { .. }, None) => return Ok(None),
+        (Restore::Session { .. }, Some(stored)) => match stream_wire::decode_session(&stored) {
+            Ok(s) => s,
+            Err(e) => {
+                bump(&shared.counters.decode_errors);
+                tracing::debug!(error = %e, "unreadable session");
+                return Ok(None);
+            }
+        },
+    };
+    // A room resume takes what was sent to that room; a session, what
+    // reached any of its rooms or its id (the reference's filter).
+    let room_only = matches!(req.what, Restore::Room { .. });
+    let sid = session
+        .identity
+        .client
+        .clone()
+        .unwrap_or_else(|| Arc::from(""));
+    let mut missed = Vec::new();
+    if id_key(&req.offset) < id_key(last) {
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(stream)
+            .arg(format!("({}", req.offset))
+            .arg(last)
+            .query_async(&mut conn)
+            .await?;
+        for (id, fields) in entries(&reply) {
+            let Ok(entry) = stream_wire::parse_entry(&id, &fields) else {
+                continue;
+            };
+            if let Some(m) = missed_event(&entry, &req.nsp, &session.rooms, &sid, room_only) {
+                missed.push(m);
+            }
+        }
+    }
+    Ok(Some(Restored {
+        identity: session.identity,
+        name: session.name,
+        rooms: session.rooms,
+        missed,
+        release: Box::new(|| {}),
+    }))
 }
 
 /// What an entry gives a restored session of `nsp` in `rooms`, if
