@@ -69,7 +69,10 @@ pub(crate) async fn probe(
             let pattern = format!("{}#*", glob_escape(&shared.config.prefix));
             subscriber.psubscribe(pattern).await?;
         }
-        let mut exact = vec![shared.heartbeat_channel.clone()];
+        let mut exact = vec![
+            shared.heartbeat_channel.clone(),
+            shared.observers_channel.clone(),
+        ];
         for ch in shared.channels.values() {
             exact.push(ch.request.clone());
             exact.push(ch.response.clone());

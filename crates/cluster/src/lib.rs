@@ -113,6 +113,22 @@ impl Adapter for AdapterHandle {
         Box::pin(async move { requests::remote_who(&shared, &nsp, &room).await })
     }
 
+    fn fetch_sockets(&self, nsp: &str) -> BoxFuture<RemoteMembers> {
+        let shared = self.0.clone();
+        let nsp = nsp.to_string();
+        Box::pin(async move { requests::remote_fetch(&shared, &nsp, Vec::new()).await })
+    }
+
+    fn to_other_observers(&self, payload: Vec<u8>) {
+        let out = Out::Raw {
+            channel: self.0.observers_channel.clone(),
+            payload: wire::encode_observers(&self.0.uid, &payload),
+        };
+        if !self.0.up.load(Ordering::Relaxed) || self.0.tx.try_send(out).is_err() {
+            bump(&self.0.counters.publish_dropped);
+        }
+    }
+
     fn disconnect(&self, nsp: &str, targets: Vec<String>, code: u16, reason: String) {
         requests::remote_disconnect(&self.0, nsp, targets, code, reason);
     }
@@ -260,6 +276,7 @@ impl Cluster {
         let (restores, restores_rx) = mpsc::channel(1024);
         let shared = Arc::new(Shared {
             heartbeat_channel: nodes::heartbeat_channel(&config.prefix),
+            observers_channel: wire::observers_channel(&config.prefix),
             uid,
             config,
             channels,

@@ -1,7 +1,8 @@
 //! The receive loop: reads what the subscribed connection pushes and routes
 //! it. Broadcasts (pattern `<prefix>#*`) are delivered to the local members
 //! they target; heartbeats go to [`Nodes`]; requests and responses to
-//! `requests.rs`. Every heartbeat period the loop also sweeps silent nodes.
+//! `requests.rs`; what other nodes' observers sent to this node's hub
+//! observer. Every heartbeat period the loop also sweeps silent nodes.
 //! A lost subscription marks Redis down.
 
 use std::sync::{Arc, Mutex};
@@ -74,6 +75,14 @@ impl Receiver {
                 let channel = String::from_utf8_lossy(channel);
                 if channel == self.shared.heartbeat_channel {
                     self.nodes.lock().unwrap().on_heartbeat(payload);
+                    return;
+                }
+                if channel == self.shared.observers_channel {
+                    match wire::decode_observers(payload) {
+                        Some((uid, _)) if uid == self.shared.uid => {}
+                        Some((_, body)) => self.hub.observe_other_node(body),
+                        None => bump(&self.shared.counters.decode_errors),
+                    }
                     return;
                 }
                 let found = self.shared.channels.iter().find_map(|(nsp, ch)| {

@@ -2,7 +2,8 @@
 //! `<prefix>-response#<nsp>#`, as `@socket.io/redis-adapter` makes them:
 //!
 //! - asked by this node: the cluster-wide `who` ([`remote_who`], sent as a
-//!   `fetchSockets`), whose replies are gathered in [`Shared::pending`] by
+//!   `fetchSockets`) and the Admin UI's socket list ([`remote_fetch`] of
+//!   every socket), whose replies are gathered in [`Shared::pending`] by
 //!   [`on_response`];
 //! - asked by other servers and answered here ([`on_request`]):
 //!   `fetchSockets`, `allSockets`, `allRooms`, and broadcasts expecting
@@ -25,12 +26,22 @@ use crate::wire::{self, RemoteEvent};
 /// are other subscribers, at most the request timeout.
 pub(crate) async fn remote_who(shared: &Arc<Shared>, nsp: &str, room: &str) -> RemoteMembers {
     bump(&shared.counters.who_requests);
+    remote_fetch(shared, nsp, vec![room.to_string()]).await
+}
+
+/// The sockets of namespace `nsp` on the other servers that are in any of
+/// `rooms` (all of them when empty), as `fetchSockets` asks: the request
+/// behind [`remote_who`] and the Admin UI's socket list.
+pub(crate) async fn remote_fetch(
+    shared: &Arc<Shared>,
+    nsp: &str,
+    rooms: Vec<String>,
+) -> RemoteMembers {
     let partial = || {
         bump(&shared.counters.who_partial);
         RemoteMembers {
-            names: Vec::new(),
-            clients: Vec::new(),
             partial: true,
+            ..RemoteMembers::default()
         }
     };
     if !shared.up.load(Ordering::Acquire) {
@@ -65,6 +76,7 @@ pub(crate) async fn remote_who(shared: &Arc<Shared>, nsp: &str, room: &str) -> R
             got: 0,
             names: Vec::new(),
             clients: Vec::new(),
+            sockets: Vec::new(),
             done: Some(done_tx),
         },
     );
@@ -72,7 +84,7 @@ pub(crate) async fn remote_who(shared: &Arc<Shared>, nsp: &str, room: &str) -> R
         "uid": shared.uid,
         "requestId": request_id,
         "type": wire::request::REMOTE_FETCH,
-        "opts": {"rooms": [room], "except": []},
+        "opts": {"rooms": rooms, "except": []},
     })
     .to_string();
     let sent = tokio::time::timeout(
@@ -96,6 +108,7 @@ pub(crate) async fn remote_who(shared: &Arc<Shared>, nsp: &str, room: &str) -> R
     RemoteMembers {
         names: p.names,
         clients: p.clients,
+        sockets: p.sockets,
         partial: p.got < p.expected,
     }
 }
@@ -152,7 +165,11 @@ pub(crate) fn on_request(shared: &Shared, hub: &Hub, nsp: &str, payload: &[u8]) 
         Some(wire::request::REMOTE_FETCH) => {
             let rooms = rooms_of(opts.and_then(|o| o.get("rooms")));
             let except = rooms_of(opts.and_then(|o| o.get("except")));
-            let sockets: Vec<Json> = local_members(hub, nsp, &rooms, &except)
+            if rooms.is_empty() {
+                let sockets = all_sockets(hub, nsp, &except);
+                json!({"requestId": request_id, "sockets": sockets})
+            } else {
+                let sockets: Vec<Json> = local_members(hub, nsp, &rooms, &except)
                 .into_iter()
                 .filter_map(|(id, name, rooms)| {
                     // The id is the client id (a Socket.IO socket's id), as
@@ -166,7 +183,8 @@ pub(crate) fn on_request(shared: &Shared, hub: &Hub, nsp: &str, payload: &[u8]) 
                     }))
                 })
                 .collect();
-            json!({"requestId": request_id, "sockets": sockets})
+                json!({"requestId": request_id, "sockets": sockets})
+            }
         }
         Some(wire::request::SOCKETS) => {
             let rooms = rooms_of(req.get("rooms"));
@@ -240,6 +258,36 @@ pub(crate) fn on_request(shared: &Shared, hub: &Hub, nsp: &str, payload: &[u8]) 
     });
 }
 
+/// Every socket of namespace `nsp` on this node but those in a room of
+/// `except`, as `fetchSockets()` answers: `rooms` starts with the socket's
+/// own room (its id), and `data._admin` has what the Admin UI shows of a
+/// socket of another server (`clientId`, `transport`), as
+/// `@socket.io/admin-ui` keeps it there.
+fn all_sockets(hub: &Hub, nsp: &str, except: &[String]) -> Vec<Json> {
+    hub.connections()
+        .into_iter()
+        .filter(|c| &*c.nsp == nsp)
+        .filter(|c| !c.rooms.iter().any(|r| except.iter().any(|e| **r == **e)))
+        .map(|c| {
+            let mut rooms: Vec<&str> = vec![&c.client];
+            rooms.extend(c.rooms.iter().map(|r| &**r));
+            let time = volna_protocols::line::Timestamp(c.since).to_string();
+            json!({
+                "id": &*c.client,
+                "handshake": {"headers": {}, "query": {}, "auth": {}, "address": "", "time": time, "issued": c.since, "url": "", "xdomain": false, "secure": false},
+                "rooms": rooms,
+                "data": {
+                    "name": &*c.name,
+                    "user": c.user.as_deref().unwrap_or(""),
+                    "protocol": c.protocol,
+                    "volna": true,
+                    "_admin": {"clientId": &*c.client, "transport": c.transport},
+                },
+            })
+        })
+        .collect()
+}
+
 /// A reply on a response channel: counted towards the [`Pending`] request
 /// it answers (if this node is still waiting), its sockets' names kept.
 pub(crate) fn on_response(shared: &Shared, payload: &[u8]) {
@@ -263,6 +311,7 @@ pub(crate) fn on_response(shared: &Shared, payload: &[u8]) {
                 continue;
             };
             let name: Arc<str> = Arc::from(name);
+            p.sockets.push(s.clone());
             p.names.push(name.clone());
             p.clients.push(ClientInfo {
                 client: Arc::from(id.unwrap_or("")),

@@ -68,6 +68,8 @@ pub(crate) struct Pending {
     pub(crate) names: Vec<Arc<str>>,
     /// The same members with their client ids and users.
     pub(crate) clients: Vec<ClientInfo>,
+    /// The answers' sockets as they came.
+    pub(crate) sockets: Vec<serde_json::Value>,
     /// Fired when `got` reaches `expected`.
     pub(crate) done: Option<oneshot::Sender<()>>,
 }
@@ -81,6 +83,9 @@ pub(crate) struct Shared {
     pub(crate) channels: HashMap<String, Channels>,
     /// Where volna nodes publish their heartbeats (`nodes.rs`).
     pub(crate) heartbeat_channel: String,
+    /// Where the hub observers of volna nodes talk
+    /// ([`wire::observers_channel`](crate::wire::observers_channel)).
+    pub(crate) observers_channel: String,
     pub(crate) counters: Counters,
     /// Both connections answered the last probe and are subscribed.
     pub(crate) up: AtomicBool,

@@ -84,6 +84,31 @@ impl Channels {
     }
 }
 
+/// Where the hub observers of volna nodes (the Admin UI) talk to each
+/// other: `<prefix>-volna#admin#`, volna's own channel, which Node.js
+/// servers neither subscribe to nor match with their `<prefix>#*` pattern.
+pub fn observers_channel(prefix: &str) -> String {
+    format!("{prefix}-volna#admin#")
+}
+
+/// A payload for the other nodes' observers, as published: the sender's
+/// node id, a newline, the payload.
+pub fn encode_observers(uid: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(uid.len() + 1 + payload.len());
+    out.extend_from_slice(uid.as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Reads what [`encode_observers`] wrote: the sender's node id and the
+/// payload.
+pub fn decode_observers(bytes: &[u8]) -> Option<(&str, &[u8])> {
+    let at = bytes.iter().position(|b| *b == b'\n')?;
+    let uid = std::str::from_utf8(&bytes[..at]).ok()?;
+    Some((uid, &bytes[at + 1..]))
+}
+
 /// A broadcast received from another server.
 #[derive(Debug)]
 pub struct RemoteBroadcast {
@@ -503,6 +528,17 @@ pub fn decode_request_packet(bytes: &[u8]) -> Option<(Vec<String>, Vec<String>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn observer_payloads_carry_their_sender() {
+        let bytes = encode_observers("node1", b"{\"a\":\"x\\ny\"}");
+        assert_eq!(
+            decode_observers(&bytes),
+            Some(("node1", &b"{\"a\":\"x\\ny\"}"[..]))
+        );
+        assert_eq!(decode_observers(b"no newline"), None);
+        assert_eq!(observers_channel("socket.io"), "socket.io-volna#admin#");
+    }
 
     #[test]
     fn message_round_trips_with_binary_and_key_order() {

@@ -38,6 +38,9 @@ pub struct RemoteMembers {
     /// The same members as the server API lists them: client id (a socket
     /// id), user (`data.user`) and name.
     pub clients: Vec<ClientInfo>,
+    /// The same members as the other servers described them in their
+    /// answers to `fetchSockets` (`id`, `rooms`, `data`, `handshake`).
+    pub sockets: Vec<serde_json::Value>,
     /// True when some node did not answer in time.
     pub partial: bool,
 }
@@ -157,6 +160,18 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// The members of `room` on the other nodes.
     fn who(&self, nsp: &str, room: &str) -> BoxFuture<RemoteMembers>;
+
+    /// Every socket of namespace `nsp` on the other servers (Socket.IO's
+    /// `fetchSockets()`), in [`RemoteMembers::sockets`].
+    fn fetch_sockets(&self, _nsp: &str) -> BoxFuture<RemoteMembers> {
+        Box::pin(async { RemoteMembers::default() })
+    }
+
+    /// Sends `payload` (opaque here) to the hub observers of the other
+    /// volna nodes, which get it through
+    /// [`Hub::observe_other_node`](crate::Hub::observe_other_node);
+    /// must not block (queue it). Lost while the cluster is unreachable.
+    fn to_other_observers(&self, _payload: Vec<u8>) {}
 
     /// Asks the other nodes to disconnect the members of `targets` (rooms,
     /// or personal rooms: a client id, `#user`) in namespace `nsp`, with

@@ -1,10 +1,15 @@
 //! Watching the hub from outside (the Socket.IO Admin UI): a read-only
 //! view of a connection ([`ConnView`]) and an [`Observer`] told of
-//! connects, disconnects, joins and leaves.
+//! connects, disconnects, joins, leaves, renames and transport upgrades.
 //!
 //! Nothing here is on the message path: an observer is told of membership
 //! changes only, and only when one is installed
 //! ([`Hub::set_observer`](crate::Hub::set_observer), once).
+//!
+//! In a cluster the observers of the nodes talk to each other through the
+//! adapter: what one gives to
+//! [`Hub::tell_other_nodes`](crate::Hub::tell_other_nodes) (an opaque
+//! payload) reaches the others' [`Observer::told_by_other_node`].
 
 use std::sync::Arc;
 
@@ -46,4 +51,12 @@ pub trait Observer: Send + Sync + 'static {
     fn joined(&self, nsp: &str, room: &str, client: &str);
     /// A connection left a room (or was taken out of it when it went).
     fn left(&self, nsp: &str, room: &str, client: &str);
+    /// A connection was renamed or changed transport (an Engine.IO
+    /// upgrade); `conn` is as it is now.
+    fn updated(&self, _conn: &ConnView) {}
+    /// A payload the observer of another node of the cluster sent
+    /// ([`Hub::tell_other_nodes`](crate::Hub::tell_other_nodes)). Called
+    /// by the adapter's receiving task, without hub locks, but it should
+    /// still only queue it.
+    fn told_by_other_node(&self, _payload: &[u8]) {}
 }

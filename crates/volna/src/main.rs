@@ -82,6 +82,9 @@ fn init_logging(filter: &str) -> anyhow::Result<()> {
 async fn serve(config: volna::config::ServerConfig) -> anyhow::Result<()> {
     let tls = config.tls.is_some();
     let server = Server::start(config).await?;
+    // Before the banner: a SIGTERM sent as soon as it is printed must find
+    // the handler in place, not kill the process undrained.
+    let signals = Signals::install();
     let (tcp, http) = (server.tcp_addr, server.http_addr);
     let version = env!("CARGO_PKG_VERSION");
     if tls {
@@ -96,7 +99,7 @@ async fn serve(config: volna::config::ServerConfig) -> anyhow::Result<()> {
         );
     }
     let drain = server.drain_window();
-    match wait_for_signal().await {
+    match signals.wait().await {
         Signal::Terminate => server.drain(drain).await,
         Signal::Interrupt => server.shutdown().await,
     }
@@ -110,19 +113,40 @@ enum Signal {
     Interrupt,
 }
 
-async fn wait_for_signal() -> Signal {
+/// The signal handlers, installed once.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => Signal::Interrupt,
-            _ = term.recv() => Signal::Terminate,
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Signals {
+                term: signal(SignalKind::terminate()).expect("install SIGTERM handler"),
+                int: signal(SignalKind::interrupt()).expect("install SIGINT handler"),
+            }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        Signal::Interrupt
+
+    async fn wait(mut self) -> Signal {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.int.recv() => Signal::Interrupt,
+                _ = self.term.recv() => Signal::Terminate,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            Signal::Interrupt
+        }
     }
 }

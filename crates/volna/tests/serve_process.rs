@@ -70,9 +70,10 @@ fn sigterm_says_goodbye_and_exits_promptly() {
     assert!(status.success());
     line.clear();
     reader.read_line(&mut line).unwrap();
+    // SIGTERM drains: the client is told to reconnect elsewhere.
     assert_eq!(
         line.trim_end(),
-        "bye server-shutdown: the server is going away"
+        "bye server-restart: the server is restarting; reconnect, another node will serve you"
     );
     line.clear();
     assert_eq!(

@@ -160,6 +160,9 @@ impl Hub {
             }
         }
         entry.name = new.clone();
+        if let Some(observer) = self.observer() {
+            observer.updated(&view_of(id, entry));
+        }
         Ok(new)
     }
 

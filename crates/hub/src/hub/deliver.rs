@@ -302,6 +302,7 @@ mod tests {
                 crate::RemoteMembers {
                     names: vec![Arc::from("zed")],
                     clients: Vec::new(),
+                    sockets: Vec::new(),
                     partial: true,
                 }
             })

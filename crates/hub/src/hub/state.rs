@@ -30,7 +30,7 @@ pub(super) struct Inner {
     pub(super) state: Mutex<State>,
     /// The cluster adapter, if any (see [`Hub::set_adapter`]).
     pub(super) adapter: OnceLock<Arc<dyn Adapter>>,
-    /// Told of connects, disconnects, joins and leaves, if set (see
+    /// Told of connects, disconnects, joins, leaves and renames, if set (see
     /// [`Hub::set_observer`]).
     pub(super) observer: OnceLock<Arc<dyn crate::observe::Observer>>,
     /// When the hub started (ms since the Unix epoch) and its process id,
@@ -180,7 +180,7 @@ impl Hub {
         self.inner.adapter.get()
     }
 
-    /// Installs the observer of connects, disconnects, joins and leaves
+    /// Installs the observer of connects, disconnects, joins, leaves and renames
     /// (see [`crate::Observer`]). Returns false (and changes nothing) if
     /// one was already set.
     pub fn set_observer(&self, observer: Arc<dyn crate::observe::Observer>) -> bool {

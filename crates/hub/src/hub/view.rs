@@ -114,6 +114,43 @@ impl Hub {
         self.deliver(&mut enc, members.iter().map(|(k, v)| (k, v)), None)
     }
 
+    /// Connection `id` now runs over `transport` (a Socket.IO connection
+    /// upgraded from polling to WebSocket); the observer is told.
+    pub fn set_transport(&self, id: ConnId, transport: &'static str) {
+        let mut st = self.inner.state.lock().unwrap();
+        let Some(entry) = st.conns.get_mut(&id) else {
+            return;
+        };
+        if entry.transport == transport {
+            return;
+        }
+        entry.transport = transport;
+        if let Some(observer) = self.observer() {
+            observer.updated(&super::conn::view_of(id, entry));
+        }
+    }
+
+    /// Sends `payload` to the observers of the other nodes of the cluster
+    /// (see [`crate::Adapter::to_other_observers`]). False without an
+    /// adapter (a single node).
+    pub fn tell_other_nodes(&self, payload: Vec<u8>) -> bool {
+        match self.adapter() {
+            Some(adapter) => {
+                adapter.to_other_observers(payload);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Gives this node's observer what another node's observer sent (the
+    /// adapter calls it).
+    pub fn observe_other_node(&self, payload: &[u8]) {
+        if let Some(observer) = self.observer() {
+            observer.told_by_other_node(payload);
+        }
+    }
+
     /// Tells connections `ids` goodbye in their own terms and closes them.
     /// Returns how many were told.
     pub fn disconnect_ids(&self, ids: &[ConnId], reason: CloseReason) -> usize {
@@ -161,6 +198,43 @@ mod tests {
             let room = if room == client { "<own>" } else { room };
             self.0.lock().unwrap().push(format!("leave {room}"));
         }
+    }
+
+    #[derive(Default)]
+    struct Updates(Mutex<Vec<(String, &'static str)>>);
+
+    impl Observer for Updates {
+        fn connected(&self, _c: &ConnView) {}
+        fn disconnected(&self, _nsp: &str, _client: &str, _reason: Option<&str>) {}
+        fn joined(&self, _nsp: &str, _room: &str, _client: &str) {}
+        fn left(&self, _nsp: &str, _room: &str, _client: &str) {}
+        fn updated(&self, c: &ConnView) {
+            self.0
+                .lock()
+                .unwrap()
+                .push((c.name.to_string(), c.transport));
+        }
+    }
+
+    #[test]
+    fn renames_and_upgrades_are_observed() {
+        let hub = Hub::new(HubConfig::default());
+        let seen = Arc::new(Updates::default());
+        assert!(hub.set_observer(seen.clone()));
+        let a = conn(&hub, "ann", codec(1), OutboxLimits::default());
+        let before = a.transport();
+        hub.set_transport(a.id(), before);
+        hub.set_transport(a.id(), "websocket-upgraded");
+        assert_eq!(a.transport(), "websocket-upgraded");
+        assert_eq!(hub.census().transports, vec![("websocket-upgraded", 1)]);
+        hub.rename(a.id(), "anna").unwrap();
+        assert_eq!(
+            *seen.0.lock().unwrap(),
+            vec![
+                ("ann".to_string(), "websocket-upgraded"),
+                ("anna".to_string(), "websocket-upgraded"),
+            ]
+        );
     }
 
     #[test]

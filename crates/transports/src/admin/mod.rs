@@ -6,7 +6,7 @@
 //!   `invalid credentials`;
 //! - `sockets.rs`: every hub connection as the UI's `SerializedSocket`, and
 //!   the hub observer behind `socket_connected`, `socket_disconnected`,
-//!   `room_joined`, `room_left`;
+//!   `room_joined`, `room_left`, `socket_updated` (a rename);
 //! - `stats.rs`: `server_stats` every 2 s;
 //! - `commands.rs`: `emit`, `join`, `leave`, `_disconnect`.
 //!
@@ -15,17 +15,30 @@
 //! after telling the UI of the event, `event_received`). On connect an
 //! admin socket gets `session` (after a login with a password), `config`,
 //! `server_stats` and `all_sockets`. See `docs/operations.md`, "Admin UI".
+//!
+//! In a cluster (`--redis`) the Admin UIs of the volna nodes talk through
+//! the hub's adapter ([`Hub::tell_other_nodes`], opaque JSON payloads on
+//! the adapter's own channel): a node whose admin sockets are connected
+//! says so with each `server_stats` it sends to the others; a node told so
+//! (in the last [`FOLLOWED_FOR`]) sends them its `server_stats` and socket
+//! events too, which they emit to their admin sockets, as the reference's
+//! broadcasts on `/admin` reach every node's admin sockets. `all_sockets`
+//! adds the other nodes' sockets (the adapter's `fetchSockets`), and the
+//! commands are applied on every node (`told_by_other_node`).
 
 pub mod auth;
 pub mod commands;
 pub mod sockets;
 pub mod stats;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use serde::Deserialize;
 use serde_json::value::{to_raw_value, RawValue};
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use volna_hub::{BoxFuture, Frame, Hub, Outbox};
@@ -83,18 +96,46 @@ pub fn features(config: &AdminConfig) -> Vec<&'static str> {
     list
 }
 
+/// How long a node keeps sending its events to the others after an Admin
+/// UI connected to one of them last said so (it says so every
+/// [`stats::INTERVAL`]).
+pub const FOLLOWED_FOR: Duration = Duration::from_secs(6);
+
 /// The admin sockets connected now (their client ids and outgoing queues),
 /// and emitting to all of them.
 #[derive(Default)]
 pub struct Panel {
     sockets: Mutex<Vec<(Arc<str>, Arc<Outbox>)>>,
     count: AtomicUsize,
+    /// Until when (ms since the epoch) an Admin UI connected to another
+    /// node follows this one; 0: never was.
+    elsewhere: AtomicU64,
 }
 
 impl Panel {
-    /// Whether any admin socket is connected.
+    /// Whether any admin socket is connected (to this node).
     pub fn is_watched(&self) -> bool {
         self.count.load(Ordering::Relaxed) > 0
+    }
+
+    /// Whether an Admin UI connected to another node of the cluster
+    /// follows this one.
+    pub fn is_followed_elsewhere(&self) -> bool {
+        let until = self.elsewhere.load(Ordering::Relaxed);
+        until != 0 && until > volna_hub::now_ms()
+    }
+
+    /// Whether an Admin UI, here or on another node, follows this node.
+    pub fn is_followed(&self) -> bool {
+        self.is_watched() || self.is_followed_elsewhere()
+    }
+
+    /// Notes that an Admin UI on another node follows this one; true if
+    /// none did until now.
+    fn followed_elsewhere(&self) -> bool {
+        let now = volna_hub::now_ms();
+        let until = now + FOLLOWED_FOR.as_millis() as u64;
+        self.elsewhere.swap(until, Ordering::Relaxed) <= now
     }
 
     fn add(&self, client: Arc<str>, outbox: Arc<Outbox>) {
@@ -136,6 +177,23 @@ pub fn packet(event: &str, args: &[Value]) -> String {
     s
 }
 
+/// What the Admin UIs of the nodes of a cluster send each other: an event
+/// for the admin sockets, or a command to apply.
+#[derive(Deserialize)]
+struct Relayed<'a> {
+    /// The sender has admin sockets connected: follow it.
+    #[serde(default)]
+    watched: bool,
+    /// An event for the admin sockets, with `args`.
+    #[serde(default)]
+    emit: Option<String>,
+    /// A command of the UI (`emit`, `join`, …), with `args`.
+    #[serde(default)]
+    command: Option<String>,
+    #[serde(default, borrow)]
+    args: Vec<&'a RawValue>,
+}
+
 /// The Admin UI's state: settings, login, admin sockets, stats.
 pub struct Admin {
     config: AdminConfig,
@@ -144,6 +202,7 @@ pub struct Admin {
     panel: Arc<Panel>,
     stats: ServerStats,
     socketio_path: String,
+    tracker: TaskTracker,
 }
 
 impl Admin {
@@ -164,16 +223,17 @@ impl Admin {
             hub: hub.clone(),
             panel: panel.clone(),
             socketio_path: socketio_path.to_string(),
+            tracker: tracker.clone(),
         });
-        let (notes, rx) = sockets::Notes::new(panel.clone());
+        let (notes, rx) = sockets::Notes::new(panel);
         if !hub.set_observer(Arc::new(notes)) {
             tracing::warn!("admin UI: the hub already has an observer; sockets are not followed");
         }
-        let path = admin.socketio_path.clone();
+        let relaying = admin.clone();
         let relay_stop = shutdown.clone();
         tracker.spawn(async move {
             tokio::select! {
-                _ = sockets::relay(rx, panel, path) => {}
+                _ = relaying.relay(rx) => {}
                 _ = relay_stop.cancelled() => {}
             }
         });
@@ -197,10 +257,86 @@ impl Admin {
         admin
     }
 
+    /// Sends `server_stats` to the admin sockets following this node, here
+    /// and on the other nodes (to which it also says whether admin sockets
+    /// are connected here).
     fn emit_stats(&self) {
-        if self.panel.is_watched() {
-            let payload = self.stats.payload(&self.hub);
-            self.panel.emit("server_stats", &[payload]);
+        let watched = self.panel.is_watched();
+        if !watched && !self.panel.is_followed_elsewhere() {
+            return;
+        }
+        let payload = self.stats.payload(&self.hub);
+        self.panel
+            .emit("server_stats", std::slice::from_ref(&payload));
+        self.tell_other_nodes(&json!({
+            "watched": watched,
+            "emit": "server_stats",
+            "args": [payload],
+        }));
+    }
+
+    /// Sends `message` to the Admin UIs of the other nodes (none without a
+    /// cluster).
+    fn tell_other_nodes(&self, message: &Value) {
+        self.hub.tell_other_nodes(message.to_string().into_bytes());
+    }
+
+    /// Emits `event(args…)` to the admin sockets following this node: its
+    /// own, and those of the other nodes when one follows it.
+    fn tell(&self, event: &str, args: &[Value]) {
+        self.panel.emit(event, args);
+        if self.panel.is_followed_elsewhere() {
+            self.tell_other_nodes(&json!({
+                "watched": self.panel.is_watched(),
+                "emit": event,
+                "args": args,
+            }));
+        }
+    }
+
+    /// Renders the observer's notes and emits them, and reads what the
+    /// other nodes send, until the hub goes.
+    async fn relay(&self, mut rx: mpsc::Receiver<sockets::Note>) {
+        while let Some(note) = rx.recv().await {
+            if let sockets::Note::Remote(payload) = &note {
+                self.told_by_other_node(payload);
+            } else if let Some((event, args)) = note.render(&self.socketio_path) {
+                self.tell(event, &args);
+            }
+        }
+    }
+
+    /// What the Admin UI of another node sent: it is followed (this node
+    /// then sends its `server_stats` at once, to show up without waiting),
+    /// an event for this node's admin sockets, or a command of its UI,
+    /// applied to this node's connections (unless this node is read-only).
+    fn told_by_other_node(&self, payload: &[u8]) {
+        let Ok(msg) = serde_json::from_slice::<Relayed<'_>>(payload) else {
+            tracing::debug!("admin UI: unreadable payload from another node");
+            return;
+        };
+        if msg.watched && self.panel.followed_elsewhere() {
+            self.emit_stats();
+        }
+        if let Some(event) = &msg.emit {
+            let args: Vec<Value> = msg
+                .args
+                .iter()
+                .map(|a| serde_json::from_str(a.get()).unwrap_or(Value::Null))
+                .collect();
+            self.panel.emit(event, &args);
+        }
+        if let Some(name) = &msg.command {
+            if self.config.read_only {
+                return;
+            }
+            match Command::decode(name, &msg.args) {
+                Some(command) => {
+                    tracing::info!(?command, "admin UI command from another node");
+                    command.apply(&self.hub, Vec::new());
+                }
+                None => tracing::debug!(event = %name, "admin UI: unknown relayed command"),
+            }
         }
     }
 
@@ -220,7 +356,42 @@ impl Admin {
         )
     }
 
-    fn on_connect(&self, socket: &SocketRef<'_>, auth: &RawValue) {
+    /// Every socket of the cluster: this node's, then those the other
+    /// servers answer `fetchSockets` with, namespace by namespace (this
+    /// node's namespaces and `/`).
+    async fn cluster_sockets(&self) -> Value {
+        let Some(adapter) = self.hub.adapter().cloned() else {
+            return self.all_sockets();
+        };
+        let mut namespaces: Vec<Arc<str>> = self
+            .hub
+            .census()
+            .namespaces
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect();
+        if !namespaces.iter().any(|n| &**n == "/") {
+            namespaces.push(Arc::from("/"));
+        }
+        let answers =
+            futures_util::future::join_all(namespaces.iter().map(|nsp| adapter.fetch_sockets(nsp)))
+                .await;
+        let mut all = match self.all_sockets() {
+            Value::Array(list) => list,
+            _ => Vec::new(),
+        };
+        for (nsp, found) in namespaces.iter().zip(answers) {
+            all.extend(
+                found
+                    .sockets
+                    .iter()
+                    .map(|s| sockets::serialize_remote(s, nsp)),
+            );
+        }
+        Value::Array(all)
+    }
+
+    fn on_connect(self: &Arc<Self>, socket: &SocketRef<'_>, auth: &RawValue) {
         let login = Login::parse(auth.get());
         let send = |event: &str, args: &[Value]| {
             let _ = socket.outbox().push_one(Frame::text(packet(event, args)));
@@ -236,10 +407,28 @@ impl Admin {
             "config",
             &[json!({ "supportedFeatures": features(&self.config) })],
         );
-        send("server_stats", &[self.stats.payload(&self.hub)]);
+        let stats = self.stats.payload(&self.hub);
+        send("server_stats", std::slice::from_ref(&stats));
         send("all_sockets", &[self.all_sockets()]);
         self.panel
             .add(socket.conn().client(), socket.outbox().clone());
+        if self.hub.adapter().is_some() {
+            // The other nodes start following this one now, and the list
+            // is sent again with their sockets once they have answered.
+            self.tell_other_nodes(&json!({
+                "watched": true,
+                "emit": "server_stats",
+                "args": [stats],
+            }));
+            let admin = self.clone();
+            let outbox = socket.outbox().clone();
+            self.tracker.spawn(async move {
+                let all = admin.cluster_sockets().await;
+                if outbox.closed().is_none() {
+                    let _ = outbox.push_one(Frame::text(packet("all_sockets", &[all])));
+                }
+            });
+        }
     }
 
     fn on_command(&self, event: EventCall<'_>) {
@@ -250,14 +439,38 @@ impl Admin {
         match Command::decode(event.name, event.args) {
             Some(command) => {
                 tracing::info!(?command, "admin UI command");
+                if event.attachments.is_empty() {
+                    // The other nodes apply it to their connections too
+                    // (binary arguments are this node's only).
+                    self.relay_command(event.name, event.args);
+                }
                 command.apply(&self.hub, event.attachments);
             }
             None => tracing::debug!(event = event.name, "admin UI: unknown command"),
         }
     }
 
+    /// Sends command `name(args…)` to the other nodes (none without a
+    /// cluster), its arguments as the UI wrote them.
+    fn relay_command(&self, name: &str, args: &[&RawValue]) {
+        if self.hub.adapter().is_none() {
+            return;
+        }
+        let mut text = String::from("{\"command\":");
+        text.push_str(&Value::String(name.to_string()).to_string());
+        text.push_str(",\"args\":[");
+        for (i, a) in args.iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(a.get());
+        }
+        text.push_str("]}");
+        self.hub.tell_other_nodes(text.into_bytes());
+    }
+
     fn event_received(&self, socket: &SocketRef<'_>, event: &EventCall<'_>) {
-        if !self.panel.is_watched() {
+        if !self.panel.is_followed() {
             return;
         }
         let mut args = vec![Value::String(event.name.to_string())];
@@ -267,7 +480,7 @@ impl Admin {
                 .iter()
                 .map(|a| serde_json::from_str(a.get()).unwrap_or(Value::Null)),
         );
-        self.panel.emit(
+        self.tell(
             "event_received",
             &[
                 json!(socket.nsp()),

@@ -1,12 +1,15 @@
 //! Connections as the Admin UI sees them: every hub connection (Socket.IO
 //! sockets of every namespace, `/ws` and TCP clients alike) serialized as
 //! the reference's `SerializedSocket`, and the hub [`Observer`] that turns
-//! connects, disconnects, joins and leaves into `socket_connected`,
-//! `socket_disconnected`, `room_joined` and `room_left`.
+//! connects, disconnects, joins, leaves and renames into `socket_connected`,
+//! `socket_disconnected`, `room_joined`, `room_left` and `socket_updated`
+//! (its `data`, as the reference sends when `socket.data` changes).
 //!
 //! The observer is called under hub locks, so it only queues a [`Note`]
-//! (when an admin socket is connected at all); a task renders the notes and
-//! emits them to the admin sockets.
+//! (when an admin socket follows this node at all); a task
+//! (`super::Admin::relay`) renders the notes and emits them to the admin
+//! sockets, here and on the other nodes of a cluster. Sockets of other
+//! nodes come from their `fetchSockets` answers ([`serialize_remote`]).
 
 use std::sync::Arc;
 
@@ -58,6 +61,16 @@ fn handshake(conn: &ConnView, socketio_path: &str) -> Value {
     })
 }
 
+/// A connection's `data`: its display name, protocol and user (if
+/// identified).
+fn data(conn: &ConnView) -> Value {
+    let mut data = json!({ "name": &*conn.name, "protocol": conn.protocol });
+    if let Some(user) = &conn.user {
+        data["user"] = Value::String(user.to_string());
+    }
+    data
+}
+
 /// A connection as the reference's `SerializedSocket`: `id` is the client
 /// id (a Socket.IO socket's id), `clientId` the same (one socket per
 /// connection and namespace here), `rooms` starts with the connection's own
@@ -65,18 +78,40 @@ fn handshake(conn: &ConnView, socketio_path: &str) -> Value {
 pub fn serialize(conn: &ConnView, socketio_path: &str) -> Value {
     let mut rooms: Vec<&str> = vec![&conn.client];
     rooms.extend(conn.rooms.iter().map(|r| &**r));
-    let mut data = json!({ "name": &*conn.name, "protocol": conn.protocol });
-    if let Some(user) = &conn.user {
-        data["user"] = Value::String(user.to_string());
-    }
     json!({
         "id": &*conn.client,
         "clientId": &*conn.client,
         "transport": transport(conn),
         "nsp": &*conn.nsp,
-        "data": data,
+        "data": data(conn),
         "handshake": handshake(conn, socketio_path),
         "rooms": rooms,
+    })
+}
+
+/// A socket of another server, as its answer to `fetchSockets` describes
+/// it (see `volna_cluster`'s answer: `data._admin` holds its client id and
+/// transport, as the reference keeps them), serialized as
+/// [`serialize`] does for this node's.
+pub fn serialize_remote(socket: &Value, nsp: &str) -> Value {
+    let id = socket.get("id").cloned().unwrap_or(Value::Null);
+    let admin = socket.pointer("/data/_admin");
+    let mut data = socket.get("data").cloned().unwrap_or_else(|| json!({}));
+    if let Some(fields) = data.as_object_mut() {
+        fields.remove("_admin");
+        fields.remove("volna");
+        if fields.get("user").and_then(Value::as_str) == Some("") {
+            fields.remove("user");
+        }
+    }
+    json!({
+        "id": id,
+        "clientId": admin.and_then(|a| a.get("clientId")).cloned().unwrap_or_else(|| id.clone()),
+        "transport": admin.and_then(|a| a.get("transport")).cloned().unwrap_or(Value::Null),
+        "nsp": nsp,
+        "data": data,
+        "handshake": socket.get("handshake").cloned().unwrap_or_else(|| json!({})),
+        "rooms": socket.get("rooms").cloned().unwrap_or_else(|| json!([])),
     })
 }
 
@@ -85,21 +120,36 @@ pub fn serialize(conn: &ConnView, socketio_path: &str) -> Value {
 pub enum Note {
     /// A connection registered.
     Connected(ConnView, u64),
+    /// A connection was renamed or upgraded to WebSocket.
+    Updated(ConnView),
     /// A connection went (namespace, client id, reason).
     Disconnected(Arc<str>, Arc<str>, String, u64),
     /// A connection joined a room (namespace, room, client id).
     Joined(Arc<str>, Arc<str>, Arc<str>, u64),
     /// A connection left a room (namespace, room, client id).
     Left(Arc<str>, Arc<str>, Arc<str>, u64),
+    /// What the Admin UI of another node of the cluster sent
+    /// (`super::Admin::told_by_other_node` reads it).
+    Remote(Vec<u8>),
 }
 
 impl Note {
-    /// The event and its arguments, as the reference emits them.
-    pub fn render(&self, socketio_path: &str) -> (&'static str, Vec<Value>) {
-        match self {
+    /// The event and its arguments, as the reference emits them (`None`
+    /// for a [`Note::Remote`], which is no event of this node's).
+    pub fn render(&self, socketio_path: &str) -> Option<(&'static str, Vec<Value>)> {
+        Some(match self {
             Note::Connected(conn, ts) => (
                 "socket_connected",
                 vec![serialize(conn, socketio_path), date(*ts)],
+            ),
+            Note::Updated(conn) => (
+                "socket_updated",
+                vec![json!({
+                    "id": &*conn.client,
+                    "nsp": &*conn.nsp,
+                    "transport": transport(conn),
+                    "data": data(conn),
+                })],
             ),
             Note::Disconnected(nsp, id, reason, ts) => (
                 "socket_disconnected",
@@ -113,11 +163,14 @@ impl Note {
                 "room_left",
                 vec![json!(&**nsp), json!(&**room), json!(&**id), date(*ts)],
             ),
-        }
+            Note::Remote(_) => return None,
+        })
     }
 }
 
-/// The hub observer: queues notes while an admin socket is connected.
+/// The hub observer: queues notes while an admin socket is connected here
+/// or (in a cluster) to another node following this one, and what the
+/// other nodes' Admin UIs send.
 pub struct Notes {
     panel: Arc<Panel>,
     tx: mpsc::Sender<Note>,
@@ -131,7 +184,7 @@ impl Notes {
     }
 
     fn note(&self, note: impl FnOnce(u64) -> Note) {
-        if self.panel.is_watched() {
+        if self.panel.is_followed() {
             let _ = self.tx.try_send(note(volna_hub::now_ms()));
         }
     }
@@ -145,6 +198,10 @@ fn reason_text(reason: Option<&str>) -> String {
 impl Observer for Notes {
     fn connected(&self, conn: &ConnView) {
         self.note(|ts| Note::Connected(conn.clone(), ts));
+    }
+
+    fn updated(&self, conn: &ConnView) {
+        self.note(|_| Note::Updated(conn.clone()));
     }
 
     fn disconnected(&self, nsp: &str, client: &str, reason: Option<&str>) {
@@ -161,13 +218,9 @@ impl Observer for Notes {
     fn left(&self, nsp: &str, room: &str, client: &str) {
         self.note(|ts| Note::Left(nsp.into(), room.into(), client.into(), ts));
     }
-}
 
-/// Emits every note to the admin sockets, until the hub goes.
-pub async fn relay(mut rx: mpsc::Receiver<Note>, panel: Arc<Panel>, socketio_path: String) {
-    while let Some(note) = rx.recv().await {
-        let (event, args) = note.render(&socketio_path);
-        panel.emit(event, &args);
+    fn told_by_other_node(&self, payload: &[u8]) {
+        let _ = self.tx.try_send(Note::Remote(payload.to_vec()));
     }
 }
 
@@ -214,19 +267,54 @@ mod tests {
 
     #[test]
     fn notes_render_as_the_reference_events() {
-        let (event, args) = Note::Joined("/".into(), "lobby".into(), "abc".into(), 0).render("/");
+        let (event, args) = Note::Joined("/".into(), "lobby".into(), "abc".into(), 0)
+            .render("/")
+            .unwrap();
         assert_eq!(event, "room_joined");
         assert_eq!(
             Value::Array(args),
             json!(["/", "lobby", "abc", "1970-01-01T00:00:00.000Z"])
         );
         let (event, args) =
-            Note::Disconnected("/".into(), "abc".into(), "transport close".into(), 0).render("/");
+            Note::Disconnected("/".into(), "abc".into(), "transport close".into(), 0)
+                .render("/")
+                .unwrap();
         assert_eq!(event, "socket_disconnected");
         assert_eq!(args[2], "transport close");
-        let (event, args) = Note::Connected(view("ws", "websocket"), 5).render("/");
+        let (event, args) = Note::Connected(view("ws", "websocket"), 5)
+            .render("/")
+            .unwrap();
         assert_eq!(event, "socket_connected");
         assert_eq!(args[0]["handshake"]["url"], "/ws");
         assert_eq!(args.len(), 2);
+        assert!(Note::Remote(b"{}".to_vec()).render("/").is_none());
+        let (event, args) = Note::Updated(view("socketio", "websocket"))
+            .render("/")
+            .unwrap();
+        assert_eq!(event, "socket_updated");
+        assert_eq!(
+            args[0],
+            json!({"id": "abc", "nsp": "/", "transport": "websocket",
+                   "data": {"name": "ann", "protocol": "socketio"}})
+        );
+    }
+
+    #[test]
+    fn sockets_of_other_nodes_serialize_as_the_reference() {
+        let answer = json!({
+            "id": "xyz",
+            "handshake": {"issued": 5},
+            "rooms": ["xyz", "lobby"],
+            "data": {"name": "bob", "user": "", "protocol": "socketio", "volna": true,
+                     "_admin": {"clientId": "xyz", "transport": "polling"}},
+        });
+        let v = serialize_remote(&answer, "/");
+        assert_eq!(v["id"], "xyz");
+        assert_eq!(v["clientId"], "xyz");
+        assert_eq!(v["transport"], "polling");
+        assert_eq!(v["nsp"], "/");
+        assert_eq!(v["rooms"], json!(["xyz", "lobby"]));
+        assert_eq!(v["data"], json!({"name": "bob", "protocol": "socketio"}));
+        assert_eq!(v["handshake"]["issued"], 5);
     }
 }

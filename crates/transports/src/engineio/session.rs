@@ -38,6 +38,9 @@ pub trait SessionHandler: Send + 'static {
 
     /// The session is closed; called once.
     fn on_close(&mut self, reason: &CloseReason);
+
+    /// The session upgraded from polling to WebSocket.
+    fn on_upgrade(&mut self) {}
 }
 
 /// Where a WebSocket upgrade stands.
@@ -362,6 +365,9 @@ impl Session {
         st.upgrade = Upgrade::None;
         drop(st);
         self.poll_wake.notify_waiters();
+        if let Some(h) = self.handler.lock().unwrap().as_mut() {
+            h.on_upgrade();
+        }
         true
     }
 }

@@ -264,6 +264,13 @@ impl SessionHandler for SioSession {
         self.handoff.clear();
         self.pending = None;
     }
+
+    fn on_upgrade(&mut self) {
+        self.handoff.take_into(&mut self.sockets);
+        for (_, socket) in &self.sockets {
+            self.app.hub.set_transport(socket.conn.id(), "websocket");
+        }
+    }
 }
 
 impl SioSession {
