@@ -51,8 +51,12 @@ pub struct Stats {
     pub opened_by_protocol: [AtomicU64; 4],
     /// Connections removed, by protocol ([`PROTOCOLS`]).
     pub closed_by_protocol: [AtomicU64; 4],
-    /// Deliveries by kind of broadcast ([`EVENT_KINDS`]).
-    pub deliveries_by_kind: [AtomicU64; 3],
+    /// Deliveries by kind of broadcast ([`EVENT_KINDS`]) and the
+    /// receiver's protocol ([`PROTOCOLS`]).
+    pub deliveries_by_kind: [[AtomicU64; 4]; 3],
+    /// Bytes clients sent (lines, WebSocket messages, polling bodies), by
+    /// protocol ([`PROTOCOLS`]).
+    pub received_bytes: [AtomicU64; 4],
     /// Bytes of the frames broadcasts queued to receivers.
     pub broadcast_bytes: AtomicU64,
     /// Room memberships now (members of all rooms together).

@@ -185,16 +185,33 @@ impl Collector for Scrape {
             "Messages and events published to rooms.",
             Stats::get(&s.messages),
         )?;
-        counters(
-            &mut e,
-            "volna_deliveries",
-            "Frames queued to receivers by broadcasts, by kind of broadcast.",
-            "kind",
-            EVENT_KINDS
-                .iter()
-                .enumerate()
-                .map(|(i, k)| (*k, get(&s.deliveries_by_kind[i]))),
-        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "volna_deliveries",
+                "Frames queued to receivers by broadcasts, by kind of broadcast and receiver's protocol.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (k, kind) in EVENT_KINDS.iter().enumerate() {
+                for (p, protocol) in protocols() {
+                    let v = get(&s.deliveries_by_kind[k][p]);
+                    ConstCounter::new(v)
+                        .encode(m.encode_family(&[("kind", *kind), ("protocol", *protocol)])?)?;
+                }
+            }
+        }
+        {
+            let mut m = e.encode_descriptor(
+                "volna_received",
+                "Bytes clients sent (lines, WebSocket messages, polling bodies), by protocol.",
+                Some(&Unit::Bytes),
+                MetricType::Counter,
+            )?;
+            for (p, protocol) in protocols() {
+                ConstCounter::new(get(&s.received_bytes[p]))
+                    .encode(m.encode_family(&[("protocol", *protocol)])?)?;
+            }
+        }
         {
             let c = ConstCounter::new(get(&s.broadcast_bytes));
             c.encode(e.encode_descriptor(

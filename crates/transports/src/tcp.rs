@@ -375,6 +375,10 @@ impl Commands<'_> {
                 splitter.push(b"\n");
             } else {
                 match read_some(rd, &mut splitter) {
+                    Ok(n) if n > 0 => {
+                        self.app.hub.stats().received_bytes[0]
+                            .fetch_add(n as u64, Ordering::Relaxed);
+                    }
                     Ok(0) => {
                         // A last line without its newline still counts.
                         eof = true;

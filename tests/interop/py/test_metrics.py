@@ -97,10 +97,13 @@ class MetricsTest(ClosingCase):
         self.assertEqual(v(s, "volna_requests_total", protocol="tcp", op="message") - v(before, "volna_requests_total", protocol="tcp", op="message"), 3)
         self.assertEqual(v(s, "volna_requests_total", protocol="ws", op="message") - v(before, "volna_requests_total", protocol="ws", op="message"), 2)
         self.assertEqual(v(s, "volna_requests_total", protocol="socketio", op="message") - v(before, "volna_requests_total", protocol="socketio", op="message"), 1)
+        delivered = lambda s, p: v(s, "volna_deliveries_total", kind="message", protocol=p)  # noqa: E731
         s = self.until(
-            lambda s: v(s, "volna_deliveries_total", kind="message") - v(before, "volna_deliveries_total", kind="message") == 21,
-            "21 deliveries of messages",
+            lambda s: all(delivered(s, p) - delivered(before, p) == 7 for p in ("tcp", "ws", "socketio")),
+            "7 deliveries of messages to each protocol's member",
         )
+        for p in ("tcp", "ws", "socketio"):
+            self.assertGreater(v(s, "volna_received_bytes_total", protocol=p), v(before, "volna_received_bytes_total", protocol=p), p)
         self.assertGreater(v(s, "volna_broadcast_bytes_total"), v(before, "volna_broadcast_bytes_total"))
         self.assertEqual(v(s, "volna_api_requests_total", method="publish", code="0") - v(before, "volna_api_requests_total", method="publish", code="0"), 1)
         self.assertEqual(v(s, "volna_api_requests_total", method="-", code="401") - v(before, "volna_api_requests_total", method="-", code="401"), 1)

@@ -76,6 +76,7 @@ impl Hub {
                 outbox: outbox.clone(),
                 key: codec.key(),
                 codec,
+                protocol,
             },
         );
         ns.clients.insert(client.clone(), id);

@@ -230,6 +230,7 @@ impl Hub {
         volatile: bool,
     ) -> usize {
         let (mut delivered, mut dropped, mut bytes) = (0u64, 0u64, 0u64);
+        let mut by_protocol = [0u64; 4];
         for (id, m) in members {
             if Some(*id) == except {
                 continue;
@@ -245,7 +246,10 @@ impl Hub {
                 m.outbox.push_paced(frames).map(|()| true)
             };
             match pushed {
-                Ok(true) => delivered += 1,
+                Ok(true) => {
+                    delivered += 1;
+                    by_protocol[m.protocol as usize] += 1;
+                }
                 Ok(false) => dropped += 1,
                 Err(PushError::Full) => {
                     Stats::bump(&self.inner.stats.slow_consumers);
@@ -256,7 +260,11 @@ impl Hub {
         }
         let stats = &self.inner.stats;
         stats.deliveries.fetch_add(delivered, Ordering::Relaxed);
-        stats.deliveries_by_kind[enc.kind()].fetch_add(delivered, Ordering::Relaxed);
+        for (slot, n) in by_protocol.into_iter().enumerate() {
+            if n > 0 {
+                stats.deliveries_by_kind[enc.kind()][slot].fetch_add(n, Ordering::Relaxed);
+            }
+        }
         stats.broadcast_bytes.fetch_add(bytes, Ordering::Relaxed);
         if dropped > 0 {
             stats.volatile_dropped.fetch_add(dropped, Ordering::Relaxed);

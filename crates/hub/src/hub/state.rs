@@ -109,6 +109,8 @@ pub(super) struct Member {
     pub(super) codec: Arc<dyn Codec>,
     /// `codec.key()`, kept here so a fan-out does not visit every codec.
     pub(super) key: u64,
+    /// Its protocol's slot in [`crate::stats::PROTOCOLS`], for the counters.
+    pub(super) protocol: u8,
 }
 
 pub(super) struct Room {

@@ -366,6 +366,12 @@ impl Engine {
     fn bump_bad_input(&self) {
         Stats::bump(&self.hub.stats().bad_input);
     }
+
+    /// Counts `n` bytes a client sent.
+    fn count_received(&self, n: usize) {
+        self.hub.stats().received_bytes[2]
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Every request to the engine's path.

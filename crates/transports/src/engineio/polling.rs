@@ -195,6 +195,7 @@ pub(super) async fn data(
             return StatusCode::PAYLOAD_TOO_LARGE.into_response();
         }
     };
+    engine.count_received(body.len());
     let packets = match decode_payload_shared(body, max) {
         Ok(packets) => packets,
         Err(e) => {

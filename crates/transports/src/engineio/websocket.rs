@@ -211,6 +211,9 @@ async fn read_loop(session: &Session, sock: &WsSocket, reader: &mut Reader) {
         if session.is_closed() {
             return true;
         }
+        if let Message::Text(data) | Message::Binary(data) = &msg {
+            engine.count_received(data.len());
+        }
         let packet = match msg {
             Message::Text(text) => match Packet::decode_text_shared(text) {
                 Ok(packet) => packet,

@@ -217,7 +217,12 @@ where
                         true
                     }
                     Message::Pong | Message::Close(_) => true,
-                    msg => on(msg),
+                    msg => {
+                        if let Message::Text(data) | Message::Binary(data) = &msg {
+                            stats.received_bytes[1].fetch_add(data.len() as u64, Ordering::Relaxed);
+                        }
+                        on(msg)
+                    }
                 }
             };
             tokio::select! {
