@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use crate::event::ConnId;
+use crate::event::{ConnId, Event};
 
 /// A connection as an observer sees it: a copy, taken under the hub's lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,4 +59,14 @@ pub trait Observer: Send + Sync + 'static {
     /// by the adapter's receiving task, without hub locks, but it should
     /// still only queue it.
     fn told_by_other_node(&self, _payload: &[u8]) {}
+    /// Whether it wants to hear of every broadcast's receivers
+    /// ([`sent`](Self::sent)); asked once per broadcast, so it must be
+    /// cheap (an atomic load). False by default.
+    fn wants_sent(&self) -> bool {
+        false
+    }
+    /// A broadcast `event` was queued to the connections `to` (only while
+    /// [`wants_sent`](Self::wants_sent)). Called with the room's lock
+    /// held: it must only queue.
+    fn sent(&self, _event: &Event<'_>, _to: &[ConnId]) {}
 }

@@ -29,6 +29,16 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A cluster node with the Admin UI on, named `server_id` in it.
 async fn admin_node(redis_url: &str, prefix: &str, server_id: &str) -> Server {
+    admin_node_in(redis_url, prefix, server_id, false).await
+}
+
+/// [`admin_node`], in development mode when `development`.
+async fn admin_node_in(
+    redis_url: &str,
+    prefix: &str,
+    server_id: &str,
+    development: bool,
+) -> Server {
     let hash = bcrypt::hash_with_salt(PASSWORD, 4, [7u8; 16])
         .unwrap()
         .to_string();
@@ -48,7 +58,7 @@ async fn admin_node(redis_url: &str, prefix: &str, server_id: &str) -> Server {
         username: "admin".into(),
         password_hash: hash,
         read_only: false,
-        development: false,
+        development,
         server_id: Some(server_id.into()),
     });
     let server = Server::start(config).await.expect("node starts");
@@ -193,6 +203,38 @@ async fn one_admin_ui_sees_and_commands_every_node() {
     admin
         .until("bob's socket_disconnected", |event, args| {
             event == "socket_disconnected" && args[1] == bob_id.as_str()
+        })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn development_mode_lists_what_each_socket_is_sent() {
+    let Some(redis) = Redis::start() else { return };
+    let a = admin_node_in(&redis.url(), &prefix(), "node-a", true).await;
+    let mut bob = Client::sio(&a, "bob", "lobby").await;
+    let mut admin = AdminClient::connect(&a).await;
+    let mut bob_id = None;
+    admin
+        .until("bob in all_sockets", |event, args| {
+            if event == "all_sockets" {
+                bob_id = args[0]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|s| s["data"]["name"] == "bob")
+                    .and_then(|s| s["id"].as_str().map(str::to_string));
+            }
+            bob_id.is_some()
+        })
+        .await;
+    let bob_id = bob_id.unwrap();
+    bob.say("lobby", "hello").await;
+    admin
+        .until("event_sent of bob's own message, to bob", |event, args| {
+            event == "event_sent"
+                && args[1] == bob_id.as_str()
+                && args[2][0] == "message"
+                && args[2][1]["data"] == "hello"
         })
         .await;
 }

@@ -231,6 +231,9 @@ impl Hub {
     ) -> usize {
         let (mut delivered, mut dropped, mut bytes) = (0u64, 0u64, 0u64);
         let mut by_protocol = [0u64; 4];
+        // The Admin UI in development mode lists what each socket is sent.
+        let observer = self.observer().filter(|o| o.wants_sent());
+        let mut to = Vec::new();
         for (id, m) in members {
             if Some(*id) == except {
                 continue;
@@ -249,6 +252,9 @@ impl Hub {
                 Ok(true) => {
                     delivered += 1;
                     by_protocol[m.protocol as usize] += 1;
+                    if observer.is_some() {
+                        to.push(*id);
+                    }
                 }
                 Ok(false) => dropped += 1,
                 Err(PushError::Full) => {
@@ -257,6 +263,9 @@ impl Hub {
                 }
                 Err(PushError::Closed) => {}
             }
+        }
+        if let (Some(observer), false) = (observer, to.is_empty()) {
+            observer.sent(&enc.event, &to);
         }
         let stats = &self.inner.stats;
         stats.deliveries.fetch_add(delivered, Ordering::Relaxed);

@@ -25,6 +25,12 @@ pub struct Census {
 }
 
 impl Hub {
+    /// The namespace and client id of connection `id`, while it is here.
+    pub fn client_of(&self, id: crate::event::ConnId) -> Option<(Arc<str>, Arc<str>)> {
+        let st = self.inner.state.lock().unwrap();
+        st.conns.get(&id).map(|e| (e.nsp.clone(), e.client.clone()))
+    }
+
     /// Every connection, as a copy (one walk under the lock).
     pub fn connections(&self) -> Vec<ConnView> {
         let st = self.inner.state.lock().unwrap();

@@ -225,7 +225,7 @@ impl Admin {
             socketio_path: socketio_path.to_string(),
             tracker: tracker.clone(),
         });
-        let (notes, rx) = sockets::Notes::new(panel);
+        let (notes, rx) = sockets::Notes::new(panel, admin.config.development);
         if !hub.set_observer(Arc::new(notes)) {
             tracing::warn!("admin UI: the hub already has an observer; sockets are not followed");
         }
@@ -300,6 +300,16 @@ impl Admin {
         while let Some(note) = rx.recv().await {
             if let sockets::Note::Remote(payload) = &note {
                 self.told_by_other_node(payload);
+            } else if let sockets::Note::Sent(args, to, ts) = &note {
+                for id in to {
+                    if let Some((nsp, client)) = self.hub.client_of(*id) {
+                        let at = sockets::date(*ts);
+                        self.tell(
+                            "event_sent",
+                            &[json!(&*nsp), json!(&*client), args.clone(), at],
+                        );
+                    }
+                }
             } else if let Some((event, args)) = note.render(&self.socketio_path) {
                 self.tell(event, &args);
             }
@@ -396,6 +406,10 @@ impl Admin {
         let send = |event: &str, args: &[Value]| {
             let _ = socket.outbox().push_one(Frame::text(packet(event, args)));
         };
+        // Followed from now on, before the snapshot below: what happens
+        // meanwhile is told as events, never missed (at worst told twice).
+        self.panel
+            .add(socket.conn().client(), socket.outbox().clone());
         let resumed = login
             .session_id
             .as_deref()
@@ -410,8 +424,6 @@ impl Admin {
         let stats = self.stats.payload(&self.hub);
         send("server_stats", std::slice::from_ref(&stats));
         send("all_sockets", &[self.all_sockets()]);
-        self.panel
-            .add(socket.conn().client(), socket.outbox().clone());
         if self.hub.adapter().is_some() {
             // The other nodes start following this one now, and the list
             // is sent again with their sockets once they have answered.

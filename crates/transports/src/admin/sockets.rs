@@ -131,6 +131,9 @@ pub enum Note {
     /// What the Admin UI of another node of the cluster sent
     /// (`super::Admin::told_by_other_node` reads it).
     Remote(Vec<u8>),
+    /// A broadcast was queued to these connections: its event and
+    /// arguments as a Socket.IO client gets them (development mode).
+    Sent(Value, Vec<volna_hub::ConnId>, u64),
 }
 
 impl Note {
@@ -163,7 +166,7 @@ impl Note {
                 "room_left",
                 vec![json!(&**nsp), json!(&**room), json!(&**id), date(*ts)],
             ),
-            Note::Remote(_) => return None,
+            Note::Remote(_) | Note::Sent(..) => return None,
         })
     }
 }
@@ -174,13 +177,22 @@ impl Note {
 pub struct Notes {
     panel: Arc<Panel>,
     tx: mpsc::Sender<Note>,
+    /// Development mode: broadcasts are listed too (`event_sent`).
+    development: bool,
 }
 
 impl Notes {
     /// The observer and the receiving end its task reads.
-    pub fn new(panel: Arc<Panel>) -> (Notes, mpsc::Receiver<Note>) {
+    pub fn new(panel: Arc<Panel>, development: bool) -> (Notes, mpsc::Receiver<Note>) {
         let (tx, rx) = mpsc::channel(NOTES_QUEUED);
-        (Notes { panel, tx }, rx)
+        (
+            Notes {
+                panel,
+                tx,
+                development,
+            },
+            rx,
+        )
     }
 
     fn note(&self, note: impl FnOnce(u64) -> Note) {
@@ -221,6 +233,28 @@ impl Observer for Notes {
 
     fn told_by_other_node(&self, payload: &[u8]) {
         let _ = self.tx.try_send(Note::Remote(payload.to_vec()));
+    }
+
+    fn wants_sent(&self) -> bool {
+        self.development && self.panel.is_followed()
+    }
+
+    fn sent(&self, event: &volna_hub::Event<'_>, to: &[volna_hub::ConnId]) {
+        // As a Socket.IO client gets it: the packet's JSON array.
+        let mut frames = Vec::new();
+        volna_hub::Codec::encode(&crate::socketio::SioCodec::new("/"), event, &mut frames);
+        let args = frames
+            .first()
+            .and_then(|f| match f {
+                volna_hub::Frame::Text(t) => std::str::from_utf8(t).ok(),
+                volna_hub::Frame::Binary(_) => None,
+            })
+            .and_then(|t| t.find('[').map(|i| &t[i..]))
+            .and_then(|json| serde_json::from_str(json).ok())
+            .unwrap_or(Value::Null);
+        let _ = self
+            .tx
+            .try_send(Note::Sent(args, to.to_vec(), volna_hub::now_ms()));
     }
 }
 
