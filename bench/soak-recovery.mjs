@@ -31,6 +31,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const require = createRequire(path.join(root, "tests/interop/package.json"));
 const { io } = require("socket.io-client");
 const { startVolna } = await import(path.join(root, "tests/interop/js/helpers.mjs"));
+const { splice } = await import(path.join(root, "tests/cluster-interop/net-helpers.mjs"));
 
 const CLIENTS = Number(process.env.CLIENTS || 50);
 const PUBLISHERS = Number(process.env.PUBLISHERS || 3);
@@ -200,21 +201,8 @@ class Proxy {
   #forward(c) {
     const node = this.node;
     const { hostname, port } = new URL(this.urls[node]);
-    const up = net.connect(Number(port), hostname);
-    const pair = { c, up, node };
-    this.live.add(pair);
     this.routed[node] += 1;
-    const drop = () => {
-      c.destroy();
-      up.destroy();
-      this.live.delete(pair);
-    };
-    for (const s of [c, up]) {
-      s.on("error", drop);
-      s.on("close", drop);
-    }
-    c.pipe(up);
-    up.pipe(c);
+    splice(c, net.connect(Number(port), hostname), this.live, { node });
   }
 
   moveTo(node) {

@@ -20,6 +20,7 @@ import { spawn } from "node:child_process";
 import net from "node:net";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { io as connect } from "socket.io-client";
+import { sleep, splice, until as waitUntil } from "./net-helpers.mjs";
 
 const { REDIS_URL, PREFIX, VOLNA_BIN } = process.env;
 for (const [k, v] of Object.entries({ REDIS_URL, PREFIX, VOLNA_BIN })) {
@@ -36,17 +37,8 @@ const PUBLISH_EVERY_MS = 20; // ~50 messages/s
 const QUIET_MS = 3000;
 const WAIT_MS = 10000;
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
 /** Waits (polling) until `cond()` is true, at most `ms`. */
-async function until(cond, what, ms = WAIT_MS) {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
+const until = (cond, what, ms = WAIT_MS) => waitUntil(cond, what, ms);
 
 /** `promise`, or a rejection after `ms`. */
 function within(promise, ms, what) {
@@ -184,18 +176,7 @@ class Balancer {
     up.once("connect", () => {
       connected = true;
       this.routed.push({ name: backend.name, at: Date.now() });
-      const pair = { c, up };
-      this.live.add(pair);
-      const drop = () => {
-        c.destroy();
-        up.destroy();
-        this.live.delete(pair);
-      };
-      up.on("error", drop);
-      for (const s of [c, up]) s.on("close", drop);
-      if (c.destroyed) return drop();
-      c.pipe(up);
-      up.pipe(c);
+      splice(c, up, this.live);
     });
   }
 

@@ -33,6 +33,25 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# wait_joined WHAT LOGS PORT…: waits (10 s at most) until each node's /health says Redis is up; else shows
+# the logs and fails.
+wait_joined() {
+  local what=$1 logs=$2 port
+  shift 2
+  for port in "$@"; do
+    for _ in $(seq 100); do
+      if curl -fsS "http://127.0.0.1:$port/health" 2>/dev/null | grep -q '"redis":"up"'; then break; fi
+      sleep 0.1
+    done
+    if ! curl -fsS "http://127.0.0.1:$port/health" | grep -q '"redis":"up"'; then
+      echo "$what on port $port did not join the cluster:"
+      # shellcheck disable=SC2086
+      cat $logs
+      exit 1
+    fi
+  done
+}
+
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no >"$LOG/redis.log" 2>&1 &
 pids+=($!)
 # Two volna nodes: the Node suite talks to the first; the server-API suite (cent) to both.
@@ -46,15 +65,7 @@ pids+=($!)
   --api-key "$API_KEY" --redis "redis://127.0.0.1:$REDIS_PORT" --redis-prefix "$PREFIX" --log warn >"$LOG/volna2.log" 2>&1 &
 pids+=($!)
 
-for port in "$HTTP_PORT" "$HTTP2_PORT"; do
-  for _ in $(seq 100); do
-    if curl -fsS "http://127.0.0.1:$port/health" 2>/dev/null | grep -q '"redis":"up"'; then break; fi
-    sleep 0.1
-  done
-  if ! curl -fsS "http://127.0.0.1:$port/health" | grep -q '"redis":"up"'; then
-    echo "volna on port $port did not join the cluster:"; cat "$LOG"/volna*.log; exit 1
-  fi
-done
+wait_joined "volna" "$LOG/volna*.log" "$HTTP_PORT" "$HTTP2_PORT"
 
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT" VOLNA_URL="http://127.0.0.1:$HTTP_PORT" PREFIX="$PREFIX" \
   node --test cluster.test.mjs || { echo "--- volna log"; cat "$LOG/volna.log"; exit 1; }
@@ -82,15 +93,7 @@ for node in a b; do
     --log warn >"$LOG/streams-$node.log" 2>&1 &
   pids+=($!)
 done
-for port in "$SHTTP_A" "$SHTTP_B"; do
-  for _ in $(seq 100); do
-    if curl -fsS "http://127.0.0.1:$port/health" 2>/dev/null | grep -q '"redis":"up"'; then break; fi
-    sleep 0.1
-  done
-  if ! curl -fsS "http://127.0.0.1:$port/health" | grep -q '"redis":"up"'; then
-    echo "volna (streams mode) on port $port did not join the cluster:"; cat "$LOG"/streams-*.log; exit 1
-  fi
-done
+wait_joined "volna (streams mode)" "$LOG/streams-*.log" "$SHTTP_A" "$SHTTP_B"
 
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT" VOLNA_A="http://127.0.0.1:$SHTTP_A" VOLNA_B="http://127.0.0.1:$SHTTP_B" \
   PREFIX="$SPREFIX" timeout -k 5 180 node --test streams.test.mjs ||

@@ -20,6 +20,7 @@ import { Server } from "socket.io";
 import { createAdapter } from "@socket.io/redis-streams-adapter";
 import { createClient } from "redis";
 import { io as connect } from "socket.io-client";
+import { sleep, splice, until as waitUntil } from "./net-helpers.mjs";
 
 const { REDIS_URL, VOLNA_A, VOLNA_B, PREFIX } = process.env;
 for (const [k, v] of Object.entries({ REDIS_URL, VOLNA_A, VOLNA_B, PREFIX })) {
@@ -34,17 +35,8 @@ let redis, adapterClient, io, httpServer, NODE;
 const clients = [];
 const proxies = [];
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
 /** Waits (polling) until `cond()` is true, at most `ms`. */
-async function until(cond, what, ms = WAIT_MS) {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await cond()) return;
-    if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
+const until = (cond, what, ms = WAIT_MS) => waitUntil(cond, what, ms);
 
 /** The arguments of the next `event` on `emitter`, at most `ms` away. */
 function once(emitter, event, ms = WAIT_MS) {
@@ -100,21 +92,8 @@ class Proxy {
   #forward(c) {
     if (c.destroyed) return;
     const { hostname, port } = new URL(this.target);
-    const up = net.connect(Number(port), hostname);
-    const pair = { c, up };
-    this.live.add(pair);
     this.routed.push(this.target);
-    const drop = () => {
-      c.destroy();
-      up.destroy();
-      this.live.delete(pair);
-    };
-    for (const s of [c, up]) {
-      s.on("error", drop);
-      s.on("close", drop);
-    }
-    c.pipe(up);
-    up.pipe(c);
+    splice(c, net.connect(Number(port), hostname), this.live);
   }
 
   /** Cuts every proxied connection; new ones go to `target` (held until `release()` with `hold`). */

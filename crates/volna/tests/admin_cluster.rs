@@ -20,7 +20,6 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use volna::config::ServerConfig;
 use volna::server::Server;
 use volna_transports::admin::AdminConfig;
 
@@ -42,18 +41,7 @@ async fn admin_node_in(
     let hash = bcrypt::hash_with_salt(PASSWORD, 4, [7u8; 16])
         .unwrap()
         .to_string();
-    let mut config = ServerConfig {
-        tcp_addr: "127.0.0.1:0".into(),
-        http_addr: "127.0.0.1:0".into(),
-        redis: Some(volna_cluster::ClusterConfig {
-            url: redis_url.to_string(),
-            prefix: prefix.to_string(),
-            heartbeat: Duration::from_millis(300),
-            request_timeout: Duration::from_millis(800),
-            ..Default::default()
-        }),
-        ..ServerConfig::default()
-    };
+    let mut config = cluster::node_config(redis_url, prefix, volna_cluster::Mode::PubSub);
     config.socketio.admin = Some(AdminConfig {
         username: "admin".into(),
         password_hash: hash,
@@ -61,12 +49,7 @@ async fn admin_node_in(
         development,
         server_id: Some(server_id.into()),
     });
-    let server = Server::start(config).await.expect("node starts");
-    assert!(
-        server.cluster().unwrap().wait_up(WAIT).await,
-        "node joined the cluster"
-    );
-    server
+    cluster::start_node(config).await
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;

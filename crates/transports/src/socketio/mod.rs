@@ -396,14 +396,10 @@ impl SioSession {
             Some(h) => (h.0, h.1.clone()),
             None => (None, serde_json::Map::new()),
         };
-        let connecting = Connecting {
-            app: self.app.clone(),
-            outbox: self.outbox.clone(),
-            connected: self.connected.clone(),
-            handoff: self.handoff.clone(),
-            nsp: nsp.into(),
-            auth: RawValue::from_string(auth.to_owned()).expect("decoder validated the JSON"),
-        };
+        let connecting = self.connecting(
+            nsp,
+            RawValue::from_string(auth.to_owned()).expect("decoder validated the JSON"),
+        );
         let arrival = connecting.arrival(sid, transport, peer, headers);
         match shared_log {
             Some((pid, offset)) => connecting.restore_or_start(pid, offset, arrival),
@@ -411,6 +407,18 @@ impl SioSession {
         }
         // Admitted at once (no connect hook): in `sockets` now.
         self.handoff.take_into(&mut self.sockets);
+    }
+
+    /// A CONNECT of namespace `nsp` with `auth`, to be answered.
+    fn connecting(&self, nsp: &str, auth: Box<RawValue>) -> Connecting {
+        Connecting {
+            app: self.app.clone(),
+            outbox: self.outbox.clone(),
+            connected: self.connected.clone(),
+            handoff: self.handoff.clone(),
+            nsp: nsp.into(),
+            auth,
+        }
     }
 
     /// A CONNECT to a namespace with its own gate
@@ -427,14 +435,7 @@ impl SioSession {
             Some(TransportKind::Polling) => "polling",
             _ => "websocket",
         };
-        let connecting = Connecting {
-            app: self.app.clone(),
-            outbox: self.outbox.clone(),
-            connected: self.connected.clone(),
-            handoff: self.handoff.clone(),
-            nsp: nsp.into(),
-            auth: raw,
-        };
+        let connecting = self.connecting(nsp, raw);
         self.app.tracker.spawn(async move {
             match check.await {
                 Ok(()) => {

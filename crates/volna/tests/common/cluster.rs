@@ -118,7 +118,21 @@ pub(crate) async fn node(redis_url: &str, prefix: &str) -> Server {
 /// A node of the cluster in `mode`; in streams mode with Socket.IO
 /// recovery on, so that its messages are ordered by the stream.
 pub(crate) async fn node_in(redis_url: &str, prefix: &str, mode: volna_cluster::Mode) -> Server {
-    let mut config = ServerConfig {
+    let mut config = node_config(redis_url, prefix, mode);
+    if mode == volna_cluster::Mode::Streams {
+        config.hub.recovery = Some(Duration::from_secs(60));
+    }
+    start_node(config).await
+}
+
+/// The settings of a node of the cluster on ephemeral ports, heartbeats and
+/// requests short for tests.
+pub(crate) fn node_config(
+    redis_url: &str,
+    prefix: &str,
+    mode: volna_cluster::Mode,
+) -> ServerConfig {
+    ServerConfig {
         tcp_addr: "127.0.0.1:0".into(),
         http_addr: "127.0.0.1:0".into(),
         redis: Some(volna_cluster::ClusterConfig {
@@ -130,10 +144,11 @@ pub(crate) async fn node_in(redis_url: &str, prefix: &str, mode: volna_cluster::
             ..Default::default()
         }),
         ..ServerConfig::default()
-    };
-    if mode == volna_cluster::Mode::Streams {
-        config.hub.recovery = Some(Duration::from_secs(60));
     }
+}
+
+/// Starts a node with `config` and waits until it has joined the cluster.
+pub(crate) async fn start_node(config: ServerConfig) -> Server {
     let server = Server::start(config).await.expect("node starts");
     assert!(
         server
