@@ -242,14 +242,7 @@ impl Hub {
         let mut members = Vec::new();
         for target in targets {
             let found: Vec<(ConnId, Member)> = match self.room(nsp, target) {
-                Some(room) => room
-                    .state
-                    .lock()
-                    .unwrap()
-                    .members
-                    .iter()
-                    .map(|(id, m)| (*id, m.clone()))
-                    .collect(),
+                Some(room) => room.members_now(),
                 None => self.personal_members(nsp, target),
             };
             members.extend(

@@ -122,6 +122,17 @@ pub(super) struct Room {
 }
 
 impl Room {
+    /// A copy of its members (taken under its lock, which is not kept).
+    pub(super) fn members_now(&self) -> Vec<(ConnId, Member)> {
+        self.state
+            .lock()
+            .unwrap()
+            .members
+            .iter()
+            .map(|(id, m)| (*id, m.clone()))
+            .collect()
+    }
+
     /// Whether its policy keeps its history after the last member left
     /// (for `history_ttl`), so that a late joiner, or the server API before
     /// anyone joined, finds it.

@@ -91,14 +91,7 @@ impl Hub {
         };
         match self.room(nsp, filter) {
             Some(room) => {
-                let mut found: Vec<(ConnId, Member)> = room
-                    .state
-                    .lock()
-                    .unwrap()
-                    .members
-                    .iter()
-                    .map(|(id, m)| (*id, m.clone()))
-                    .collect();
+                let mut found = room.members_now();
                 found.sort_by_key(|(id, _)| *id);
                 found
             }
