@@ -433,6 +433,7 @@
       const { msg } = resumed || await request('join', { room: room.name });
       if (state.rooms.get(room.name) !== room) return;
       room.joined = true;
+      const recreated = room.epochId !== null && room.epochId !== msg.epoch;
       room.epochId = msg.epoch;
       if (msg.log) room.lastLog = laterLog(room.lastLog, msg.log);
       room.members = new Map(msg.members.map((m) => [m.id, m.name]));
@@ -440,7 +441,7 @@
       renderRoom();
       if (!resumed) {
         const hist = await request('history', { room: room.name, limit: HISTORY });
-        applyHistory(room, hist.msg, hist.frames);
+        applyHistory(room, hist.msg, hist.frames, recreated);
       }
       if (room.name === state.current && room.stick) scrollToBottom();
     } catch (e) {
@@ -460,10 +461,12 @@
     refreshRooms();
   }
 
-  function applyHistory(room, reply, frames) {
+  /// `recreated`: the join answered another epoch than the last one (the server restarted, or the room was
+  /// empty and made again). Offsets alone cannot tell: in a cluster a room's history holds every node's
+  /// messages, each numbered by its node.
+  function applyHistory(room, reply, frames, recreated) {
     const msgs = Array.isArray(reply.messages) ? reply.messages : [];
-    const newest = msgs.length ? msgs[msgs.length - 1].offset : 0;
-    if (room.lastOffset > 0 && newest < room.lastOffset) {
+    if (recreated) {
       // The room's numbering started again: the server restarted, or the room was empty and re-created.
       newEpoch(room, 'New conversation (the room was re-created)');
     } else if (room.lastOffset > 0 && msgs.length && msgs[0].offset > room.lastOffset + 1) {

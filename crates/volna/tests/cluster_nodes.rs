@@ -377,6 +377,18 @@ async fn a_ws_client_resumes_a_room_on_another_node_from_its_place_in_the_stream
     // A member now like any other.
     pa.say("r", "m5").await;
     w2.until(|t| t.contains("\"m5\"")).await;
+    // Node B's history of the room has every node's messages, in the
+    // stream's order (those of node A too).
+    w2.send_json(&serde_json::json!({"op": "history", "room": "r", "limit": 10, "id": 9}))
+        .await;
+    let history = json(&w2.until(|t| t.contains("\"id\":9")).await);
+    let texts: Vec<&str> = history["messages"]
+        .as_array()
+        .expect("history messages")
+        .iter()
+        .map(|m| m["data"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts, vec!["m1", "m2", "m3", "m4", "m5"], "{history}");
     // A place the stream does not hold: refused, not a silent gap.
     w2.send_json(
         &serde_json::json!({"op": "join", "room": "r2", "since": {"log": "1-1"}, "id": 8}),

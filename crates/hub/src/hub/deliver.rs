@@ -111,19 +111,26 @@ impl Hub {
             if volatile_name.is_some_and(|e| room.policy.is_volatile(&e)) {
                 return self.deliver_volatile(&mut enc, rs.members.iter(), None);
             }
-            if matches!(event, Event::Message(_)) {
-                // Its history no longer has everything members were sent.
-                rs.remote = true;
-            }
-            if let (Event::Message(m), Some(_), true) =
-                (event, &self.inner.recovery, room.policy.recover)
-            {
-                // Logged here too, so a client of this node recovers it.
-                let logged = self.logged(crate::event::Message::clone(m));
-                let mut enc = Encoder::new(Event::Message(&logged));
+            let Event::Message(m) = event else {
                 return self.deliver(&mut enc, rs.members.iter(), None);
-            }
-            return self.deliver(&mut enc, rs.members.iter(), None);
+            };
+            // Kept in the room's history like its own messages (so every
+            // node's history has the room's messages from all nodes); its
+            // offsets are then no longer one sequence: a resume by offsets
+            // is refused ([`RoomState::remote`]).
+            rs.remote = true;
+            let kept = if self.inner.recovery.is_some() && room.policy.recover {
+                // Logged here too, so a client of this node recovers it.
+                self.logged(Message::clone(m))
+            } else {
+                Arc::new(Message::clone(m))
+            };
+            self.keep_in_history(&room, &mut rs, &kept);
+            let mut enc = Encoder::new(Event::Message(&kept));
+            let delivered = self.deliver(&mut enc, rs.members.iter(), None);
+            drop(rs);
+            self.keep_histories_in_budget();
+            return delivered;
         }
         let excluded: HashSet<ConnId> = except
             .iter()
@@ -174,13 +181,19 @@ impl Hub {
     /// Delivers a message this node published, which the adapter took over
     /// ([`Adapter::defer_logged`](crate::Adapter::defer_logged)), to the
     /// room's members here (but `except`), under the room's lock.
-    pub fn deliver_logged(&self, msg: &Message, except: Option<ConnId>) -> usize {
+    /// It enters the room's history now, so histories follow the log's
+    /// order too.
+    pub fn deliver_logged(&self, msg: &Arc<Message>, except: Option<ConnId>) -> usize {
         let Some(room) = self.room(&msg.nsp, &msg.room) else {
             return 0;
         };
-        let rs = room.state.lock().unwrap();
+        let mut rs = room.state.lock().unwrap();
+        self.keep_in_history(&room, &mut rs, msg);
         let mut enc = Encoder::new(Event::Message(msg));
-        self.deliver(&mut enc, rs.members.iter(), except)
+        let delivered = self.deliver(&mut enc, rs.members.iter(), except);
+        drop(rs);
+        self.keep_histories_in_budget();
+        delivered
     }
 
     /// Closes every connection's outbox with `reason` (used at shutdown).

@@ -12,7 +12,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::history::HistorySize;
-use super::state::{Hub, Room};
+use super::state::{Hub, Room, RoomState};
+use crate::event::Message;
 use crate::stats::Stats;
 
 impl Hub {
@@ -24,6 +25,17 @@ impl Hub {
             max_bytes: self.inner.config.history_max_bytes,
             evicted: Stats::get(&b.evicted),
         }
+    }
+
+    /// Keeps `msg` in `room`'s history, within the room's policy (count and
+    /// age). Called with the room's lock held.
+    pub(super) fn keep_in_history(&self, room: &Room, rs: &mut RoomState, msg: &Arc<Message>) {
+        let policy = &room.policy;
+        let keep = policy.history.unwrap_or(self.inner.config.history_len);
+        let oldest = policy
+            .history_ttl
+            .map_or(0, |ttl| msg.ts.saturating_sub(ttl.as_millis() as u64));
+        rs.history.push(msg.clone(), keep, oldest);
     }
 
     /// When the histories hold more than their budget, drops the histories

@@ -112,19 +112,16 @@ impl Hub {
             rs.next_offset += 1;
         }
         rs.last_ts = ts;
-        if !volatile {
-            let keep = policy.history.unwrap_or(self.inner.config.history_len);
-            let oldest = policy
-                .history_ttl
-                .map_or(0, |ttl| ts.saturating_sub(ttl.as_millis() as u64));
-            rs.history.push(msg.clone(), keep, oldest);
-        }
         Stats::bump(&self.inner.stats.messages);
         // A logged message may be taken over by a cluster with a shared
-        // log, which delivers it here too, in the log's order.
+        // log, which delivers it here too, in the log's order (and keeps it
+        // in the history then, in that order).
         let adapter = self.inner.adapter.get();
         if msg.seq != 0 && adapter.is_some_and(|a| a.defer_logged(&msg, except)) {
             return msg;
+        }
+        if !volatile {
+            self.keep_in_history(room, rs, &msg);
         }
         let mut enc = Encoder::new(Event::Message(&msg));
         if volatile {

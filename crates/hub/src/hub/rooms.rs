@@ -23,6 +23,9 @@ pub struct Stream {
     pub offset: u64,
     /// The epoch of its offsets.
     pub epoch: Arc<str>,
+    /// Its history holds other nodes' messages too, numbered by their
+    /// nodes: reading it from an offset means nothing.
+    pub mixed: bool,
 }
 
 /// Where a client left a room, to resume from: the messages after
@@ -164,6 +167,7 @@ impl Hub {
                 .collect(),
             offset: rs.next_offset - 1,
             epoch: rs.epoch.clone(),
+            mixed: rs.remote,
         })
     }
 

@@ -150,8 +150,9 @@ pub(super) struct RoomState {
     /// its offsets again under a new epoch, and a room whose history was
     /// dropped for the memory budget goes on under a new one.
     pub(super) epoch: Arc<str>,
-    /// Messages from other nodes reached its members: its history (this
-    /// node's messages only) cannot resume them with `since` offsets.
+    /// Messages from other nodes reached its members (and its history):
+    /// offsets are each origin node's, so its history is no longer one
+    /// sequence, and a resume by offsets is refused.
     pub(super) remote: bool,
 }
 

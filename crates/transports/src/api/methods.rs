@@ -305,6 +305,12 @@ fn history(state: &ApiState, p: HistoryParams) -> Result<Json, ApiError> {
         return Ok(json!({"publications": [], "offset": 0, "epoch": ""}));
     };
     if let Some(since) = &p.since {
+        if stream.mixed {
+            return Err(ApiError::new(
+                ApiError::UNRECOVERABLE_POSITION,
+                "unrecoverable position: the room's history holds several nodes' messages, each numbered by its node",
+            ));
+        }
         if since.epoch != *stream.epoch {
             return Err(ApiError::new(
                 ApiError::UNRECOVERABLE_POSITION,
