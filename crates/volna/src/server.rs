@@ -232,12 +232,32 @@ impl Server {
                     tracker.clone(),
                 ),
             ));
-        let router = router.merge(socketio::router(
-            app.clone(),
-            shutdown.clone(),
-            tracker.clone(),
-            config.socketio.clone(),
-        ));
+        // The Admin UI, when configured, adds namespace `/admin` to what the
+        // namespaces do.
+        let mut application = socketio::default_application(&app, config.socketio.conformance);
+        if let Some(admin) = config.admin.clone() {
+            let admin = volna_transports::admin::Admin::start(
+                admin,
+                hub.clone(),
+                &config.socketio.engine.path,
+                shutdown.clone(),
+                &tracker,
+            );
+            application = Arc::new(volna_transports::admin::AdminApp {
+                inner: application,
+                admin,
+            });
+        }
+        let router = router.merge(
+            socketio::engine_with(
+                app.clone(),
+                application,
+                shutdown.clone(),
+                tracker.clone(),
+                config.socketio.clone(),
+            )
+            .router(),
+        );
         // The browser chat page at `/`.
         let router = router.merge(volna_transports::web::router());
         // The server API at `/api/<method>`, when it has a key.

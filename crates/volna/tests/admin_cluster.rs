@@ -42,7 +42,7 @@ async fn admin_node_in(
         .unwrap()
         .to_string();
     let mut config = cluster::node_config(redis_url, prefix, volna_cluster::Mode::PubSub);
-    config.socketio.admin = Some(AdminConfig {
+    config.admin = Some(AdminConfig {
         username: "admin".into(),
         password_hash: hash,
         read_only: false,

@@ -60,9 +60,6 @@ pub struct SocketIoConfig {
     /// `/custom`, `auth` sent back on connect, `message` echoed as
     /// `message-back`, `message-with-ack` acknowledged with its arguments.
     pub conformance: bool,
-    /// The Socket.IO Admin UI on namespace `/admin` ([`crate::admin`]);
-    /// `None` (the default): no such namespace.
-    pub admin: Option<crate::admin::AdminConfig>,
 }
 
 impl Default for SocketIoConfig {
@@ -71,7 +68,6 @@ impl Default for SocketIoConfig {
             engine: EngineConfig::default(),
             connect_timeout: Duration::from_secs(45),
             conformance: false,
-            admin: None,
         }
     }
 }
@@ -84,27 +80,32 @@ pub fn engine(
     tracker: TaskTracker,
     config: SocketIoConfig,
 ) -> Arc<Engine> {
-    let hub = app.hub.clone();
-    let ctx = app.clone();
-    let chat = Chat { app };
-    let mut application: Arc<dyn Application> = if config.conformance {
+    let application = default_application(&app, config.conformance);
+    engine_with(app, application, shutdown, tracker, config)
+}
+
+/// What the namespaces do by default: the chat, or the conformance
+/// behaviour.
+pub fn default_application(app: &crate::app::Context, conformance: bool) -> Arc<dyn Application> {
+    let chat = Chat { app: app.clone() };
+    if conformance {
         Arc::new(Conformance { chat })
     } else {
         Arc::new(chat)
-    };
-    if let Some(admin) = config.admin.clone() {
-        let admin = crate::admin::Admin::start(
-            admin,
-            hub.clone(),
-            &config.engine.path,
-            shutdown.clone(),
-            &tracker,
-        );
-        application = Arc::new(crate::admin::AdminApp {
-            inner: application,
-            admin,
-        });
     }
+}
+
+/// The Socket.IO engine running `application` (e.g. the default one with
+/// the Admin UI's namespace added, [`crate::admin::AdminApp`]).
+pub fn engine_with(
+    app: crate::app::Context,
+    application: Arc<dyn Application>,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+    config: SocketIoConfig,
+) -> Arc<Engine> {
+    let hub = app.hub.clone();
+    let ctx = app;
     let state = Arc::new(App {
         ctx,
         hub: hub.clone(),

@@ -138,6 +138,9 @@ pub struct ServerConfig {
     /// Several nodes behind one Redis (docs/cluster.md). `None` (the
     /// default): a single in-memory node.
     pub redis: Option<volna_cluster::ClusterConfig>,
+    /// The Socket.IO Admin UI on namespace `/admin`; `None` (the default):
+    /// no such namespace.
+    pub admin: Option<volna_transports::admin::AdminConfig>,
     /// A folder of an application's pages, served under `/app/`. `None`
     /// (the default): nothing is served there.
     pub static_dir: Option<PathBuf>,
@@ -185,6 +188,7 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(2),
             drain: Duration::from_secs(2),
             redis: None,
+            admin: None,
             static_dir: None,
             api_key: None,
             api_max_body: volna_transports::api::ApiConfig::DEFAULT_MAX_BODY,
@@ -793,7 +797,7 @@ impl ServeArgs {
                 volna_transports::admin::auth::valid_hash(&hash),
                 "admin_password_hash must be a bcrypt hash ($2b$10$…) when admin_username is set"
             );
-            cfg.socketio.admin = Some(volna_transports::admin::AdminConfig {
+            cfg.admin = Some(volna_transports::admin::AdminConfig {
                 username,
                 password_hash: hash,
                 read_only: self.admin_read_only || file.admin_read_only.unwrap_or(false),
@@ -873,7 +877,7 @@ mod tests {
             ..Default::default()
         };
         let (cfg, _) = args.resolve().unwrap();
-        let admin = cfg.socketio.admin.expect("admin UI on");
+        let admin = cfg.admin.expect("admin UI on");
         assert_eq!(admin.username, "admin");
         assert!(admin.development && !admin.read_only);
         assert_eq!(
@@ -897,7 +901,7 @@ mod tests {
         };
         assert!(bad.resolve().is_err());
         let (cfg, _) = ServeArgs::default().resolve().unwrap();
-        assert!(cfg.socketio.admin.is_none());
+        assert!(cfg.admin.is_none());
     }
 
     #[test]
