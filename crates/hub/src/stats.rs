@@ -59,6 +59,10 @@ pub struct Stats {
     pub received_bytes: [AtomicU64; 4],
     /// Bytes of the frames broadcasts queued to receivers.
     pub broadcast_bytes: AtomicU64,
+    /// Connections removed, by why their transport closed
+    /// ([`CloseReason::CODES`](crate::CloseReason::CODES) slots; the last
+    /// slot: the connection left its namespace, its transport still open).
+    pub closed_by_reason: [AtomicU64; 9],
     /// Room memberships now (members of all rooms together).
     pub memberships: std::sync::atomic::AtomicI64,
 }

@@ -221,6 +221,17 @@ impl Collector for Scrape {
                 c.metric_type(),
             )?)?;
         }
+        counters(
+            &mut e,
+            "volna_disconnects",
+            "Connections gone, by why their transport closed (left: a Socket.IO socket left its namespace).",
+            "reason",
+            volna_hub::CloseReason::CODES
+                .iter()
+                .chain(std::iter::once(&"left"))
+                .enumerate()
+                .map(|(i, r)| (*r, get(&s.closed_by_reason[i]))),
+        )?;
         counter(
             &mut e,
             "volna_slow_consumer_disconnects",

@@ -124,6 +124,9 @@ class MetricsTest(ClosingCase):
             "connections back to where they were",
         )
         self.assertEqual(v(s, "volna_room_members"), v(before, "volna_room_members"))
+        # Every close is counted with its reason: the three clients went.
+        gone = lambda s: sum(val for (name, _), val in s.items() if name == "volna_disconnects_total")  # noqa: E731
+        self.assertEqual(gone(s) - gone(before), 3)
 
     def test_the_event_loop_lag_histogram_grows(self):
         first = self.scrape()

@@ -488,8 +488,13 @@ impl Conn {
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        // Why it closed only matters to an observer.
-        let reason = self.hub.observer().and_then(|_| self.outbox.closed());
+        let reason = self.outbox.closed();
+        let slot = reason
+            .as_ref()
+            .map_or(CloseReason::CODES.len(), CloseReason::slot);
+        Stats::bump(&self.hub.inner.stats.closed_by_reason[slot]);
+        // Why it closed only matters to an observer beyond that.
+        let reason = self.hub.observer().and(reason);
         self.hub.unregister(self.id, reason);
     }
 }

@@ -76,6 +76,32 @@ pub enum CloseReason {
 }
 
 impl CloseReason {
+    /// Every [`code`](Self::code), in the order of [`slot`](Self::slot).
+    pub const CODES: [&'static str; 8] = [
+        "slow-consumer",
+        "server-shutdown",
+        "server-restart",
+        "client-quit",
+        "protocol-error",
+        "timeout",
+        "transport-closed",
+        "disconnected",
+    ];
+
+    /// Its code's place in [`CODES`](Self::CODES), for counters.
+    pub fn slot(&self) -> usize {
+        match self {
+            CloseReason::SlowConsumer { .. } => 0,
+            CloseReason::ServerShutdown => 1,
+            CloseReason::ServerRestart => 2,
+            CloseReason::ClientQuit => 3,
+            CloseReason::ProtocolError(_) => 4,
+            CloseReason::Timeout => 5,
+            CloseReason::TransportClosed => 6,
+            CloseReason::Disconnected { .. } => 7,
+        }
+    }
+
     /// A short, stable code, e.g. `slow-consumer`.
     pub fn code(&self) -> &'static str {
         match self {
