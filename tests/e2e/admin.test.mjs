@@ -20,7 +20,7 @@ import { fileURLToPath } from "node:url";
 import bcrypt from "bcryptjs";
 import { io } from "socket.io-client";
 import WebSocket from "ws";
-import { launchChromium, openPage } from "./browser.mjs";
+import { eachLine, launchChromium, openPage } from "./browser.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "../..");
@@ -77,20 +77,12 @@ function startVolna(args) {
     const timer = setTimeout(() => reject(new Error(`volna printed no banner within ${WAIT_MS} ms:\n${volnaLines.join("\n")}`)), WAIT_MS);
     child.once("exit", (code) => reject(new Error(`volna exited (${code}):\n${volnaLines.join("\n")}`)));
     for (const stream of [child.stdout, child.stderr]) {
-      let buf = "";
-      stream.setEncoding("utf8");
-      stream.on("data", (chunk) => {
-        buf += chunk;
-        let i;
-        while ((i = buf.indexOf("\n")) >= 0) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          volnaLines.push(line);
-          const m = line.match(/ serving: tcp:\/\/([^ ,]+).*http:\/\/([^ ,]+)/);
-          if (m) {
-            clearTimeout(timer);
-            resolve({ child, tcp: m[1], http: "http://" + m[2] });
-          }
+      eachLine(stream, (line) => {
+        volnaLines.push(line);
+        const m = line.match(/ serving: tcp:\/\/([^ ,]+).*http:\/\/([^ ,]+)/);
+        if (m) {
+          clearTimeout(timer);
+          resolve({ child, tcp: m[1], http: "http://" + m[2] });
         }
       });
     }

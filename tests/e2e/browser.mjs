@@ -44,6 +44,21 @@ export async function openPage(browser, contexts, errors, label, waitMs, options
 }
 
 /** GET without keep-alive, so no socket outlives the test. */
+/** Calls `fn` with every line a child process writes to `stream` (stdout or stderr). */
+export function eachLine(stream, fn) {
+  let buf = "";
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk) => {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      const line = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      fn(line);
+    }
+  });
+}
+
 export function httpGet(url, timeoutMs) {
   return new Promise((resolve, reject) => {
     http

@@ -27,7 +27,7 @@ import http from "node:http";
 import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { CHROMIUM, launchChromium, openPage } from "./browser.mjs";
+import { CHROMIUM, eachLine, launchChromium, openPage } from "./browser.mjs";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "../..");
@@ -69,17 +69,9 @@ class Proc {
     });
     this.child.once("error", (e) => this.lines.push(`[spawn error] ${e.message}`));
     for (const stream of [this.child.stdout, this.child.stderr]) {
-      let buf = "";
-      stream.setEncoding("utf8");
-      stream.on("data", (chunk) => {
-        buf += chunk;
-        let i;
-        while ((i = buf.indexOf("\n")) >= 0) {
-          const line = buf.slice(0, i);
-          buf = buf.slice(i + 1);
-          this.lines.push(line);
-          this.waiters = this.waiters.filter((w) => !(w.re.test(line) && (w.done(line), true)));
-        }
+      eachLine(stream, (line) => {
+        this.lines.push(line);
+        this.waiters = this.waiters.filter((w) => !(w.re.test(line) && (w.done(line), true)));
       });
     }
     procs.push(this);
