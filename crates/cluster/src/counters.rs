@@ -16,6 +16,9 @@ pub struct Counters {
     pub decode_errors: AtomicU64,
     /// Times Redis became unreachable.
     pub redis_outages: AtomicU64,
+    /// Health probes not answered in time while Redis was visibly serving
+    /// this node (a busy node, not a dead Redis).
+    pub probes_slow: AtomicU64,
     /// Cluster `who` requests this node sent.
     pub who_requests: AtomicU64,
     /// Of those, the ones some node did not answer in time (a partial list).

@@ -12,7 +12,7 @@ use serde_json::{json, Value as Json};
 use tokio_util::sync::CancellationToken;
 use volna_hub::Hub;
 
-use crate::counters::get;
+use crate::counters::{bump, get};
 use crate::nodes;
 use crate::shared::{Out, Shared};
 
@@ -28,6 +28,7 @@ pub(crate) fn report(shared: &Shared) -> Json {
         "received": get(&c.received),
         "decode_errors": get(&c.decode_errors),
         "redis_outages": get(&c.redis_outages),
+        "probes_slow": get(&c.probes_slow),
         "who_requests": get(&c.who_requests),
         "who_partial": get(&c.who_partial),
         "requests_answered": get(&c.requests_answered),
@@ -84,6 +85,27 @@ pub(crate) async fn probe(
     Ok(())
 }
 
+/// How long a probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// What a probe found, when it found Redis alive.
+enum Probe {
+    /// Both connections answered.
+    Answered,
+    /// No answer in time, but Redis was answering other commands or
+    /// delivering broadcasts meanwhile.
+    Busy,
+}
+
+/// What Redis did for this node so far: publish batches it took and
+/// broadcasts it delivered. Any change means it is alive.
+fn traffic(shared: &Shared) -> (u64, u64) {
+    (
+        get(&shared.counters.published),
+        get(&shared.counters.received),
+    )
+}
+
 /// Probes Redis: every 500 ms while up, with backoff (to 5 s) while down.
 /// Publishes the heartbeat.
 pub(crate) async fn health_loop(
@@ -99,16 +121,26 @@ pub(crate) async fn health_loop(
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(delay) => {}
         }
-        let probed = tokio::time::timeout(Duration::from_secs(3), probe(&shared, &mut subscriber))
-            .await
-            .unwrap_or_else(|_| {
-                Err(redis::RedisError::from((
+        let before = traffic(&shared);
+        let probed =
+            match tokio::time::timeout(PROBE_TIMEOUT, probe(&shared, &mut subscriber)).await {
+                Ok(r) => r.map(|()| Probe::Answered),
+                // A ping waits behind everything queued on its connection: on
+                // a node busy with a flood, that takes longer than the timeout
+                // while Redis is fine. Redis is down only if nothing at all
+                // came back from it meanwhile.
+                Err(_) if traffic(&shared) != before => Ok(Probe::Busy),
+                Err(_) => Err(redis::RedisError::from((
                     redis::ErrorKind::Io,
-                    "probe timed out",
-                )))
-            });
+                    "probe timed out and nothing came from redis meanwhile",
+                ))),
+            };
         match probed {
-            Ok(()) => {
+            Ok(Probe::Busy) => {
+                bump(&shared.counters.probes_slow);
+                tracing::debug!("redis probe slow, but redis answers: busy, not down");
+            }
+            Ok(Probe::Answered) => {
                 delay = Duration::from_millis(500);
                 if !shared.up.swap(true, Ordering::AcqRel) {
                     tracing::info!(node = %shared.uid, "redis reachable again: cross-node delivery resumed");

@@ -133,6 +133,15 @@ impl Adapter for AdapterHandle {
         requests::remote_disconnect(&self.0, nsp, targets, code, reason);
     }
 
+    fn remote_members(&self, nsp: &str, room: &str) -> usize {
+        let counts = self.0.remote_counts.lock().unwrap();
+        counts
+            .get(nsp)
+            .and_then(|rooms| rooms.get(room))
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn nodes(&self) -> Vec<NodeInfo> {
         let mut nodes: Vec<NodeInfo> = self
             .0
@@ -293,6 +302,7 @@ impl Cluster {
             restores,
             offsets: hub.recovery_window().is_some(),
             position: Mutex::new(None),
+            remote_counts: Mutex::new(HashMap::new()),
         });
         if !hub.set_adapter(Arc::new(AdapterHandle(shared.clone()))) {
             return Err(ClusterError::AdapterSet);

@@ -46,7 +46,18 @@ pub(crate) fn goodbye(uid: &str) -> String {
 /// it dies.
 struct Node {
     last_seen: Instant,
-    rooms: HashMap<RoomKey, HashMap<ConnId, Arc<str>>>,
+    rooms: HashMap<RoomKey, RoomPart>,
+}
+
+/// A room as another node announced it: its part of the room's size (from
+/// the last presence event), and the members it announced. A node announces
+/// only while its part is small, so `members` stays bounded; a member that
+/// left unannounced (its part was large then) stays listed until the part
+/// is empty.
+#[derive(Default)]
+struct RoomPart {
+    size: usize,
+    members: HashMap<ConnId, Arc<str>>,
 }
 
 /// A room of a namespace: `(nsp, room)`.
@@ -86,21 +97,38 @@ impl Nodes {
                 rooms: HashMap::new(),
             });
             let key = (p.nsp.clone(), p.room.clone());
+            let part = node.rooms.entry(key.clone()).or_default();
+            let before = part.size;
+            part.size = p.members;
             match p.kind {
                 PresenceKind::Joined => {
-                    node.rooms
-                        .entry(key)
-                        .or_default()
-                        .insert(p.member.id, p.member.name.clone());
+                    part.members.insert(p.member.id, p.member.name.clone());
                 }
                 PresenceKind::Left => {
-                    if let Some(members) = node.rooms.get_mut(&key) {
-                        members.remove(&p.member.id);
-                        if members.is_empty() {
-                            node.rooms.remove(&key);
-                        }
-                    }
+                    part.members.remove(&p.member.id);
                 }
+            }
+            if part.size == 0 {
+                node.rooms.remove(&key);
+            }
+            self.count(&key, before, p.members);
+        }
+    }
+
+    /// Moves the cluster-wide count of `key`'s remote members by one
+    /// node's change of part from `before` to `after`.
+    fn count(&self, (nsp, room): &RoomKey, before: usize, after: usize) {
+        if before == after {
+            return;
+        }
+        let mut counts = self.shared.remote_counts.lock().unwrap();
+        let rooms = counts.entry(nsp.clone()).or_default();
+        let total = rooms.entry(room.clone()).or_default();
+        *total = (*total + after).saturating_sub(before);
+        if *total == 0 {
+            rooms.remove(room);
+            if rooms.is_empty() {
+                counts.remove(nsp);
             }
         }
     }
@@ -181,17 +209,22 @@ impl Nodes {
         }
     }
 
-    /// Tells local members that a gone node's members left.
+    /// Tells local members that a gone node's members left: its part of
+    /// each room is taken off the room's size first, so the hub announces
+    /// the leaves only where the room is small without them (and gives the
+    /// size after).
     fn forget(&self, _uid: &str, node: Node) {
-        for ((nsp, room), members) in node.rooms {
-            for (id, name) in members {
-                let local = self.hub.who(&nsp, &room).map_or(0, |m| m.len());
+        for (key, part) in &node.rooms {
+            self.count(key, part.size, 0);
+        }
+        for ((nsp, room), part) in node.rooms {
+            for (id, name) in part.members {
                 let presence = Presence {
                     nsp: nsp.clone(),
                     room: room.clone(),
                     member: MemberInfo { id, name },
                     kind: PresenceKind::Left,
-                    members: local,
+                    members: 0,
                 };
                 self.hub
                     .deliver_remote(&nsp, &[&room], &[], Event::Presence(&presence));

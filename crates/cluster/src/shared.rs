@@ -114,6 +114,9 @@ pub(crate) struct Shared {
     pub(crate) offsets: bool,
     /// The id of the last entry the stream reader delivered.
     pub(crate) position: Mutex<Option<Arc<str>>>,
+    /// Members of each room on the other volna nodes, by namespace and
+    /// room, as their presence events told (kept by `nodes.rs`).
+    pub(crate) remote_counts: Mutex<HashMap<Arc<str>, HashMap<Arc<str>, usize>>>,
 }
 
 impl Shared {

@@ -161,6 +161,15 @@ pub trait Adapter: Send + Sync + 'static {
     /// The members of `room` on the other nodes.
     fn who(&self, nsp: &str, room: &str) -> BoxFuture<RemoteMembers>;
 
+    /// How many members `room` of `nsp` has on the other nodes, as their
+    /// presence events told (exact while each node's part of the room is
+    /// within the presence limit, at least that limit beyond): the hub
+    /// announces joins and leaves only while the whole room is small.
+    /// Must not block. 0 (the default): none known.
+    fn remote_members(&self, _nsp: &str, _room: &str) -> usize {
+        0
+    }
+
     /// Every socket of namespace `nsp` on the other servers (Socket.IO's
     /// `fetchSockets()`), in [`RemoteMembers::sockets`].
     fn fetch_sockets(&self, _nsp: &str) -> BoxFuture<RemoteMembers> {

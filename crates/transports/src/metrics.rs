@@ -447,6 +447,10 @@ impl Collector for Scrape {
                 ),
                 ("redis_outages", "Times Redis became unreachable."),
                 (
+                    "probes_slow",
+                    "Redis health probes late while Redis kept answering (a busy node).",
+                ),
+                (
                     "sessions_restored",
                     "Socket.IO sessions restored from Redis (streams mode).",
                 ),

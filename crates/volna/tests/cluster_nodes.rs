@@ -179,6 +179,52 @@ async fn a_dead_node_is_forgotten_and_a_leaving_member_is_seen_everywhere() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_stops_once_the_room_is_large_across_the_cluster() {
+    let Some(redis) = Redis::start() else { return };
+    let p = prefix();
+    let small = |url: &str| {
+        let mut c = cluster::node_config(url, &p, volna_cluster::Mode::PubSub);
+        c.hub.presence_limit = 4;
+        c
+    };
+    let a = cluster::start_node(small(&redis.url())).await;
+    let b = cluster::start_node(small(&redis.url())).await;
+    let mut watcher = LineClient::named(&a, "watcher", &["r"]).await;
+    let _a2 = LineClient::named(&a, "a2", &["r"]).await;
+    watcher.until("joined r a2").await;
+    // Two on A: joins on B are announced on A while the room has at most 4.
+    let mut b1 = LineClient::named(&b, "b1", &["r"]).await;
+    watcher.until("joined r b1").await;
+    let _b2 = LineClient::named(&b, "b2", &["r"]).await;
+    watcher.until("joined r b2").await;
+    // The fifth member, on either node, is announced nowhere.
+    let _b3 = LineClient::named(&b, "b3", &["r"]).await;
+    let _a3 = LineClient::named(&a, "a3", &["r"]).await;
+    b1.send("/msg r from-b").await;
+    let (_, skipped) = watcher.until("msg r").await;
+    assert!(
+        skipped.is_empty(),
+        "A announced joins past the limit: {skipped:?}"
+    );
+    watcher.send("/msg r from-a").await;
+    // B's own members saw b2 arrive (2 + 2 on A), not b3 nor a3.
+    let (own, skipped) = b1.until("msg r").await;
+    assert!(own.ends_with("from-b"), "{own}");
+    assert!(
+        matches!(skipped.as_slice(), [only] if only.starts_with("joined r b2")),
+        "{skipped:?}"
+    );
+    let (msg, skipped) = b1.until("msg r").await;
+    assert!(msg.ends_with("from-a"), "{msg}");
+    assert!(
+        skipped.is_empty(),
+        "B announced joins past the limit: {skipped:?}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_keeps_local_delivery_and_cross_node_delivery_resumes() {
     redis_outage(volna_cluster::Mode::PubSub).await;
 }

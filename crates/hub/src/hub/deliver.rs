@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::state::{Hub, Member};
-use crate::event::{Codec, ConnId, Event, Message};
+use crate::event::{Codec, ConnId, Event, Message, Presence};
 use crate::outbox::{CloseReason, Frame, Outbox, PushError};
 use crate::stats::Stats;
 
@@ -110,6 +110,25 @@ impl Hub {
             let mut rs = room.state.lock().unwrap();
             if volatile_name.is_some_and(|e| room.policy.is_volatile(&e)) {
                 return self.deliver_volatile(&mut enc, rs.members.iter(), None);
+            }
+            if let Event::Presence(p) = event {
+                // Announced here only while the whole room is small (see
+                // `rooms::announced`), with the whole room's size.
+                let members = rs.members.len() + self.remote_members(nsp, &room.name);
+                if !room.policy.presence
+                    || !super::rooms::announced(p.kind, members, self.inner.config.presence_limit)
+                {
+                    return 0;
+                }
+                let shown = Presence {
+                    members,
+                    ..p.clone()
+                };
+                return self.deliver(
+                    &mut Encoder::new(Event::Presence(&shown)),
+                    rs.members.iter(),
+                    None,
+                );
             }
             let Event::Message(m) = event else {
                 return self.deliver(&mut enc, rs.members.iter(), None);
@@ -302,16 +321,20 @@ mod tests {
 
     use super::*;
     use crate::adapter::{Adapter, Outgoing};
-    use crate::event::{Data, MemberInfo, Message};
+    use crate::event::{Data, MemberInfo, Message, PresenceKind};
     use crate::hub::testing::{codec, conn, drain};
     use crate::outbox::{Batch, OutboxLimits};
     use crate::{Conn, HubConfig};
 
-    /// Records what the hub forwards.
+    /// Records what the hub forwards; the other nodes hold `.1` members of
+    /// every room.
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<String>>);
+    struct Recorder(Mutex<Vec<String>>, std::sync::atomic::AtomicUsize);
 
     impl Adapter for Recorder {
+        fn remote_members(&self, _nsp: &str, _room: &str) -> usize {
+            self.1.load(Ordering::Relaxed)
+        }
         fn forward(&self, event: Outgoing) {
             let s = match event {
                 Outgoing::Message(m) => format!("msg {} {}", m.room, m.offset),
@@ -500,5 +523,62 @@ mod tests {
         assert_eq!(names, vec!["a", "zed"]);
         assert!(who.members[0].id.is_some() && who.members[1].id.is_none());
         assert!(who.partial);
+    }
+
+    #[test]
+    fn presence_is_bounded_by_the_whole_room() {
+        let hub = Hub::new(HubConfig {
+            presence_limit: 4,
+            ..HubConfig::default()
+        });
+        let rec = Arc::new(Recorder::default());
+        rec.1.store(3, Ordering::Relaxed);
+        assert!(hub.set_adapter(rec.clone()));
+        let c = codec(1);
+        let a = conn(&hub, "a", c.clone(), OutboxLimits::default());
+        let b = conn(&hub, "b", c.clone(), OutboxLimits::default());
+        a.join("r").unwrap();
+        // Two here and three elsewhere: past the limit, so `a` is not told,
+        // but the other nodes still learn this node's part of the room.
+        b.join("r").unwrap();
+        assert!(drain(&a).is_empty());
+        assert_eq!(*rec.0.lock().unwrap(), vec!["join r a 1", "join r b 2"]);
+        let remote = |kind| Presence {
+            nsp: Arc::from("/"),
+            room: Arc::from("r"),
+            member: MemberInfo {
+                id: 90,
+                name: Arc::from("far"),
+            },
+            kind,
+            members: 1,
+        };
+        assert_eq!(
+            hub.deliver_remote(
+                "/",
+                &["r"],
+                &[],
+                Event::Presence(&remote(PresenceKind::Joined))
+            ),
+            0,
+            "another node's join into a large room is not announced"
+        );
+        // The room shrank elsewhere: now its joins and leaves are told,
+        // with the whole room's size.
+        rec.1.store(1, Ordering::Relaxed);
+        assert_eq!(
+            hub.deliver_remote(
+                "/",
+                &["r"],
+                &[],
+                Event::Presence(&remote(PresenceKind::Left))
+            ),
+            2
+        );
+        assert_eq!(drain(&a), vec!["leave r far"]);
+        drain(&b);
+        b.leave("r").unwrap();
+        assert_eq!(drain(&a), vec!["leave r b"]);
+        assert_eq!(rec.0.lock().unwrap().last().unwrap(), "leave r b 1");
     }
 }

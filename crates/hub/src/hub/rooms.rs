@@ -347,21 +347,32 @@ impl Hub {
             .stats
             .memberships
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        if rs.members.len() > limit || !room.policy.presence {
+        let local = rs.members.len();
+        if local > limit || !room.policy.presence {
             return Ok(JoinInfo {
                 members: join_members(&rs.members, limit),
                 ..position(&rs, missed)
             });
         }
+        // Told to the other nodes while this node's part of the room is
+        // small (they keep its size, see [`Adapter::remote_members`]);
+        // announced here only while the whole room is.
+        let remote = self.remote_members(&room.nsp, &room.name);
         let presence = Presence {
             nsp: room.nsp.clone(),
             room: room.name.clone(),
             member: info,
             kind: PresenceKind::Joined,
-            members: rs.members.len(),
+            members: local,
         };
-        let mut enc = Encoder::new(Event::Presence(&presence));
-        self.deliver(&mut enc, rs.members.iter(), Some(id));
+        if announced(PresenceKind::Joined, local + remote, limit) {
+            let shown = Presence {
+                members: local + remote,
+                ..presence.clone()
+            };
+            let mut enc = Encoder::new(Event::Presence(&shown));
+            self.deliver(&mut enc, rs.members.iter(), Some(id));
+        }
         if let Some(adapter) = self.inner.adapter.get() {
             adapter.forward(Outgoing::Presence(Arc::new(presence)));
         }
@@ -369,6 +380,15 @@ impl Hub {
             members: member_list(&rs.members),
             ..position(&rs, missed)
         })
+    }
+
+    /// Members of `room` on the other nodes, as far as the cluster knows
+    /// (0 on a single node).
+    pub(super) fn remote_members(&self, nsp: &str, room: &str) -> usize {
+        self.inner
+            .adapter
+            .get()
+            .map_or(0, |a| a.remote_members(nsp, room))
     }
 
     pub(super) fn leave(&self, id: ConnId, room_name: &str) -> Result<usize, HubError> {
@@ -412,7 +432,8 @@ impl Hub {
             return rs.members.len();
         };
         let left = rs.members.len();
-        if left > 0 && (left >= self.inner.config.presence_limit || !room.policy.presence) {
+        let limit = self.inner.config.presence_limit;
+        if left > 0 && (!announced(PresenceKind::Left, left, limit) || !room.policy.presence) {
             // A large room, or one whose policy turns presence off: leaves
             // are not announced (see HubConfig).
             return left;
@@ -440,12 +461,30 @@ impl Hub {
             }
             return 0;
         }
-        let mut enc = Encoder::new(Event::Presence(&presence));
-        self.deliver(&mut enc, rs.members.iter(), None);
+        let remote = self.remote_members(&room.nsp, &room.name);
+        if announced(PresenceKind::Left, left + remote, limit) {
+            let shown = Presence {
+                members: left + remote,
+                ..presence.clone()
+            };
+            let mut enc = Encoder::new(Event::Presence(&shown));
+            self.deliver(&mut enc, rs.members.iter(), None);
+        }
         if let Some(adapter) = self.inner.adapter.get() {
             adapter.forward(Outgoing::Presence(Arc::new(presence)));
         }
         left
+    }
+}
+
+/// Whether a room of `members` (after the change) announces a join or a
+/// leave: a join while it has at most `limit`, a leave while it has fewer
+/// (the same room sizes either way: the leave undoing a join is announced
+/// exactly when the join was).
+pub(crate) fn announced(kind: PresenceKind, members: usize, limit: usize) -> bool {
+    match kind {
+        PresenceKind::Joined => members <= limit,
+        PresenceKind::Left => members < limit,
     }
 }
 
