@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use super::client::{payload, Target};
-use super::common::Common;
+use super::common::{now_micros, Common};
 use super::deliveries::Deliveries;
 use super::http::HttpConn;
 use super::members::connect_members;
@@ -34,7 +34,7 @@ pub(super) async fn run(
         .next()
         .ok_or_else(|| anyhow::anyhow!("cannot resolve {api}"))?;
     let bar = progress(common.quiet, n as u64, "joining");
-    let (members, failures, _) = connect_members(common, &target, n, &bar).await;
+    let (members, failures, _) = connect_members(common, &common.targets()?, n, &bar).await;
     bar.finish_and_clear();
     anyhow::ensure!(
         failures.len() * 100 <= n,
@@ -45,8 +45,7 @@ pub(super) async fn run(
     let n = members.len();
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let base = Instant::now();
-    let (deliveries, _senders) = Deliveries::spawn(members, target.proto, messages, base);
+    let (deliveries, _senders) = Deliveries::spawn(members, target.proto, &vec![messages; n]);
     let expected = messages * n as u64;
     let cpu_before = common.pid.and_then(procfs::cpu_time);
     let bar = progress(common.quiet, expected, "deliveries");
@@ -65,7 +64,7 @@ pub(super) async fn run(
             for k in 0..count {
                 pacer.wait().await;
                 let seq = k * connections as u64 + c;
-                let text = payload(seq, base.elapsed().as_micros() as u64, size);
+                let text = payload(seq, now_micros(), size);
                 let mut body = serde_json::json!({"channel": room, "data": text});
                 if let Some(e) = &event {
                     body["event"] = e.as_str().into();

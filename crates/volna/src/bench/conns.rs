@@ -1,50 +1,28 @@
-//! `volna bench conns`: open many connections, join a room, hold them;
-//! connect rate, failures, survivors of the hold, server RSS and CPU per
-//! connection.
+//! `volna bench conns`: open many connections (in one process or several),
+//! join a room, hold them; connect rate, failures, survivors of the hold,
+//! server RSS and CPU per connection, the generator's own memory.
 
-use std::time::Duration;
-
-use tokio_util::sync::CancellationToken;
-
-use super::client::Target;
 use super::common::Common;
-use super::members::{connect_members_with, join_one};
-use super::procfs;
-use super::progress::progress;
-use super::report::{summarize_failures, Report};
+use super::report::Report;
+use super::swarm::{self, Plan};
 
-pub(super) async fn run(common: &Common, n: usize, hold: f64) -> anyhow::Result<Report> {
-    let target = Target::of(common)?;
-    // Fail fast with a clear message if the target is down or speaks
-    // something else.
-    let probe = join_one(&target, &common.room, None).await?;
-    drop(probe);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let rss_before = common.pid.and_then(procfs::rss_bytes);
-    let cpu_before = common.pid.and_then(procfs::cpu_time);
-    let bar = progress(common.quiet, n as u64, "connecting");
-    let stop = CancellationToken::new();
-    let (joined, failures, took, holders) =
-        connect_members_with(common, &target, n, &bar, Some(stop.clone())).await;
-    bar.finish_and_clear();
-    let cpu_after = common.pid.and_then(procfs::cpu_time);
-    let held = joined.len();
-    tokio::time::sleep(Duration::from_secs_f64(hold)).await;
-    let rss_after = common.pid.and_then(procfs::rss_bytes);
-    stop.cancel();
-    let mut survived = 0;
-    for h in holders {
-        if h.await.unwrap_or(false) {
-            survived += 1;
-        }
-    }
-    let mut report = Report::new(format!("conns {} ({} clients)", target.url, n));
-    report.add("connected+joined", held as u64);
-    summarize_failures(&mut report, &failures);
-    report.add("still open after hold", survived as u64);
-    report.add("seconds to connect all", took.as_secs_f64());
-    report.add("connects/s", held as f64 / took.as_secs_f64());
-    if let (Some(a), Some(b)) = (rss_before, rss_after) {
+pub(super) async fn run(common: &Common, n: usize, hold: f64) -> anyhow::Result<Option<Report>> {
+    let plan = Plan {
+        clients: n,
+        publishers: 0,
+        messages: 0,
+        rate: 0.0,
+        size: 0,
+        drain: 0.0,
+        event: None,
+    };
+    let Some((merged, timeline)) = swarm::run(common, &plan, hold).await? else {
+        return Ok(None);
+    };
+    let mut report = Report::new(format!("conns {} ({n} clients)", swarm::label(common)));
+    merged.add_connects(&mut report);
+    let held = merged.part.joined;
+    if let (Some(a), Some(b)) = (timeline.start.rss, timeline.held.rss) {
         report.add("server RSS before (MiB)", a as f64 / 1048576.0);
         report.add("server RSS after (MiB)", b as f64 / 1048576.0);
         if held > 0 {
@@ -54,7 +32,7 @@ pub(super) async fn run(common: &Common, n: usize, hold: f64) -> anyhow::Result<
             );
         }
     }
-    if let (Some(a), Some(b)) = (cpu_before, cpu_after) {
+    if let (Some(a), Some(b)) = (timeline.start.cpu, timeline.joined.cpu) {
         if held > 0 {
             report.add(
                 "server CPU per connect (us)",
@@ -62,5 +40,5 @@ pub(super) async fn run(common: &Common, n: usize, hold: f64) -> anyhow::Result<
             );
         }
     }
-    Ok(report)
+    Ok(Some(report))
 }

@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::client::{find_marker, Proto, Received, Tx};
+use super::common::now_micros;
 use super::members::Member;
 use super::report::new_histogram;
 
@@ -20,32 +21,39 @@ use super::report::new_histogram;
 pub(super) struct Deliveries {
     /// Marked messages received so far, by every member.
     pub(super) delivered: Arc<AtomicU64>,
+    /// Members the server (or the network) closed so far.
+    closed: Arc<AtomicU64>,
+    /// Every member's latencies: one histogram for all (one per member
+    /// would cost ~200 KiB each).
+    latency: Arc<std::sync::Mutex<Histogram<u64>>>,
     stop: CancellationToken,
-    tasks: Vec<JoinHandle<(Histogram<u64>, u64)>>,
-    messages: u64,
+    tasks: Vec<JoinHandle<bool>>,
 }
 
 impl Deliveries {
-    /// Starts a receive loop per member, each expecting `messages` marked
-    /// messages stamped against `base`. Returns the loops and every member's
-    /// sending half (shared with its loop, which answers pings).
+    /// Starts a receive loop per member, the `i`th expecting `expect[i]`
+    /// marked messages (stamped with [`now_micros`]); until then, and until
+    /// stopped, it answers pings. Returns the loops and every member's
+    /// sending half (shared with its loop).
     pub(super) fn spawn(
         members: Vec<Member>,
         proto: Proto,
-        messages: u64,
-        base: Instant,
+        expect: &[u64],
     ) -> (Deliveries, Vec<Arc<Mutex<Tx>>>) {
         let delivered = Arc::new(AtomicU64::new(0));
+        let closed = Arc::new(AtomicU64::new(0));
+        let latency = Arc::new(std::sync::Mutex::new(new_histogram()));
         let stop = CancellationToken::new();
         let mut tasks = Vec::with_capacity(members.len());
         let mut senders = Vec::with_capacity(members.len());
-        for Member { tx, mut rx } in members {
+        for (Member { tx, mut rx }, &messages) in members.into_iter().zip(expect) {
             let tx = Arc::new(Mutex::new(tx));
             senders.push(tx.clone());
             let delivered = delivered.clone();
+            let closed = closed.clone();
+            let latency = latency.clone();
             let stop = stop.clone();
             tasks.push(tokio::spawn(async move {
-                let mut hist = new_histogram();
                 let mut got: u64 = 0;
                 loop {
                     let frame = tokio::select! {
@@ -55,8 +63,8 @@ impl Deliveries {
                     match frame {
                         Ok(Received::Frame(f)) => {
                             if let Some((_seq, sent)) = find_marker(&f) {
-                                let now = base.elapsed().as_micros() as u64;
-                                let _ = hist.record(now.saturating_sub(sent).max(1));
+                                let took = now_micros().saturating_sub(sent).max(1);
+                                let _ = latency.lock().unwrap().record(took);
                                 got += 1;
                                 delivered.fetch_add(1, Ordering::Relaxed);
                                 if got == messages {
@@ -67,21 +75,30 @@ impl Deliveries {
                         Ok(Received::Ping) => {
                             let _ = tx.lock().await.pong().await;
                         }
-                        Ok(Received::Closed) | Err(_) => break,
+                        Ok(Received::Closed) | Err(_) => {
+                            closed.fetch_add(1, Ordering::Relaxed);
+                            break;
+                        }
                     }
                 }
-                (hist, got)
+                got >= messages
             }));
         }
         (
             Deliveries {
                 delivered,
+                closed,
+                latency,
                 stop,
                 tasks,
-                messages,
             },
             senders,
         )
+    }
+
+    /// Members closed so far.
+    pub(super) fn closed(&self) -> u64 {
+        self.closed.load(Ordering::Relaxed)
     }
 
     /// Shows the deliveries on `bar` until the returned task is aborted.
@@ -117,15 +134,13 @@ impl Deliveries {
     /// how many members got fewer than all messages.
     pub(super) async fn finish(self) -> anyhow::Result<(Histogram<u64>, u64, usize)> {
         self.stop.cancel();
-        let mut hist = new_histogram();
         let mut short = 0;
         for t in self.tasks {
-            let (h, got) = t.await?;
-            hist.add(&h).expect("same bounds");
-            if got < self.messages {
+            if !t.await? {
                 short += 1;
             }
         }
+        let hist = self.latency.lock().unwrap().clone();
         Ok((hist, self.delivered.load(Ordering::Relaxed), short))
     }
 }

@@ -24,7 +24,7 @@ pub(super) async fn run(
 ) -> anyhow::Result<Report> {
     let target = Target::of(common)?;
     let bar = progress(common.quiet, n as u64, "connecting");
-    let (members, failures, _) = connect_members(common, &target, n, &bar).await;
+    let (members, failures, _) = connect_members(common, &common.targets()?, n, &bar).await;
     bar.finish_and_clear();
     anyhow::ensure!(
         failures.is_empty(),

@@ -66,7 +66,8 @@ pub(super) async fn run(
     );
     let png = Arc::new(test_png(width));
     let bar = progress(common.quiet, (n + senders) as u64, "connecting");
-    let (members, failures, _) = connect_members(common, &target, n + senders, &bar).await;
+    let (members, failures, _) =
+        connect_members(common, &common.targets()?, n + senders, &bar).await;
     bar.finish_and_clear();
     anyhow::ensure!(failures.is_empty(), "clients failed: {}", failures[0]);
     http_json(target.addr, "/health?reset_lag=1").await?;

@@ -1,7 +1,6 @@
-//! Setting up a room: connecting clients (bounded concurrency, spread over
-//! source addresses and, with `--spread-url`, over a second cluster node),
-//! joining each to the room, and optionally holding them open while they
-//! answer pings.
+//! Setting up rooms: connecting this process's share of the clients
+//! (bounded concurrency, spread over the targets, the rooms and the source
+//! addresses [`Common`] chooses) and joining each to its room.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -9,127 +8,80 @@ use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
 use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
 
 use super::client::{connect, is_join_reply, Proto, Received, Rx, Target, Tx};
 use super::common::Common;
 
-fn source_ip(common: &Common, i: usize) -> Option<IpAddr> {
-    if common.source_ips <= 1 {
-        return None;
-    }
-    let last = 1 + (i % common.source_ips as usize) as u8;
-    Some(IpAddr::from([127, 0, 0, last]))
-}
-
-/// A connected member that has joined the room.
+/// A connected member that has joined its room.
 pub(super) struct Member {
     pub(super) tx: Tx,
     pub(super) rx: Rx,
 }
 
-/// Connects `n` clients (at most `common.concurrency` at once) and joins
-/// each to the room. Returns the members, the failures and the time taken.
-pub(super) async fn connect_members(
-    common: &Common,
-    target: &Target,
-    n: usize,
-    bar: &ProgressBar,
-) -> (Vec<Member>, Vec<String>, Duration) {
-    let (joined, failures, took, _) = connect_members_with(common, target, n, bar, None).await;
-    let members = joined.into_iter().flatten().collect();
-    (members, failures, took)
+/// This process's members, each with its global index (which decides its
+/// target and room), and why the others could not join.
+pub(super) struct Joined {
+    pub(super) members: Vec<(usize, Member)>,
+    pub(super) failures: Vec<String>,
+    /// From the first connect to the last answer.
+    pub(super) took: Duration,
 }
 
-/// What a member does once it has joined, when [`connect_members_with`]
-/// is given a stop token: it answers pings until the token is cancelled
-/// (true) or the server closes it (false). A connect phase can outlast the
-/// server's ping interval plus timeout (a long ramp, a slow server), and a
-/// member that stayed silent that long would be dropped for it.
-async fn hold(mut m: Member, proto: Proto, stop: CancellationToken) -> bool {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return true,
-            r = m.rx.next(proto) => match r {
-                Ok(Received::Ping) => { let _ = m.tx.pong().await; }
-                Ok(Received::Frame(_)) => {}
-                Ok(Received::Closed) | Err(_) => return false,
-            }
-        }
-    }
-}
-
-/// [`connect_members`], where with `keep` each member [`hold`]s from the
-/// moment it joins: it is then returned as `None`, and its task's handle
-/// (true: still open at the stop) comes in the last vector.
-pub(super) async fn connect_members_with(
+/// Connects this process's share of `n` clients (at most
+/// `common.concurrency` at once) and joins each to its room.
+pub(super) async fn connect_share(
     common: &Common,
-    target: &Target,
+    targets: &[Target],
     n: usize,
     bar: &ProgressBar,
-    keep: Option<CancellationToken>,
-) -> (
-    Vec<Option<Member>>,
-    Vec<String>,
-    Duration,
-    Vec<tokio::task::JoinHandle<bool>>,
-) {
+) -> Joined {
     let sem = Arc::new(Semaphore::new(common.concurrency.max(1)));
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(n);
-    let mut holders = Vec::new();
-    let spread = common
-        .spread_url
-        .as_deref()
-        .and_then(|u| Target::parse(u).ok())
-        .map(|t| Target {
-            token: common.token.clone(),
-            ..t
-        });
-    for i in 0..n {
+    let (start, count) = common.share(n);
+    let mut tasks = Vec::with_capacity(count);
+    for j in 0..count {
+        let g = start + j;
         let sem = sem.clone();
-        let target = match (&spread, i % 2) {
-            (Some(other), 1) => other.clone(),
-            _ => target.clone(),
-        };
-        let room = common.room.clone();
-        let source = source_ip(common, i);
+        let target = targets[g % targets.len()].clone();
+        let room = common.room_of(g);
+        let source = common.source_ip(j, count);
         let bar = bar.clone();
-        let keep_this = keep.clone();
-        let (done, joined) = tokio::sync::oneshot::channel();
-        tasks.push(joined);
-        let task = tokio::spawn(async move {
-            let permit = sem.acquire_owned().await.expect("semaphore open");
+        tasks.push(tokio::spawn(async move {
+            let _permit = sem.acquire_owned().await.expect("semaphore open");
             let r = tokio::time::timeout(Duration::from_secs(30), join_one(&target, &room, source))
                 .await
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out connecting and joining")));
-            drop(permit);
             bar.inc(1);
-            match (r, keep_this) {
-                (Ok(m), Some(stop)) => {
-                    let _ = done.send(Ok(None));
-                    hold(m, target.proto, stop).await
-                }
-                (r, _) => {
-                    let _ = done.send(r.map(Some));
-                    false
-                }
-            }
-        });
-        if keep.is_some() {
-            holders.push(task);
-        }
+            r
+        }));
     }
-    let mut members = Vec::with_capacity(n);
+    let mut members = Vec::with_capacity(count);
     let mut failures = Vec::new();
-    for t in tasks {
+    for (j, t) in tasks.into_iter().enumerate() {
         match t.await {
-            Ok(Ok(m)) => members.push(m),
+            Ok(Ok(m)) => members.push((start + j, m)),
             Ok(Err(e)) => failures.push(format!("{e:#}")),
             Err(_) => failures.push("connect task ended".to_string()),
         }
     }
-    (members, failures, started.elapsed(), holders)
+    Joined {
+        members,
+        failures,
+        took: started.elapsed(),
+    }
+}
+
+/// [`connect_share`] for scenarios that run in one process: the members
+/// alone, the failures and the time taken.
+pub(super) async fn connect_members(
+    common: &Common,
+    targets: &[Target],
+    n: usize,
+    bar: &ProgressBar,
+) -> (Vec<Member>, Vec<String>, Duration) {
+    let j = connect_share(common, targets, n, bar).await;
+    let members = j.members.into_iter().map(|(_, m)| m).collect();
+    (members, j.failures, j.took)
 }
 
 pub(super) async fn join_one(

@@ -6,9 +6,13 @@
 //! Scenarios, one module each:
 //! - `conns`: open many connections, join a room, hold; connect rate,
 //!   failures, server RSS per connection.
-//! - `fanout`: members in one room, publishers at a rate; deliveries/s, lost
-//!   messages, latency percentiles, server CPU per delivery. (`bench/compare.py`
-//!   also runs it unpaced as its "burst".)
+//! - `fanout`: members in one room (or many), publishers at a rate;
+//!   deliveries/s, lost messages, latency percentiles, server CPU per
+//!   delivery. (`bench/compare.py` also runs it unpaced as its "burst".)
+//!
+//! Both run on `swarm` (joining, holding, publishing and counting in one
+//! process) and, with `--processes N`, on `workers` (N processes in step,
+//! their parts merged), over several targets with `--urls`.
 //! - `echo`: round trips with acks; rate and latency percentiles (with
 //!   `--rpc`, through the server's rpc hook).
 //! - `api`: the server API publishing into a room; requests/s,
@@ -38,6 +42,8 @@ mod pacer;
 mod procfs;
 mod progress;
 mod report;
+mod swarm;
+mod workers;
 
 pub use common::Common;
 
@@ -82,6 +88,10 @@ pub enum Scenario {
         /// Publish this application event (`emit`) instead of `message`.
         #[arg(long)]
         event: Option<String>,
+        /// Seconds to hold the members once all joined, before publishing (they answer pings
+        /// meanwhile; the report counts those still open).
+        #[arg(long, default_value_t = 0.0)]
+        hold: f64,
     },
     /// Images shared continuously over /ws while echo clients measure round trips; reports echo
     /// latency and the server's event-loop lag (run it against `volna serve` and against
@@ -172,7 +182,10 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<()> {
             common,
             clients,
             hold,
-        } => (conns::run(&common, clients, hold).await?, common.json),
+        } => match conns::run(&common, clients, hold).await? {
+            Some(report) => (report, common.json),
+            None => return Ok(()),
+        },
         Scenario::Fanout {
             common,
             clients,
@@ -182,13 +195,23 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<()> {
             size,
             drain,
             event,
-        } => (
-            fanout::run(
-                &common, clients, publishers, messages, rate, size, drain, event,
-            )
-            .await?,
-            common.json,
-        ),
+            hold,
+        } => {
+            let plan = swarm::Plan {
+                clients,
+                publishers,
+                messages,
+                rate,
+                size,
+                drain,
+                event,
+            };
+            match fanout::run(&common, plan, hold).await? {
+                Some(report) => (report, common.json),
+                // A worker of `--processes`: its part went to the parent.
+                None => return Ok(()),
+            }
+        }
         Scenario::Echo {
             common,
             clients,
