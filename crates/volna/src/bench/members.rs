@@ -18,23 +18,32 @@ pub(super) struct Member {
     pub(super) rx: Rx,
 }
 
-/// This process's members, each with its global index (which decides its
-/// target and room), and why the others could not join.
-pub(super) struct Joined {
-    pub(super) members: Vec<(usize, Member)>,
+/// This process's members (as `after` made them), each with its global
+/// index (which decides its target and room), and why the others could not
+/// join.
+pub(super) struct Joined<T> {
+    pub(super) members: Vec<(usize, T)>,
     pub(super) failures: Vec<String>,
     /// From the first connect to the last answer.
     pub(super) took: Duration,
 }
 
 /// Connects this process's share of `n` clients (at most
-/// `common.concurrency` at once) and joins each to its room.
-pub(super) async fn connect_share(
+/// `common.concurrency` at once), joins each to its room and hands it to
+/// `after` at once, with its global index: a member that must answer pings
+/// from then on (a ramp may outlast the server's ping timeout) starts doing
+/// so there.
+pub(super) async fn connect_share<T, F>(
     common: &Common,
     targets: &[Target],
     n: usize,
     bar: &ProgressBar,
-) -> Joined {
+    after: F,
+) -> Joined<T>
+where
+    T: Send + 'static,
+    F: Fn(usize, Member) -> T + Clone + Send + 'static,
+{
     let sem = Arc::new(Semaphore::new(common.concurrency.max(1)));
     let started = Instant::now();
     let (start, count) = common.share(n);
@@ -46,13 +55,15 @@ pub(super) async fn connect_share(
         let room = common.room_of(g);
         let source = common.source_ip(j, count);
         let bar = bar.clone();
+        let after = after.clone();
         tasks.push(tokio::spawn(async move {
-            let _permit = sem.acquire_owned().await.expect("semaphore open");
+            let permit = sem.acquire_owned().await.expect("semaphore open");
             let r = tokio::time::timeout(Duration::from_secs(30), join_one(&target, &room, source))
                 .await
                 .unwrap_or_else(|_| Err(anyhow::anyhow!("timed out connecting and joining")));
+            drop(permit);
             bar.inc(1);
-            r
+            r.map(|m| after(g, m))
         }));
     }
     let mut members = Vec::with_capacity(count);
@@ -79,7 +90,7 @@ pub(super) async fn connect_members(
     n: usize,
     bar: &ProgressBar,
 ) -> (Vec<Member>, Vec<String>, Duration) {
-    let j = connect_share(common, targets, n, bar).await;
+    let j = connect_share(common, targets, n, bar, |_, m| m).await;
     let members = j.members.into_iter().map(|(_, m)| m).collect();
     (members, j.failures, j.took)
 }

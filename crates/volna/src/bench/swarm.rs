@@ -4,13 +4,16 @@
 //! What one process saw is a [`Part`]; the parts of every process of a run
 //! are merged into one report ([`Merged`]).
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use tokio::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
 use super::client::payload;
 use super::common::{now_micros, Common};
-use super::deliveries::Deliveries;
+use super::deliveries::{Counts, Deliveries};
 use super::members::{connect_share, join_one};
 use super::pacer::Pacer;
 use super::procfs;
@@ -97,19 +100,34 @@ pub(super) async fn run_part(
         drop(join_one(&targets[0], &common.room_of(0), None).await?);
     }
     let (_, count) = common.share(plan.clients);
+    let per_room = Arc::new(plan.per_room(rooms));
+    let proto = targets[0].proto;
+    let counts = Counts::new();
     let bar = progress(common.quiet, count as u64, "joining");
-    let joined = connect_share(common, &targets, plan.clients, &bar).await;
+    let joined = {
+        let (counts, per_room) = (counts.clone(), per_room.clone());
+        connect_share(common, &targets, plan.clients, &bar, move |g, m| {
+            let tx = Arc::new(Mutex::new(m.tx));
+            let messages = per_room[g % rooms];
+            let task = tokio::spawn(counts.clone().receive(tx.clone(), m.rx, proto, messages));
+            (tx, task, messages)
+        })
+        .await
+    };
     bar.finish_and_clear();
-    let per_room = plan.per_room(rooms);
-    let (globals, members): (Vec<usize>, Vec<_>) = joined.members.into_iter().unzip();
-    let expect: Vec<u64> = globals.iter().map(|g| per_room[g % rooms]).collect();
-    let (deliveries, senders) = Deliveries::spawn(members, targets[0].proto, &expect);
-    let publishers: Vec<_> = globals
-        .iter()
-        .zip(senders)
-        .filter(|(g, _)| **g < plan.publishers)
-        .map(|(g, tx)| (*g, tx))
-        .collect();
+    let mut globals = Vec::with_capacity(joined.members.len());
+    let mut tasks = Vec::with_capacity(joined.members.len());
+    let mut publishers = Vec::new();
+    let mut expected = 0;
+    for (g, (tx, task, messages)) in joined.members {
+        globals.push(g);
+        tasks.push(task);
+        expected += messages;
+        if g < plan.publishers {
+            publishers.push((g, tx));
+        }
+    }
+    let deliveries = Deliveries::of(counts, tasks);
     let (start, count) = common.share(plan.clients);
     let mine = (start..start + count)
         .filter(|g| *g < plan.publishers)
@@ -141,14 +159,13 @@ pub(super) async fn run_part(
             anyhow::Ok(())
         }));
     }
-    let bar = progress(common.quiet, expect.iter().sum(), "deliveries");
+    let bar = progress(common.quiet, expected, "deliveries");
     let ticker = deliveries.show_on(&bar);
     for t in tasks {
         t.await??;
     }
     let publish_seconds = started.elapsed().as_secs_f64();
     sync.published();
-    let expected: u64 = expect.iter().sum();
     deliveries.wait(expected, plan.drain).await;
     let deliver_seconds = started.elapsed().as_secs_f64();
     ticker.abort();
