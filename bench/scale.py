@@ -1245,6 +1245,8 @@ def main():
     b_skipped = None
     if not has_flag(help_text, "--rooms"):
         b_skipped = "`volna bench fanout --help` lists no `--rooms` in this binary."
+    elif cfg.small_clients == 0:
+        b_skipped = "SMALL_CLIENTS=0: not run."
     per_node = -(-cfg.clients // cfg.nodes)
     per_gen = -(-cfg.clients // cfg.processes)
     limit = resource_nofile().split()[0]

@@ -11,7 +11,7 @@
 #   PROCESSES=NODES      load generator processes (volna bench fanout --processes)
 #   MESSAGES=3           broadcasts to the big room (one a second)
 #   SMALL_ROOMS=1000     phase B: rooms (--rooms), one publisher each
-#   SMALL_CLIENTS=20000  phase B: members over all rooms
+#   SMALL_CLIENTS=20000  phase B: members over all rooms (0: no phase B)
 #   SMALL_MESSAGES=SMALL_ROOMS*MESSAGES, SMALL_RATE=SMALL_ROOMS (messages/s in total)
 #   OUT=docs/benchmarks-scale.md
 #   NODE_CPUS=0 GEN_CPUS=1   taskset CPU lists: nodes and Redis / load generator

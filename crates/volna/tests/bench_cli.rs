@@ -95,6 +95,65 @@ fn fanout_conns_and_echo_report_what_happened() {
 }
 
 #[test]
+fn one_run_from_several_processes_against_several_servers() {
+    // Two independent servers, rooms spread so that room-0 lives on the
+    // first and room-1 on the second: three worker processes, each with
+    // members on both, and one report that adds them up.
+    let (one, two) = (Server::start(), Server::start());
+    let urls = format!("socketio://{},ws://{}/ws", one.http, two.http);
+    let r = bench(&[
+        "fanout",
+        "--urls",
+        &urls,
+        "--processes",
+        "3",
+        "--rooms",
+        "2",
+        "--publishers",
+        "2",
+        "-n",
+        "31",
+        "-m",
+        "10",
+        "--rate",
+        "200",
+    ]);
+    // 16 members in room-0 and 15 in room-1, 5 messages each.
+    assert_eq!(r["generator processes"], 3, "{r}");
+    assert_eq!(r["connected+joined"], 31, "{r}");
+    assert_eq!(r["expected deliveries"], 155, "{r}");
+    assert_eq!(r["delivered"], 155, "{r}");
+    assert_eq!(r["still open after hold"], 31, "{r}");
+    assert!(r["latency p50 (ms)"].as_f64().unwrap() > 0.0, "{r}");
+    // The phases a script can follow come on stderr.
+    let out = volna()
+        .args([
+            "bench",
+            "conns",
+            "--urls",
+            &urls,
+            "--processes",
+            "2",
+            "-n",
+            "10",
+        ])
+        .args(["--hold", "0.2", "--quiet", "--json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let phases: Vec<String> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(|l| l.strip_prefix("phase: ").map(String::from))
+        .collect();
+    assert_eq!(
+        phases,
+        ["connecting", "joined", "held", "published", "done"]
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["still open after hold"], 10, "{r}");
+}
+
+#[test]
 fn a_target_that_is_down_is_a_clear_error() {
     // A port nobody listens on.
     let port = TcpListener::bind("127.0.0.1:0")

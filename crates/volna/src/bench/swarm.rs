@@ -101,7 +101,7 @@ pub(super) async fn run_part(
     }
     let (_, count) = common.share(plan.clients);
     let per_room = Arc::new(plan.per_room(rooms));
-    let proto = targets[0].proto;
+    let protos: Vec<_> = targets.iter().map(|t| t.proto).collect();
     let counts = Counts::new();
     let bar = progress(common.quiet, count as u64, "joining");
     let joined = {
@@ -109,6 +109,7 @@ pub(super) async fn run_part(
         connect_share(common, &targets, plan.clients, &bar, move |g, m| {
             let tx = Arc::new(Mutex::new(m.tx));
             let messages = per_room[g % rooms];
+            let proto = protos[g % protos.len()];
             let task = tokio::spawn(counts.clone().receive(tx.clone(), m.rx, proto, messages));
             (tx, task, messages)
         })
