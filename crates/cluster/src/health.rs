@@ -88,13 +88,18 @@ pub(crate) async fn probe(
 /// How long a probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// What a probe found, when it found Redis alive.
+/// How late the probe's own timeout may fire before the loop counts as
+/// stalled (and a missing answer as this node's fault, not Redis's).
+const STALL: Duration = Duration::from_millis(250);
+
+/// What a probe found, when it found no fault.
 enum Probe {
     /// Both connections answered.
     Answered,
     /// No answer in time, but Redis was answering other commands or
-    /// delivering broadcasts meanwhile.
-    Busy,
+    /// delivering broadcasts meanwhile, this node's loop was stalled, or
+    /// it is the first such probe: not judged down (yet).
+    Late,
 }
 
 /// What Redis did for this node so far: publish batches it took and
@@ -116,29 +121,53 @@ pub(crate) async fn health_loop(
 ) {
     let mut delay = Duration::from_millis(500);
     let mut last_beat: Option<Instant> = None;
+    // Probes in a row that went unanswered with no sign of Redis.
+    let mut unanswered = 0;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(delay) => {}
         }
         let before = traffic(&shared);
-        let probed =
-            match tokio::time::timeout(PROBE_TIMEOUT, probe(&shared, &mut subscriber)).await {
-                Ok(r) => r.map(|()| Probe::Answered),
-                // A ping waits behind everything queued on its connection: on
-                // a node busy with a flood, that takes longer than the timeout
-                // while Redis is fine. Redis is down only if nothing at all
-                // came back from it meanwhile.
-                Err(_) if traffic(&shared) != before => Ok(Probe::Busy),
-                Err(_) => Err(redis::RedisError::from((
-                    redis::ErrorKind::Io,
-                    "probe timed out and nothing came from redis meanwhile",
-                ))),
-            };
+        let started = Instant::now();
+        let answer = tokio::time::timeout(PROBE_TIMEOUT, probe(&shared, &mut subscriber)).await;
+        let probed = match answer {
+            Ok(Ok(())) => {
+                unanswered = 0;
+                Ok(Probe::Answered)
+            }
+            Ok(Err(e)) if !e.is_timeout() => Err(e),
+            // No answer in time. A ping waits behind everything queued on
+            // its connection, and its answer needs this node's loop to be
+            // read: on a node busy with a flood or starved of CPU, that
+            // takes longer than the timeout while Redis is fine. Redis is
+            // down only if nothing at all came from it meanwhile, the
+            // loop was not stalled (the timeout itself fired on time), and
+            // the probe before went unanswered too.
+            _ => {
+                let stalled = started.elapsed() > PROBE_TIMEOUT + STALL;
+                if traffic(&shared) != before {
+                    unanswered = 0;
+                    Ok(Probe::Late)
+                } else if stalled {
+                    Ok(Probe::Late)
+                } else {
+                    unanswered += 1;
+                    if unanswered >= 2 {
+                        Err(redis::RedisError::from((
+                            redis::ErrorKind::Io,
+                            "two probes unanswered and nothing came from redis meanwhile",
+                        )))
+                    } else {
+                        Ok(Probe::Late)
+                    }
+                }
+            }
+        };
         match probed {
-            Ok(Probe::Busy) => {
+            Ok(Probe::Late) => {
                 bump(&shared.counters.probes_slow);
-                tracing::debug!("redis probe slow, but redis answers: busy, not down");
+                tracing::debug!("redis probe late: a busy node, not yet a dead redis");
             }
             Ok(Probe::Answered) => {
                 delay = Duration::from_millis(500);

@@ -258,7 +258,10 @@ impl Cluster {
                 .set_max_delay(Duration::from_secs(2))
                 .set_number_of_retries(3)
                 .set_connection_timeout(Some(Duration::from_secs(1)))
-                .set_response_timeout(Some(Duration::from_secs(2)))
+                // Generous: a node starved of CPU reads its answers late;
+                // a Redis that stopped answering is the health probe's to
+                // find (health.rs).
+                .set_response_timeout(Some(Duration::from_secs(10)))
         };
         let publisher = ConnectionManager::new_lazy_with_config(pub_client, manager_config())
             .map_err(url_err)?;

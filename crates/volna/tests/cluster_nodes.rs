@@ -446,3 +446,36 @@ async fn a_ws_client_resumes_a_room_on_another_node_from_its_place_in_the_stream
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_redis_is_found_down_and_back_up() {
+    // SIGSTOP: the connections stay open and nothing answers, which only
+    // the health probe can tell from a busy node.
+    let Some(redis) = Redis::start() else { return };
+    let a = node(&redis.url(), &prefix()).await;
+    let cluster = a.cluster().unwrap();
+    let signal = |sig: &str| {
+        let pid = redis.pid().unwrap().to_string();
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    signal("-STOP");
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while cluster.is_up() {
+        assert!(
+            std::time::Instant::now() < until,
+            "a hung redis still counts as up: {}",
+            cluster.health()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let h = cluster.health();
+    assert!(h["probes_slow"].as_u64().unwrap() >= 1, "{h}");
+    assert_eq!(h["redis_outages"], 1, "{h}");
+    signal("-CONT");
+    assert!(cluster.wait_up(Duration::from_secs(20)).await, "back up");
+    a.shutdown().await;
+}
