@@ -1090,11 +1090,22 @@ def report(cfg, bench, a, b, b_skipped, notes, started):
     w(json.dumps({"one room": a["json"], "small rooms": b and b["json"]}, indent=1, sort_keys=True))
     w("```")
     w("")
-    w("## Model")
-    w("")
-    w("(filled in by hand from these measurements)")
-    w("")
+    w(kept_by_hand(cfg.out))
     return "\n".join(L)
+
+
+def kept_by_hand(out):
+    """The report's hand-written tail: everything from `## Model` on in the
+    current OUT (a rerun keeps it), or a placeholder."""
+    try:
+        with open(out) as f:
+            old = f.read()
+    except OSError:
+        old = ""
+    at = old.find("\n## Model")
+    if at >= 0:
+        return old[at + 1:].rstrip("\n") + "\n"
+    return "## Model\n\n(filled in by hand from these measurements)\n"
 
 
 def fmt_json(v):
