@@ -101,23 +101,10 @@ fn one_run_from_several_processes_against_several_servers() {
     // members on both, and one report that adds them up.
     let (one, two) = (Server::start(), Server::start());
     let urls = format!("socketio://{},ws://{}/ws", one.http, two.http);
-    let r = bench(&[
-        "fanout",
-        "--urls",
-        &urls,
-        "--processes",
-        "3",
-        "--rooms",
-        "2",
-        "--publishers",
-        "2",
-        "-n",
-        "31",
-        "-m",
-        "10",
-        "--rate",
-        "200",
-    ]);
+    let args = format!(
+        "fanout --urls {urls} --processes 3 --rooms 2 --publishers 2 -n 31 -m 10 --rate 200"
+    );
+    let r = bench(&args.split_whitespace().collect::<Vec<_>>());
     // 16 members in room-0 and 15 in room-1, 5 messages each.
     assert_eq!(r["generator processes"], 3, "{r}");
     assert_eq!(r["connected+joined"], 31, "{r}");

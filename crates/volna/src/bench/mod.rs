@@ -67,27 +67,9 @@ pub enum Scenario {
         /// The options every scenario takes.
         #[command(flatten)]
         common: Common,
-        /// Members of the room (publishers included).
-        #[arg(long, short = 'n', default_value_t = 100)]
-        clients: usize,
-        /// How many members publish.
-        #[arg(long, default_value_t = 1)]
-        publishers: usize,
-        /// Messages published in total.
-        #[arg(long, short = 'm', default_value_t = 200)]
-        messages: u64,
-        /// Total publish rate in messages per second (0 = as fast as possible).
-        #[arg(long, default_value_t = 0.0)]
-        rate: f64,
-        /// Payload size in bytes.
-        #[arg(long, default_value_t = 64)]
-        size: usize,
-        /// Seconds to wait for stragglers once publishing is done.
-        #[arg(long, default_value_t = 5.0)]
-        drain: f64,
-        /// Publish this application event (`emit`) instead of `message`.
-        #[arg(long)]
-        event: Option<String>,
+        /// Who publishes what, how fast.
+        #[command(flatten)]
+        plan: swarm::Plan,
         /// Seconds to hold the members once all joined, before publishing (they answer pings
         /// meanwhile; the report counts those still open).
         #[arg(long, default_value_t = 0.0)]
@@ -186,26 +168,7 @@ pub async fn run(scenario: Scenario) -> anyhow::Result<()> {
             Some(report) => (report, common.json),
             None => return Ok(()),
         },
-        Scenario::Fanout {
-            common,
-            clients,
-            publishers,
-            messages,
-            rate,
-            size,
-            drain,
-            event,
-            hold,
-        } => {
-            let plan = swarm::Plan {
-                clients,
-                publishers,
-                messages,
-                rate,
-                size,
-                drain,
-                event,
-            };
+        Scenario::Fanout { common, plan, hold } => {
             match fanout::run(&common, plan, hold).await? {
                 Some(report) => (report, common.json),
                 // A worker of `--processes`: its part went to the parent.

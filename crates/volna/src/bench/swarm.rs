@@ -21,21 +21,29 @@ use super::progress::progress;
 use super::report::{new_histogram, Report};
 use super::workers::{self, Sync, Timeline};
 
-/// What a run does.
-#[derive(Debug, Clone)]
-pub(super) struct Plan {
-    /// Members in all (every process together).
+/// What a run does (`fanout`'s options; `conns` publishes nothing).
+#[derive(Debug, Clone, clap::Args)]
+pub struct Plan {
+    /// Members in all, every process together (publishers included).
+    #[arg(long, short = 'n', default_value_t = 100)]
     pub(super) clients: usize,
-    /// How many of them publish: the first ones (global indices), each into
-    /// its own room.
+    /// How many members publish: the first ones, each into its own room (of `--rooms`).
+    #[arg(long, default_value_t = 1)]
     pub(super) publishers: usize,
-    /// Messages published in all.
+    /// Messages published in total.
+    #[arg(long, short = 'm', default_value_t = 200)]
     pub(super) messages: u64,
-    /// Total publish rate per second (0: as fast as possible).
+    /// Total publish rate in messages per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
     pub(super) rate: f64,
+    /// Payload size in bytes.
+    #[arg(long, default_value_t = 64)]
     pub(super) size: usize,
     /// Seconds to wait for stragglers once publishing is done.
+    #[arg(long, default_value_t = 5.0)]
     pub(super) drain: f64,
+    /// Publish this application event (`emit`) instead of `message`.
+    #[arg(long)]
     pub(super) event: Option<String>,
 }
 
