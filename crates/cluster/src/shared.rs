@@ -116,8 +116,11 @@ pub(crate) struct Shared {
     pub(crate) position: Mutex<Option<Arc<str>>>,
     /// Members of each room on the other volna nodes, by namespace and
     /// room, as their presence events told (kept by `nodes.rs`).
-    pub(crate) remote_counts: Mutex<HashMap<Arc<str>, HashMap<Arc<str>, usize>>>,
+    pub(crate) remote_counts: Mutex<RemoteCounts>,
 }
+
+/// Members on the other volna nodes, by namespace, then room.
+pub(crate) type RemoteCounts = HashMap<Arc<str>, HashMap<Arc<str>, usize>>;
 
 impl Shared {
     /// Notes that Redis is unreachable (counted and logged once per outage).
