@@ -1,6 +1,7 @@
 //! [`HubConfig`]: the hub's settings.
 
 use super::limit::RateLimit;
+use crate::event::PresenceKind;
 use crate::policy::Policies;
 
 /// Settings of the hub.
@@ -35,6 +36,19 @@ pub struct HubConfig {
     /// abnormally, and what was published, are kept. `None` (the default):
     /// off.
     pub recovery: Option<std::time::Duration>,
+}
+
+impl HubConfig {
+    /// Whether a room of `members` (after the change) announces a join or a
+    /// leave: a join while it has at most [`presence_limit`](Self::presence_limit),
+    /// a leave while it has fewer (the same room sizes either way: the leave
+    /// undoing a join is announced exactly when the join was).
+    pub(crate) fn announces(&self, kind: PresenceKind, members: usize) -> bool {
+        match kind {
+            PresenceKind::Joined => members <= self.presence_limit,
+            PresenceKind::Left => members < self.presence_limit,
+        }
+    }
 }
 
 impl Default for HubConfig {

@@ -115,9 +115,7 @@ impl Hub {
                 // Announced here only while the whole room is small (see
                 // `rooms::announced`), with the whole room's size.
                 let members = rs.members.len() + self.remote_members(nsp, &room.name);
-                if !room.policy.presence
-                    || !super::rooms::announced(p.kind, members, self.inner.config.presence_limit)
-                {
+                if !room.policy.presence || !self.inner.config.announces(p.kind, members) {
                     return 0;
                 }
                 let shown = Presence {

@@ -365,7 +365,11 @@ impl Hub {
             kind: PresenceKind::Joined,
             members: local,
         };
-        if announced(PresenceKind::Joined, local + remote, limit) {
+        if self
+            .inner
+            .config
+            .announces(PresenceKind::Joined, local + remote)
+        {
             let shown = Presence {
                 members: local + remote,
                 ..presence.clone()
@@ -432,8 +436,9 @@ impl Hub {
             return rs.members.len();
         };
         let left = rs.members.len();
-        let limit = self.inner.config.presence_limit;
-        if left > 0 && (!announced(PresenceKind::Left, left, limit) || !room.policy.presence) {
+        if left > 0
+            && (!self.inner.config.announces(PresenceKind::Left, left) || !room.policy.presence)
+        {
             // A large room, or one whose policy turns presence off: leaves
             // are not announced (see HubConfig).
             return left;
@@ -462,7 +467,11 @@ impl Hub {
             return 0;
         }
         let remote = self.remote_members(&room.nsp, &room.name);
-        if announced(PresenceKind::Left, left + remote, limit) {
+        if self
+            .inner
+            .config
+            .announces(PresenceKind::Left, left + remote)
+        {
             let shown = Presence {
                 members: left + remote,
                 ..presence.clone()
@@ -474,17 +483,6 @@ impl Hub {
             adapter.forward(Outgoing::Presence(Arc::new(presence)));
         }
         left
-    }
-}
-
-/// Whether a room of `members` (after the change) announces a join or a
-/// leave: a join while it has at most `limit`, a leave while it has fewer
-/// (the same room sizes either way: the leave undoing a join is announced
-/// exactly when the join was).
-pub(crate) fn announced(kind: PresenceKind, members: usize, limit: usize) -> bool {
-    match kind {
-        PresenceKind::Joined => members <= limit,
-        PresenceKind::Left => members < limit,
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::client::{payload, Target};
+use super::client::payload;
 use super::common::{now_micros, Common};
 use super::deliveries::Deliveries;
 use super::http::HttpConn;
@@ -28,7 +28,7 @@ pub(super) async fn run(
     event: Option<String>,
 ) -> anyhow::Result<Report> {
     anyhow::ensure!(connections >= 1, "need at least one HTTP connection");
-    let target = Target::of(common)?;
+    let target = common.target()?;
     let api_addr = tokio::net::lookup_host(api.trim_start_matches("http://").trim_end_matches('/'))
         .await?
         .next()

@@ -77,14 +77,6 @@ impl Target {
             token: None,
         })
     }
-
-    /// The `--url` of `common`, with its `--token`.
-    pub(super) fn of(common: &super::common::Common) -> anyhow::Result<Target> {
-        Ok(Target {
-            token: common.token.clone(),
-            ..Target::parse(&common.url)?
-        })
-    }
 }
 
 /// The marker that starts every payload the load generator sends:

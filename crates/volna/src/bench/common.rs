@@ -78,6 +78,12 @@ impl Common {
             .collect()
     }
 
+    /// The first target (`--url`, or the first of `--urls`), for scenarios
+    /// with one.
+    pub(super) fn target(&self) -> anyhow::Result<super::client::Target> {
+        Ok(self.targets()?.swap_remove(0))
+    }
+
     /// This process's share of `n` clients: the first global index and how
     /// many (all of them unless it is a worker).
     pub(super) fn share(&self, n: usize) -> (usize, usize) {

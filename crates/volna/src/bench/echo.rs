@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::client::{find_marker, payload, Received, Target};
+use super::client::{find_marker, payload, Received};
 use super::common::Common;
 use super::members::{connect_members, Member};
 use super::procfs;
@@ -22,7 +22,7 @@ pub(super) async fn run(
     size: usize,
     rpc: Option<String>,
 ) -> anyhow::Result<Report> {
-    let target = Target::of(common)?;
+    let target = common.target()?;
     let bar = progress(common.quiet, n as u64, "connecting");
     let (members, failures, _) = connect_members(common, &common.targets()?, n, &bar).await;
     bar.finish_and_clear();

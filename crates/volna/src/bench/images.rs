@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::client::{find_marker, payload, Proto, Received, Target};
+use super::client::{find_marker, payload, Proto, Received};
 use super::common::Common;
 use super::members::{connect_members, Member};
 use super::progress::progress;
@@ -59,7 +59,7 @@ pub(super) async fn run(
     duration: f64,
     width: u32,
 ) -> anyhow::Result<Report> {
-    let target = Target::of(common)?;
+    let target = common.target()?;
     anyhow::ensure!(
         target.proto == Proto::Ws,
         "the images scenario drives volna's /ws endpoint: use --url ws://HOST:PORT/ws"

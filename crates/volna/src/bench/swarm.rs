@@ -9,8 +9,6 @@ use std::time::Instant;
 
 use tokio::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
-
 use super::client::payload;
 use super::common::{now_micros, Common};
 use super::deliveries::{Counts, Deliveries};
@@ -19,7 +17,7 @@ use super::pacer::Pacer;
 use super::procfs;
 use super::progress::progress;
 use super::report::{new_histogram, Report};
-use super::workers::{self, Sync, Timeline};
+use super::workers::{self, Part, Sync, Timeline};
 
 /// What a run does (`fanout`'s options; `conns` publishes nothing).
 #[derive(Debug, Clone, clap::Args)]
@@ -63,30 +61,6 @@ impl Plan {
         }
         per
     }
-}
-
-/// What one process saw.
-#[derive(Debug, Default, Serialize, Deserialize)]
-pub(super) struct Part {
-    pub(super) joined: u64,
-    pub(super) failures: u64,
-    pub(super) first_failure: Option<String>,
-    /// Seconds from the first connect to the last join answer.
-    pub(super) connect_seconds: f64,
-    /// Members still open when the hold ended.
-    pub(super) open_after_hold: u64,
-    pub(super) expected: u64,
-    pub(super) delivered: u64,
-    /// Members that got fewer messages than published into their room.
-    pub(super) short_members: u64,
-    /// Seconds its publishers took (0 without publishers).
-    pub(super) publish_seconds: f64,
-    /// Seconds from the start of publishing to the last delivery counted.
-    pub(super) deliver_seconds: f64,
-    /// Latencies in microseconds: (value, count) pairs.
-    pub(super) latency: Vec<(u64, u64)>,
-    /// This process's resident memory at the end of the hold.
-    pub(super) rss_bytes: u64,
 }
 
 /// Runs this process's share of `plan`, `sync` telling it when the hold

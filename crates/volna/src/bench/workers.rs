@@ -18,13 +18,37 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
 use super::common::Common;
 use super::procfs;
-use super::swarm::Part;
+
+/// What one process saw.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(super) struct Part {
+    pub(super) joined: u64,
+    pub(super) failures: u64,
+    pub(super) first_failure: Option<String>,
+    /// Seconds from the first connect to the last join answer.
+    pub(super) connect_seconds: f64,
+    /// Members still open when the hold ended.
+    pub(super) open_after_hold: u64,
+    pub(super) expected: u64,
+    pub(super) delivered: u64,
+    /// Members that got fewer messages than published into their room.
+    pub(super) short_members: u64,
+    /// Seconds its publishers took (0 without publishers).
+    pub(super) publish_seconds: f64,
+    /// Seconds from the start of publishing to the last delivery counted.
+    pub(super) deliver_seconds: f64,
+    /// Latencies in microseconds: (value, count) pairs.
+    pub(super) latency: Vec<(u64, u64)>,
+    /// This process's resident memory at the end of the hold.
+    pub(super) rss_bytes: u64,
+}
 
 /// The server's CPU time and memory at the phases of a run (`--pid`).
 #[derive(Debug, Default, Clone, Copy)]
