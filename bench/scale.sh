@@ -5,7 +5,7 @@
 # generator, the kernel's socket memory, the generator's own memory and Redis's CPU. The driver is
 # bench/scale.py; this wrapper checks, builds, raises the open-files limit and cleans up.
 #
-#   bench/scale.sh [NODES] [CLIENTS] [HOLD_SECONDS]          defaults: 5 100000 300
+#   bench/scale.sh [NODES] [CLIENTS] [HOLD_SECONDS]          defaults: 6 100000 300 (16 667 a node: under the 20 000 open files a process may hold)
 #
 # Environment (defaults):
 #   PROCESSES=NODES      load generator processes (volna bench fanout --processes)
@@ -22,7 +22,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-NODES=${1:-${NODES:-5}}
+NODES=${1:-${NODES:-6}}
 CLIENTS=${2:-${CLIENTS:-100000}}
 HOLD=${3:-${HOLD:-300}}
 export NODES CLIENTS HOLD
