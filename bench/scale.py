@@ -60,7 +60,7 @@ class Interrupted(BaseException):
 
 class Config:
     def __init__(self):
-        self.nodes = env_int("NODES", 5)
+        self.nodes = env_int("NODES", 6)
         self.clients = env_int("CLIENTS", 100000)
         self.hold = env_float("HOLD", 300)
         self.processes = env_int("PROCESSES", self.nodes)
