@@ -30,24 +30,22 @@ import time
 # Configuration
 
 
-def env_int(name, default):
+def env_number(name, default, kind, what):
     raw = os.environ.get(name, "")
     if raw == "":
         return default
     try:
-        return int(raw)
+        return kind(raw)
     except ValueError:
-        raise Fail(f"{name} must be a whole number, got {raw!r}")
+        raise Fail(f"{name} must be {what}, got {raw!r}")
+
+
+def env_int(name, default):
+    return env_number(name, default, int, "a whole number")
 
 
 def env_float(name, default):
-    raw = os.environ.get(name, "")
-    if raw == "":
-        return default
-    try:
-        return float(raw)
-    except ValueError:
-        raise Fail(f"{name} must be a number, got {raw!r}")
+    return env_number(name, default, float, "a number")
 
 
 class Fail(Exception):

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::state::{Hub, Member};
-use crate::event::{Codec, ConnId, Event, Message, Presence};
+use crate::event::{Codec, ConnId, Event, Message};
 use crate::outbox::{CloseReason, Frame, Outbox, PushError};
 use crate::stats::Stats;
 
@@ -112,21 +112,12 @@ impl Hub {
                 return self.deliver_volatile(&mut enc, rs.members.iter(), None);
             }
             if let Event::Presence(p) = event {
-                // Announced here only while the whole room is small (see
-                // `rooms::announced`), with the whole room's size.
-                let members = rs.members.len() + self.remote_members(nsp, &room.name);
-                if !room.policy.presence || !self.inner.config.announces(p.kind, members) {
+                // Announced here only while the whole room is small, with
+                // the whole room's size.
+                if !room.policy.presence {
                     return 0;
                 }
-                let shown = Presence {
-                    members,
-                    ..p.clone()
-                };
-                return self.deliver(
-                    &mut Encoder::new(Event::Presence(&shown)),
-                    rs.members.iter(),
-                    None,
-                );
+                return self.announce(&rs.members, p.clone(), None, false);
             }
             let Event::Message(m) = event else {
                 return self.deliver(&mut enc, rs.members.iter(), None);
@@ -319,7 +310,7 @@ mod tests {
 
     use super::*;
     use crate::adapter::{Adapter, Outgoing};
-    use crate::event::{Data, MemberInfo, Message, PresenceKind};
+    use crate::event::{Data, MemberInfo, Message, Presence, PresenceKind};
     use crate::hub::testing::{codec, conn, drain};
     use crate::outbox::{Batch, OutboxLimits};
     use crate::{Conn, HubConfig};

@@ -357,7 +357,6 @@ impl Hub {
         // Told to the other nodes while this node's part of the room is
         // small (they keep its size, see [`Adapter::remote_members`]);
         // announced here only while the whole room is.
-        let remote = self.remote_members(&room.nsp, &room.name);
         let presence = Presence {
             nsp: room.nsp.clone(),
             room: room.name.clone(),
@@ -365,25 +364,42 @@ impl Hub {
             kind: PresenceKind::Joined,
             members: local,
         };
-        if self
-            .inner
-            .config
-            .announces(PresenceKind::Joined, local + remote)
-        {
-            let shown = Presence {
-                members: local + remote,
-                ..presence.clone()
-            };
-            let mut enc = Encoder::new(Event::Presence(&shown));
-            self.deliver(&mut enc, rs.members.iter(), Some(id));
-        }
-        if let Some(adapter) = self.inner.adapter.get() {
-            adapter.forward(Outgoing::Presence(Arc::new(presence)));
-        }
+        self.announce(&rs.members, presence, Some(id), true);
         Ok(JoinInfo {
             members: member_list(&rs.members),
             ..position(&rs, missed)
         })
+    }
+
+    /// Tells this node's members of a room about a join or a leave
+    /// (`presence.members`: this node's part of the room) while the whole
+    /// room is within the presence limit, showing the whole room's size;
+    /// with `forward`, tells the other nodes too, whatever the size (they
+    /// keep this node's part, see [`Adapter::remote_members`]). Returns the
+    /// deliveries.
+    ///
+    /// [`Adapter::remote_members`]: crate::Adapter::remote_members
+    pub(super) fn announce(
+        &self,
+        members: &HashMap<ConnId, Member>,
+        presence: Presence,
+        except: Option<ConnId>,
+        forward: bool,
+    ) -> usize {
+        let whole = members.len() + self.remote_members(&presence.nsp, &presence.room);
+        let mut delivered = 0;
+        if self.inner.config.announces(presence.kind, whole) {
+            let shown = Presence {
+                members: whole,
+                ..presence.clone()
+            };
+            let mut enc = Encoder::new(Event::Presence(&shown));
+            delivered = self.deliver(&mut enc, members.iter(), except);
+        }
+        if let (true, Some(adapter)) = (forward, self.inner.adapter.get()) {
+            adapter.forward(Outgoing::Presence(Arc::new(presence)));
+        }
+        delivered
     }
 
     /// Members of `room` on the other nodes, as far as the cluster knows
@@ -466,22 +482,7 @@ impl Hub {
             }
             return 0;
         }
-        let remote = self.remote_members(&room.nsp, &room.name);
-        if self
-            .inner
-            .config
-            .announces(PresenceKind::Left, left + remote)
-        {
-            let shown = Presence {
-                members: left + remote,
-                ..presence.clone()
-            };
-            let mut enc = Encoder::new(Event::Presence(&shown));
-            self.deliver(&mut enc, rs.members.iter(), None);
-        }
-        if let Some(adapter) = self.inner.adapter.get() {
-            adapter.forward(Outgoing::Presence(Arc::new(presence)));
-        }
+        self.announce(&rs.members, presence, None, true);
         left
     }
 }
