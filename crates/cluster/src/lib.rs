@@ -26,7 +26,8 @@
 //! - `publish.rs`: the publish loop (queue → Redis, pipelined batches);
 //! - `receive.rs`: the receive loop (Redis pushes → delivery, nodes,
 //!   requests);
-//! - `local.rs`: delivering to local members, listing them for requests;
+//! - `local.rs`: accepting another server's broadcast (either reader),
+//!   delivering to local members, listing them for requests;
 //! - `nodes.rs`: heartbeats and membership of the other volna nodes;
 //! - `requests.rs`: cluster-wide `who`, and answering other servers'
 //!   requests;
@@ -35,7 +36,7 @@
 //! Imports go one way: `config`, `counters` and `wire` are leaves,
 //! `shared` uses only them, and every other module uses `shared` and the
 //! leaves (`receive` also `nodes`, `requests` and `local`; `requests` also
-//! `local`; `health` also `nodes`).
+//! `local`; `local` and `health` also `nodes`).
 
 pub mod stream_wire;
 pub mod wire;

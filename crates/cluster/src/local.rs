@@ -3,11 +3,23 @@
 //! servers' requests. Used by the receive loop and by request answering.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use volna_hub::{ConnId, Event, Hub};
 
-use crate::wire::RemoteEvent;
+use crate::counters::bump;
+use crate::nodes::Nodes;
+use crate::shared::Shared;
+use crate::wire::{RemoteBroadcast, RemoteEvent};
+
+/// Another server's broadcast, as either reader (pub/sub or the stream)
+/// got it: its sender is noted (with the room size its presence tells),
+/// then it is delivered to the local members it targets, and counted.
+pub(crate) fn accept(shared: &Shared, hub: &Hub, nodes: &Mutex<Nodes>, inc: &RemoteBroadcast) {
+    nodes.lock().unwrap().on_broadcast(inc);
+    deliver(hub, &inc.nsp, &inc.rooms, &inc.except, &inc.event);
+    bump(&shared.counters.received);
+}
 
 /// Delivers a received event to the local members it targets.
 pub(crate) fn deliver(

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use volna_hub::Hub;
 
 use crate::counters::bump;
-use crate::local::deliver;
+use crate::local::accept;
 use crate::nodes::Nodes;
 use crate::requests;
 use crate::shared::Shared;
@@ -124,8 +124,6 @@ impl Receiver {
         if inc.uid == self.shared.uid {
             return;
         }
-        self.nodes.lock().unwrap().on_broadcast(&inc);
-        deliver(&self.hub, &inc.nsp, &inc.rooms, &inc.except, &inc.event);
-        bump(&self.shared.counters.received);
+        accept(&self.shared, &self.hub, &self.nodes, &inc);
     }
 }

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use volna_hub::{Hub, Message, Missed, Restored};
 
 use crate::counters::bump;
-use crate::local::deliver;
+use crate::local::accept;
 use crate::nodes::Nodes;
 use crate::shared::{Restore, RestoreRequest, Shared};
 use crate::stream_wire::{self, kind, StreamEntry};
@@ -343,9 +343,7 @@ impl Reader {
                 return;
             }
         };
-        self.nodes.lock().unwrap().on_broadcast(&inc);
-        deliver(&self.hub, &inc.nsp, &inc.rooms, &inc.except, &inc.event);
-        bump(&self.shared.counters.received);
+        accept(&self.shared, &self.hub, &self.nodes, &inc);
     }
 
     /// Answers the recoveries waiting now, all at once (a node drained
